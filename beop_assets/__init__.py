@@ -1,0 +1,1 @@
+"""beop-exports: nightly participation exports for BeOp customers, orchestrated by Dagster."""

@@ -1,0 +1,294 @@
+"""The export registry: the YAML file operators edit at runtime (SPEC section 6).
+
+Each entry is validated on its own, so that one broken export never hides the others: a fault names
+the export id, the field and the YAML line. Tenancy is checked here, against the reference data:
+an export that selects another account's campaign, content or optin is rejected when it is loaded.
+Credentials are never part of an entry: it only names the variable or file that holds them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+
+from beop_assets.landing.reference import Reference
+
+EXPORT_ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
+CRM_TYPES = ("crm-participation", "crm-optin")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SftpTarget(_Strict):
+    """Where a specific export is delivered, and how to authenticate (by reference only)."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(default=22, ge=1, le=65535)
+    username: str = Field(min_length=1)
+    directory: str = Field(min_length=1)
+    password_env: str | None = None
+    private_key_file: str | None = None
+    private_key_env: str | None = None
+    private_key_passphrase_env: str | None = None
+    known_hosts_file: str | None = None
+    insecure_skip_host_key_check: bool = False
+
+    @model_validator(mode="after")
+    def _one_credential_and_host_key_policy(self) -> "SftpTarget":
+        given = [k for k in ("password_env", "private_key_file", "private_key_env") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError(
+                "exactly one of password_env, private_key_file, private_key_env is required"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        if self.known_hosts_file and self.insecure_skip_host_key_check:
+            raise ValueError("known_hosts_file and insecure_skip_host_key_check: true exclude each other")
+        if not self.known_hosts_file and not self.insecure_skip_host_key_check:
+            raise ValueError(
+                "known_hosts_file is required (or the explicit opt-out insecure_skip_host_key_check: true)"
+            )
+        return self
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class GcsTarget(_Strict):
+    """Where a global export is delivered, with the customer's service-account key (by reference)."""
+
+    bucket: str = Field(min_length=3, max_length=222, pattern=r"^[a-z0-9][a-z0-9._-]*[a-z0-9]$")
+    prefix: str = ""
+    credentials_file: str | None = None
+    credentials_env: str | None = None
+
+    @model_validator(mode="after")
+    def _one_credentials_source(self) -> "GcsTarget":
+        if bool(self.credentials_file) == bool(self.credentials_env):
+            raise ValueError("exactly one of credentials_file, credentials_env is required")
+        return self
+
+    @field_validator("prefix")
+    @classmethod
+    def _relative_prefix(cls, value: str) -> str:
+        if value.startswith("/") or ".." in value.split("/"):
+            raise ValueError("prefix must be relative and must not contain '..'")
+        return value
+
+
+class _ExportBase(_Strict):
+    id: str = Field(pattern=EXPORT_ID_PATTERN, max_length=100)
+    account_id: str = Field(min_length=1)
+    enabled: bool = True
+
+
+class SpecificExport(_ExportBase):
+    mode: Literal["specific"]
+    type: Literal["crm-participation", "crm-optin"]
+    name: str = Field(min_length=1)
+    campaigns: list[str] = Field(default_factory=list)
+    contents: list[str] = Field(default_factory=list)
+    optins: list[str] = Field(default_factory=list)
+    # Spreadsheet users can ask for cells starting with = + - @ to be neutralized (a leading ').
+    # Off by default: it would change phone numbers such as +33...
+    neutralize_formulas: bool = False
+    sftp: SftpTarget
+
+    @model_validator(mode="after")
+    def _selection(self) -> "SpecificExport":
+        if self.type == "crm-participation" and not (self.campaigns or self.contents):
+            raise ValueError("crm-participation needs at least one campaign or content")
+        if self.type == "crm-optin" and not self.optins:
+            raise ValueError("crm-optin needs at least one optin")
+        return self
+
+
+class GlobalExport(_ExportBase):
+    mode: Literal["global"]
+    gcs: GcsTarget
+
+
+Export = Annotated[Union[SpecificExport, GlobalExport], Field(discriminator="mode")]
+_export_adapter: TypeAdapter[SpecificExport | GlobalExport] = TypeAdapter(Export)
+
+
+@dataclass(frozen=True)
+class Fault:
+    export_id: str | None
+    field: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"line {self.line}: " if self.line else ""
+        who = f"export {self.export_id!r}" if self.export_id else "registry"
+        return f"{where}{who}: {self.field}: {self.message}"
+
+
+@dataclass
+class Registry:
+    """The valid exports, and every fault found, keyed so that a run can report each export."""
+
+    path: Path
+    exports: dict[str, SpecificExport | GlobalExport] = field(default_factory=dict)
+    faults: list[Fault] = field(default_factory=list)
+    # ids of entries that were present (and enabled, as far as could be read) but invalid
+    broken_ids: list[str] = field(default_factory=list)
+    unreadable: bool = False
+
+    def faults_of(self, export_id: str) -> list[Fault]:
+        return [f for f in self.faults if f.export_id == export_id]
+
+    def enabled(self, mode: str | None = None) -> list[SpecificExport | GlobalExport]:
+        return [e for e in self.exports.values() if e.enabled and (mode is None or e.mode == mode)]
+
+    def get(self, export_id: str) -> SpecificExport | GlobalExport:
+        """The export with that id, or a `RegistryError` that says exactly why it cannot run."""
+        if export_id in self.exports:
+            return self.exports[export_id]
+        faults = self.faults_of(export_id) or [f for f in self.faults if f.export_id is None]
+        if faults:
+            raise RegistryError(f"export {export_id!r} is misconfigured in {self.path}: " + "; ".join(map(str, faults)))
+        raise RegistryError(f"export {export_id!r} is not in the registry {self.path}")
+
+
+class RegistryError(Exception):
+    """An export cannot run because of its configuration; the message says what to fix."""
+
+
+def _field_path(loc: tuple) -> str:
+    parts = [str(p) for p in loc if p not in ("specific", "global")]
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if p.isdigit() else (f".{p}" if out else p)
+    return out or "(entry)"
+
+
+def _entry_lines(text: str) -> list[int | None]:
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return []
+    if not isinstance(root, yaml.MappingNode):
+        return []
+    for key, value in root.value:
+        if key.value == "exports" and isinstance(value, yaml.SequenceNode):
+            return [item.start_mark.line + 1 for item in value.value]
+    return []
+
+
+def check_tenancy(export: SpecificExport | GlobalExport, reference: Reference) -> list[Fault]:
+    """Every selected id must exist and belong to the export's own account."""
+    faults: list[Fault] = []
+    if export.account_id not in reference.accounts:
+        faults.append(Fault(export.id, "account_id", f"unknown account {export.account_id!r}"))
+        return faults
+    if isinstance(export, GlobalExport):
+        return faults
+    owners = {
+        "campaigns": {k: v for k, v in reference.campaigns.items()},
+        "contents": reference.contents,
+        "optins": {k: o.account_id for k, o in reference.optins.items()},
+    }
+    for kind, owner_of in owners.items():
+        for index, item in enumerate(getattr(export, kind)):
+            owner = owner_of.get(item)
+            if owner is None:
+                faults.append(Fault(export.id, f"{kind}[{index}]", f"unknown {kind[:-1]} {item!r}"))
+            elif owner != export.account_id:
+                faults.append(
+                    Fault(export.id, f"{kind}[{index}]",
+                          f"{kind[:-1]} {item!r} belongs to another account, not to {export.account_id!r}")
+                )
+    return faults
+
+
+def load_registry(path: Path, reference: Reference | None) -> Registry:
+    """Parse and validate the registry. Never raises for bad content: faults are collected."""
+    registry = Registry(path=path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        registry.faults.append(Fault(None, "file", f"registry file not found: {path}"))
+        registry.unreadable = True
+        return registry
+    except (OSError, UnicodeDecodeError) as exc:
+        registry.faults.append(Fault(None, "file", f"registry file unreadable: {path}: {exc}"))
+        registry.unreadable = True
+        return registry
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        registry.faults.append(
+            Fault(None, "yaml", f"malformed YAML in {path}: {getattr(exc, 'problem', exc)}",
+                  line=mark.line + 1 if mark else None)
+        )
+        registry.unreadable = True
+        return registry
+    if document is None:
+        document = {"exports": []}
+    if not isinstance(document, dict) or not isinstance(document.get("exports", []), list):
+        registry.faults.append(Fault(None, "exports", "the registry must be a mapping with an 'exports' list"))
+        registry.unreadable = True
+        return registry
+    unknown_top = sorted(set(document) - {"exports"})
+    if unknown_top:
+        registry.faults.append(Fault(None, unknown_top[0], "unknown top-level key (only 'exports' is allowed)"))
+
+    lines = _entry_lines(text)
+    entries = document.get("exports") or []
+    seen: dict[str, int] = {}
+    parsed: list[tuple[int, str | None, SpecificExport | GlobalExport | None]] = []
+    for index, entry in enumerate(entries):
+        line = lines[index] if index < len(lines) else None
+        export_id = entry.get("id") if isinstance(entry, dict) and isinstance(entry.get("id"), str) else None
+        label = export_id or f"exports[{index}]"
+        if not isinstance(entry, dict):
+            registry.faults.append(Fault(label, "(entry)", "each export must be a mapping", line))
+            parsed.append((index, export_id, None))
+            continue
+        try:
+            export = _export_adapter.validate_python(entry)
+        except ValidationError as exc:
+            for err in exc.errors():
+                message = err["msg"].removeprefix("Value error, ")
+                registry.faults.append(Fault(label, _field_path(err["loc"]), message, line))
+            parsed.append((index, export_id, None))
+            if export_id and entry.get("enabled", True) is not False:
+                registry.broken_ids.append(export_id)
+            continue
+        parsed.append((index, export_id, export))
+
+    for index, export_id, export in parsed:
+        if export_id:
+            seen[export_id] = seen.get(export_id, 0) + 1
+    duplicates = {i for i, n in seen.items() if n > 1}
+    for export_id in sorted(duplicates):
+        registry.faults.append(
+            Fault(export_id, "id", f"duplicate export id {export_id!r} ({seen[export_id]} entries): ids must be unique; "
+                  "none of them runs until it is fixed")
+        )
+        if export_id not in registry.broken_ids:
+            registry.broken_ids.append(export_id)
+
+    for index, export_id, export in parsed:
+        if export is None or export.id in duplicates:
+            continue
+        if reference is not None:
+            tenancy = check_tenancy(export, reference)
+            if tenancy:
+                line = lines[index] if index < len(lines) else None
+                registry.faults.extend(Fault(f.export_id, f.field, f.message, line) for f in tenancy)
+                if export.enabled:
+                    registry.broken_ids.append(export.id)
+                continue
+        registry.exports[export.id] = export
+    return registry

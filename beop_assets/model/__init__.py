@@ -1,0 +1,1 @@
+"""The participation model: validated, deduplicated days stored by DuckDB and as Parquet."""

@@ -1,0 +1,81 @@
+"""Where the model lives: one DuckDB file, and one Parquet file per table and day.
+
+The DuckDB file is written only by the model assets, one at a time (a Dagster pool, and a file lock
+for writers outside Dagster's pools such as a second `beop-exports run`). Exports never open it:
+they read the day's Parquet through a fresh in-memory DuckDB connection, so that any number of
+export runs proceed while a day is being loaded.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+
+from beop_assets import settings
+
+MODEL_TABLES = ("participations", "optins", "rejected_participations")
+
+
+class DayNotLoadedError(Exception):
+    """An export asked for a day that the model has not loaded: delivering an empty file would lie."""
+
+
+def warehouse_root(root: Path | None = None) -> Path:
+    return root or settings.current().warehouse
+
+
+def day_file(table: str, day: date, root: Path | None = None) -> Path:
+    return warehouse_root(root) / table / f"date={day.isoformat()}" / "data.parquet"
+
+
+def database_file(root: Path | None = None) -> Path:
+    return warehouse_root(root) / "beop.duckdb"
+
+
+def sql_path(path: Path) -> str:
+    """A path as a DuckDB string literal."""
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def loaded_day_file(table: str, day: date, root: Path | None = None) -> Path:
+    path = day_file(table, day, root)
+    if not path.exists():
+        raise DayNotLoadedError(
+            f"the model has no {table} for {day.isoformat()} (expected {path}): "
+            f"materialize the participations partition {day.isoformat()} first"
+        )
+    return path
+
+
+@contextmanager
+def model_writer(root: Path | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The only way to write the DuckDB file: serialized by an exclusive file lock."""
+    root = warehouse_root(root)
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".model.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        con = duckdb.connect(str(database_file(root)))
+        try:
+            yield con
+        finally:
+            con.close()
+
+
+def reader() -> duckdb.DuckDBPyConnection:
+    """A fresh in-memory connection for reading Parquet days: never takes the DuckDB file lock."""
+    con = duckdb.connect(":memory:", config={"threads": int(os.environ.get("BEOP_EXPORT_THREADS", "2"))})
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET preserve_insertion_order = true")
+    return con
+
+
+def replace_file(tmp: Path, final: Path) -> None:
+    """Atomically put a freshly written Parquet day in place: readers see the old day or the new one."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, final)
