@@ -8,7 +8,6 @@ Credentials are never part of an entry: it only names the variable or file that 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal, Union
@@ -139,8 +138,9 @@ class Registry:
     path: Path
     exports: dict[str, SpecificExport | GlobalExport] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
-    # ids of entries that were present (and enabled, as far as could be read) but invalid
-    broken_ids: list[str] = field(default_factory=list)
+    # enabled entries that are invalid: id -> mode (None when even the mode is unreadable). They are
+    # still scheduled, so that each fails loudly with its own message instead of silently missing a day.
+    broken: dict[str, str | None] = field(default_factory=dict)
     unreadable: bool = False
 
     def faults_of(self, export_id: str) -> list[Fault]:
@@ -148,6 +148,12 @@ class Registry:
 
     def enabled(self, mode: str | None = None) -> list[SpecificExport | GlobalExport]:
         return [e for e in self.exports.values() if e.enabled and (mode is None or e.mode == mode)]
+
+    def scheduled_ids(self, mode: str) -> list[str]:
+        """Ids that get a partition and a nightly run: enabled exports, valid or not (a broken one
+        fails its run with its fault, visibly, rather than silently missing the day)."""
+        ids = {e.id for e in self.enabled(mode)} | {i for i, m in self.broken.items() if m == mode}
+        return sorted(ids)
 
     def get(self, export_id: str) -> SpecificExport | GlobalExport:
         """The export with that id, or a `RegistryError` that says exactly why it cannot run."""
@@ -260,10 +266,12 @@ def load_registry(path: Path, reference: Reference | None) -> Registry:
         except ValidationError as exc:
             for err in exc.errors():
                 message = err["msg"].removeprefix("Value error, ")
-                registry.faults.append(Fault(label, _field_path(err["loc"]), message, line))
+                where = "mode" if err["type"].startswith("union_tag") else _field_path(err["loc"])
+                registry.faults.append(Fault(label, where, message, line))
             parsed.append((index, export_id, None))
             if export_id and entry.get("enabled", True) is not False:
-                registry.broken_ids.append(export_id)
+                mode = entry.get("mode")
+                registry.broken[export_id] = mode if mode in ("specific", "global") else None
             continue
         parsed.append((index, export_id, export))
 
@@ -276,8 +284,9 @@ def load_registry(path: Path, reference: Reference | None) -> Registry:
             Fault(export_id, "id", f"duplicate export id {export_id!r} ({seen[export_id]} entries): ids must be unique; "
                   "none of them runs until it is fixed")
         )
-        if export_id not in registry.broken_ids:
-            registry.broken_ids.append(export_id)
+        modes = {e.get("mode") for e in entries if isinstance(e, dict) and e.get("id") == export_id}
+        mode = modes.pop() if len(modes) == 1 else None
+        registry.broken[export_id] = mode if mode in ("specific", "global") else None
 
     for index, export_id, export in parsed:
         if export is None or export.id in duplicates:
@@ -288,7 +297,7 @@ def load_registry(path: Path, reference: Reference | None) -> Registry:
                 line = lines[index] if index < len(lines) else None
                 registry.faults.extend(Fault(f.export_id, f.field, f.message, line) for f in tenancy)
                 if export.enabled:
-                    registry.broken_ids.append(export.id)
+                    registry.broken[export.id] = export.mode
                 continue
         registry.exports[export.id] = export
     return registry

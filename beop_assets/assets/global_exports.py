@@ -1,0 +1,38 @@
+"""Global exports: one gzip ndJSON file per (data day, global export), delivered to the customer's bucket.
+
+The JSON layout is built in `exports/global_ndjson.py`; the upload in `delivery/gcs.py`, driven by
+`GcsDeliveryIOManager`.
+"""
+
+
+from dagster import AssetDep, AssetExecutionContext, asset
+
+from beop_assets import settings
+from beop_assets.exports.export_file import ExportFile
+from beop_assets.exports.file_names import global_file_name
+from beop_assets.exports.global_ndjson import build_global_ndjson
+from beop_assets.exports.registry import GlobalExport, RegistryError
+from beop_assets.partitions import SAME_DATA_DAY, global_export_days, split_export_day_key
+from beop_assets.resources import ExportRegistry, Warehouse
+
+
+@asset(
+    partitions_def=global_export_days,
+    group_name="global_exports",
+    io_manager_key="gcs_delivery",
+    deps=[AssetDep("participations", partition_mapping=SAME_DATA_DAY)],
+    kinds={"json", "gcs"},
+    description="Every participation of the account for the day as gzip ndJSON, delivered to the "
+    "customer's bucket as YYYY-MM-DD_USERNAME.ndjson.gz (a re-run replaces it).",
+)
+def global_export_file(context: AssetExecutionContext, registry: ExportRegistry, warehouse: Warehouse) -> ExportFile:
+    day, export_id = split_export_day_key(context.partition_key)
+    export = registry.load().get(export_id)
+    if not isinstance(export, GlobalExport):
+        raise RegistryError(f"export {export_id!r} is a {export.mode} export, not a global one")
+    username = registry.reference().accounts[export.account_id]
+    file_name = global_file_name(username, day)
+    built = build_global_ndjson(export, day, warehouse.spool(export_id, context.run_id) / file_name, file_name,
+                                root=warehouse.path(), level=settings.current().gzip_level)
+    context.log.info(f"{export_id} {day}: built {file_name} ({built.rows} rows, {built.bytes} bytes)")
+    return built

@@ -1,0 +1,84 @@
+"""The participation model: one load per UTC day produces participations, optins and the rejects.
+
+The three tables come from one pass over the day's landing files, so they are one multi-asset.
+They are the only writers of the DuckDB file, hence the `duckdb_model` pool (limit 1; see README).
+"""
+
+
+from datetime import date
+
+from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, MetadataValue, multi_asset
+
+from beop_assets.landing.zone import staged_day
+from beop_assets.model import warehouse as model_warehouse
+from beop_assets.model.day_loader import load_day
+from beop_assets.partitions import data_days
+from beop_assets.resources import Warehouse
+
+MODEL_POOL = "duckdb_model"
+
+
+@multi_asset(
+    specs=[
+        AssetSpec(
+            "participations",
+            description="Every valid participation of the UTC day, deduplicated, with its account, content "
+            "and campaign names. One Parquet file per day, also in the DuckDB file.",
+            group_name="participation_model",
+            kinds={"duckdb", "parquet"},
+        ),
+        AssetSpec(
+            "optins",
+            deps=["participations"],
+            description="One row per optin answer inside the day's participations, with the optin's name and text.",
+            group_name="participation_model",
+            kinds={"duckdb", "parquet"},
+        ),
+        AssetSpec(
+            "rejected_participations",
+            description="Landing lines that SPEC section 2 rejects, with file, line number, reason and the raw line.",
+            group_name="participation_model",
+            kinds={"duckdb", "parquet"},
+        ),
+    ],
+    partitions_def=data_days,
+    pool=MODEL_POOL,
+    can_subset=False,
+)
+def participation_model(context: AssetExecutionContext, warehouse: Warehouse):
+    day = date.fromisoformat(context.partition_key)
+    with staged_day(day) as staged:
+        if not staged.files:
+            context.log.warning(f"no participation files for {day}: the day is loaded empty")
+        load = load_day(staged, warehouse.path())
+    root = warehouse.path()
+    context.log.info(
+        f"{day}: {load.lines} lines in {len(load.files)} files -> {load.participations} participations, "
+        f"{load.rejected} rejected {load.rejected_by_reason or ''}"
+    )
+    yield MaterializeResult(
+        asset_key="participations",
+        metadata={
+            "rows": MetadataValue.int(load.participations),
+            "lines_read": MetadataValue.int(load.lines),
+            "rejected": MetadataValue.int(load.rejected),
+            "files": MetadataValue.md("\n".join(f"- `{n}`: {c} lines" for n, c in load.lines_by_file.items())
+                                      or "(no files)"),
+            "parquet": MetadataValue.path(str(model_warehouse.day_file("participations", day, root))),
+        },
+    )
+    yield MaterializeResult(
+        asset_key="optins",
+        metadata={
+            "rows": MetadataValue.int(load.optins),
+            "parquet": MetadataValue.path(str(model_warehouse.day_file("optins", day, root))),
+        },
+    )
+    yield MaterializeResult(
+        asset_key="rejected_participations",
+        metadata={
+            "rows": MetadataValue.int(load.rejected),
+            "by_reason": MetadataValue.json(load.rejected_by_reason),
+            "parquet": MetadataValue.path(str(model_warehouse.day_file("rejected_participations", day, root))),
+        },
+    )

@@ -1,0 +1,38 @@
+"""Specific exports: one CSV file per (data day, specific export), delivered over SFTP.
+
+The columns are decided in `exports/crm_columns.py`; the file is built in `exports/crm_csv.py`;
+the upload (with its retries) is in `delivery/sftp.py`, driven by `SftpDeliveryIOManager`.
+"""
+
+
+from dagster import AssetDep, AssetExecutionContext, asset
+
+from beop_assets.exports.crm_csv import build_crm_csv
+from beop_assets.exports.export_file import ExportFile
+from beop_assets.exports.file_names import crm_file_name, delivery_uuid
+from beop_assets.exports.registry import RegistryError, SpecificExport
+from beop_assets.partitions import SAME_DATA_DAY, specific_export_days, split_export_day_key
+from beop_assets.resources import ExportRegistry, Warehouse
+
+@asset(
+    partitions_def=specific_export_days,
+    group_name="specific_exports",
+    io_manager_key="sftp_delivery",
+    deps=[AssetDep("participations", partition_mapping=SAME_DATA_DAY)],
+    kinds={"csv", "sftp"},
+    description="The day's CSV file of one specific export (crm-participation or crm-optin), "
+    "delivered to the customer's SFTP directory as YYYYMMDD_TYPE_NAME_UUID.csv.",
+)
+def crm_export_file(context: AssetExecutionContext, registry: ExportRegistry, warehouse: Warehouse) -> ExportFile:
+    day, export_id = split_export_day_key(context.partition_key)
+    loaded = registry.load()
+    export = loaded.get(export_id)
+    if not isinstance(export, SpecificExport):
+        raise RegistryError(f"export {export_id!r} is a {export.mode} export, not a specific one")
+    reference = registry.reference()
+    optin_names = {o: reference.optins[o].name for o in export.optins if o in reference.optins}
+    file_name = crm_file_name(export.type, export.name, day, delivery_uuid(context.run_id, context.partition_key))
+    built = build_crm_csv(export, day, optin_names, warehouse.spool(export_id, context.run_id) / file_name, file_name,
+                          root=warehouse.path())
+    context.log.info(f"{export_id} {day}: built {file_name} ({built.rows} rows, {built.bytes} bytes)")
+    return built

@@ -1,0 +1,124 @@
+"""`beop-exports`: the operator's commands (SPEC section 6).
+
+`run` goes through Dagster and records every run in the instance ($DAGSTER_HOME), exactly as the
+schedule would: load the day, then deliver each export in a run of its own, so that one failing
+export never stops the others.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import date
+
+import click
+
+from beop_assets import settings
+
+
+def _day(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return settings.parse_day(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Nightly participation exports: CSV over SFTP, gzip ndJSON to GCS."""
+
+
+@main.command()
+def validate() -> None:
+    """Load the export registry against the reference data; print every fault; exit 1 if any."""
+    from beop_assets.resources import ExportRegistry
+
+    resource = ExportRegistry()
+    registry = resource.load()
+    for fault in registry.faults:
+        click.echo(f"FAULT {fault}")
+    for export in registry.exports.values():
+        state = "enabled" if export.enabled else "disabled"
+        click.echo(f"ok    {export.id} ({export.mode}, {state})")
+    click.echo(f"{len(registry.exports)} valid export(s), {len(registry.faults)} fault(s) in {resource.file()}")
+    sys.exit(1 if registry.faults else 0)
+
+
+@main.command()
+@click.option("--date", "day", required=True, callback=_day, help="The data day, YYYY-MM-DD (UTC).")
+@click.option("--export", "export_ids", multiple=True, help="Only these exports (repeatable). Default: every enabled export.")
+def run(day: date, export_ids: tuple[str, ...]) -> None:
+    """Load the day, then deliver every enabled export (or those named). Exit 1 if any failed."""
+    from beop_assets.daily_run import run_day
+
+    outcomes = run_day(day, list(export_ids) or None, echo=click.echo)
+    width = max([len(o.export_id) for o in outcomes] + [10])
+    for o in outcomes:
+        line = f"{o.export_id:<{width}}  {o.status:<9}  {o.file_name or '-'}  rows={o.rows if o.rows is not None else '-'}"
+        if o.error:
+            line += f"  error: {o.error}"
+        click.echo(line)
+    failed = [o for o in outcomes if o.status != "delivered"]
+    click.echo(f"{len(outcomes) - len(failed)} delivered, {len(failed)} failed")
+    sys.exit(1 if failed else 0)
+
+
+@main.command()
+@click.option("--date", "day", required=True, callback=_day, help="The data day to generate, YYYY-MM-DD.")
+@click.option("--participations", "count", required=True, type=click.IntRange(min=0), help="How many participations.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Random seed (same seed, same data).")
+@click.option("--with-faults", is_flag=True, help="Also write a file of bad lines, to see rejections.")
+def generate(day: date, count: int, seed: int, with_faults: bool) -> None:
+    """Write realistic demo data for one day into the landing zone."""
+    from pathlib import Path
+
+    from beop_assets.demo.generate import generate_day
+
+    landing = settings.current().landing
+    if landing.startswith("gs://"):
+        raise click.UsageError("generate writes to a local landing folder; unset BEOP_LANDING or point it at a folder")
+    summary = generate_day(Path(landing), day, count, seed, faults=with_faults)
+    click.echo(f"wrote {summary.participations} participations for {day} into {landing} "
+               f"({len(summary.files)} files)")
+
+
+@main.command()
+@click.option("--export", "export_id", default=None, help="Only this export.")
+@click.option("--date", "day", default=None, callback=_day, help="Only this data day.")
+@click.option("--limit", default=50, show_default=True)
+def history(export_id: str | None, day: date | None, limit: int) -> None:
+    """The delivery ledger: every attempt and its result, newest first."""
+    from beop_assets.delivery import ledger
+
+    rows = ledger.history(export_id, day, limit=limit)
+    for r in rows:
+        click.echo(f"{r.started_at}  {r.export_id}  {r.data_day}  {r.status:<9}  {r.file_name}  rows={r.rows}  "
+                   f"bytes={r.bytes}  sha256={(r.sha256 or '')[:12]}  {r.destination or ''}"
+                   + (f"  error: {r.error}" if r.error else ""))
+    if not rows:
+        click.echo("no deliveries recorded")
+
+
+@main.command()
+@click.option("--export", "export_ids", multiple=True, help="Only these exports.")
+def check(export_ids: tuple[str, ...]) -> None:
+    """Pre-flight: connect to each destination and prove a file can be written there."""
+    from beop_assets.preflight import preflight
+
+    problems = preflight(list(export_ids) or None, echo=click.echo)
+    sys.exit(1 if problems else 0)
+
+
+@main.command()
+@click.option("--date", "day", default=None, callback=_day, help="Data day of the demo (default: yesterday).")
+@click.option("--participations", "count", default=2000, show_default=True)
+def demo(day: date | None, count: int) -> None:
+    """Generate demo data, start a local SFTP server and GCS emulator, run the daily job, show the files."""
+    from beop_assets.demo.run import run_demo
+
+    sys.exit(run_demo(day, count, echo=click.echo))
+
+
+if __name__ == "__main__":
+    main()

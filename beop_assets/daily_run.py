@@ -1,0 +1,148 @@
+"""The daily job as the CLI runs it: load the day, then one Dagster run per export.
+
+Every run is recorded in the Dagster instance ($DAGSTER_HOME), exactly as the nightly schedule and
+its delivery sensor would record it, so the UI shows CLI runs and scheduled runs alike.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Callable
+
+from dagster import DagsterEventType, DagsterInstance, ExecuteInProcessResult
+
+from beop_assets.partitions import EXPORT_PARTITIONS_BY_MODE, data_days, export_day_key
+
+DEFAULT_DAGSTER_HOME = ".dagster_home"
+# Written into a new DAGSTER_HOME: the model's pool runs one load at a time (its writes to the
+# DuckDB file are also serialized by a file lock, so an instance without this is still safe).
+INSTANCE_YAML = """\
+concurrency:
+  pools:
+    default_limit: 1
+  runs:
+    max_concurrent_runs: 4
+telemetry:
+  enabled: false
+"""
+
+
+# The CLI prints one line per export; the full event log is in the instance (and the UI).
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+@dataclass
+class Outcome:
+    export_id: str
+    mode: str | None
+    status: str  # delivered | failed | unverified (delivered, but a delivery check failed)
+    file_name: str | None = None
+    rows: int | None = None
+    error: str | None = None
+    run_id: str | None = None
+
+
+def instance() -> DagsterInstance:
+    """The Dagster instance of $DAGSTER_HOME; without one, a persistent `.dagster_home` here, so that
+    `dagster dev` started with DAGSTER_HOME=$PWD/.dagster_home shows the same runs."""
+    home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text(INSTANCE_YAML)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return DagsterInstance.get()
+
+
+def _root_error(result: ExecuteInProcessResult) -> str:
+    for event in result.all_events:
+        if event.event_type in (DagsterEventType.STEP_FAILURE, DagsterEventType.RUN_FAILURE):
+            data = event.event_specific_data
+            error = getattr(data, "error", None)
+            while error is not None and error.cause is not None:
+                error = error.cause
+            if error is not None:
+                return error.message.strip().splitlines()[0] if error.message else error.cls_name
+    return "run failed"
+
+
+def _targets(registry, export_ids: list[str] | None) -> tuple[list[tuple[str, str]], list[Outcome]]:
+    known = {e.id: e.mode for e in registry.exports.values()} | {i: m for i, m in registry.broken.items()}
+    if export_ids is None:
+        return [(i, m) for m in ("specific", "global") for i in registry.scheduled_ids(m)], []
+    targets, unknown = [], []
+    for export_id in export_ids:
+        mode = known.get(export_id)
+        if mode is None:
+            faults = "; ".join(map(str, registry.faults_of(export_id))) or f"not in the registry {registry.path}"
+            unknown.append(Outcome(export_id, None, "failed", error=faults))
+        else:
+            targets.append((export_id, mode))
+    return targets, unknown
+
+
+def run_day(day: date, export_ids: list[str] | None = None, echo: Callable[[str], None] = print,
+            dagster_instance: DagsterInstance | None = None) -> list[Outcome]:
+    from beop_assets.definitions import defs
+    from beop_assets.jobs import EXPORT_JOBS_BY_MODE, load_participations_job
+    from beop_assets.resources import ExportRegistry
+
+    if not data_days.has_partition_key(day.isoformat()):
+        raise SystemExit(f"{day} is outside the data days Dagster offers (from {data_days.start:%Y-%m-%d} to today, UTC; "
+                         "set BEOP_START_DATE for older days)")
+    dagster_instance = dagster_instance or instance()
+    registry = ExportRegistry().load()
+    for fault in registry.faults:
+        echo(f"registry fault: {fault}")
+    targets, outcomes = _targets(registry, export_ids)
+    if registry.unreadable and export_ids is None:
+        return [Outcome("(registry)", None, "failed", error="; ".join(map(str, registry.faults)))]
+
+    for mode, partitions in EXPORT_PARTITIONS_BY_MODE.items():
+        wanted = {i for i, m in targets if m == mode}
+        missing = sorted(wanted - set(dagster_instance.get_dynamic_partitions(partitions.name)))
+        if missing:
+            dagster_instance.add_dynamic_partitions(partitions.name, missing)
+
+    echo(f"loading participations of {day} ...")
+    load = defs.resolve_job_def(load_participations_job.name).execute_in_process(
+        partition_key=day.isoformat(), instance=dagster_instance, raise_on_error=False,
+        tags={"beop/trigger": "cli"}, run_config=QUIET,
+    )
+    if not load.success:
+        error = f"loading {day} failed: {_root_error(load)}"
+        echo(error)
+        return outcomes + [Outcome(i, m, "failed", error=error) for i, m in targets]
+    for mat in load.asset_materializations_for_node("participation_model"):
+        if mat.asset_key.to_user_string() == "participations":
+            meta = {k: v.value for k, v in mat.metadata.items()}
+            echo(f"loaded {day}: {meta.get('rows')} participations, {meta.get('rejected')} rejected lines")
+
+    for export_id, mode in targets:
+        job = defs.resolve_job_def(EXPORT_JOBS_BY_MODE[mode].name)
+        result = job.execute_in_process(
+            partition_key=str(export_day_key(day, export_id)), instance=dagster_instance,
+            raise_on_error=False, tags={"beop/trigger": "cli"}, run_config=QUIET,
+        )
+        outcomes.append(_outcome(export_id, mode, result))
+    return outcomes
+
+
+def _outcome(export_id: str, mode: str, result: ExecuteInProcessResult) -> Outcome:
+    if not result.success:
+        return Outcome(export_id, mode, "failed", error=_root_error(result), run_id=result.run_id)
+    outcome = Outcome(export_id, mode, "delivered", run_id=result.run_id)
+    for event in result.all_events:
+        if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
+            meta = event.event_specific_data.materialization.metadata
+            outcome.file_name = meta["file_name"].value if "file_name" in meta else None
+            outcome.rows = meta["rows"].value if "rows" in meta else None
+        elif event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
+            evaluation = event.event_specific_data
+            if not evaluation.passed:
+                outcome.status = "unverified"
+                outcome.error = ((outcome.error + "; ") if outcome.error else "") + \
+                    f"check {evaluation.check_name} failed"
+    return outcome

@@ -1,0 +1,123 @@
+"""IO managers that deliver a built export file to its customer, and read a delivered file back.
+
+The export asset only builds a local file (`ExportFile`); the IO manager looks the export's
+destination up from the partition key, uploads (with the transport's retries), records the attempt
+and its result in the delivery ledger, and surfaces the receipt as materialization metadata.
+`load_input` downloads what was delivered, which is what the delivery checks verify.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from dagster import ConfigurableIOManager, InputContext, MetadataValue, OutputContext
+
+from beop_assets.delivery import gcs, ledger, sftp
+from beop_assets.exports.export_file import ExportFile
+from beop_assets.exports.registry import GlobalExport, SpecificExport
+from beop_assets.partitions import split_export_day_key
+from beop_assets.resources import ExportRegistry, Warehouse
+
+
+@dataclass(frozen=True)
+class DeliveredFile:
+    """A delivered file, downloaded again from the customer's destination for verification."""
+
+    delivery: ledger.Delivery
+    local_path: Path
+
+
+class _DeliveryIOManager(ConfigurableIOManager):
+    registry: ExportRegistry
+    warehouse: Warehouse
+
+    mode: ClassVar[str] = ""
+
+    def _upload(self, export, built: ExportFile) -> tuple[str, dict, int]:
+        raise NotImplementedError
+
+    def _download(self, export, file_name: str, local_path: Path) -> None:
+        raise NotImplementedError
+
+    def _destination(self, export) -> str:
+        raise NotImplementedError
+
+    def handle_output(self, context: OutputContext, obj: ExportFile) -> None:
+        export = self.registry.load().get(obj.export_id)
+        root = self.warehouse.path()
+        delivery_id = ledger.start(
+            export.id, self.mode, obj.day, obj.file_name, obj.rows, obj.bytes, obj.sha256,
+            self._destination(export), context.run_id, root=root,
+        )
+        try:
+            destination, metadata, attempts = self._upload(export, obj)
+        except Exception as exc:
+            ledger.finish(delivery_id, error=f"{type(exc).__name__}: {exc}", root=root)
+            raise
+        ledger.finish(delivery_id, attempts=attempts, destination=destination, root=root)
+        obj.path.unlink(missing_ok=True)
+        context.add_output_metadata({
+            "destination": MetadataValue.text(destination),
+            "file_name": MetadataValue.text(obj.file_name),
+            "rows": MetadataValue.int(obj.rows),
+            "bytes": MetadataValue.int(obj.bytes),
+            "sha256": MetadataValue.text(obj.sha256),
+            "delivery_attempts": MetadataValue.int(attempts),
+            "delivery_id": MetadataValue.int(delivery_id),
+            **metadata,
+        })
+
+    def load_input(self, context: InputContext) -> DeliveredFile:
+        day, export_id = split_export_day_key(context.asset_partition_key)
+        delivered = ledger.last_delivered(export_id, day, root=self.warehouse.path())
+        if delivered is None:
+            raise FileNotFoundError(f"no delivery of export {export_id!r} for {day} in the ledger")
+        export = self.registry.load().get(export_id)
+        local = Path(tempfile.mkdtemp(prefix="beop-delivered-")) / delivered.file_name
+        self._download(export, delivered.file_name, local)
+        return DeliveredFile(delivery=delivered, local_path=local)
+
+
+class SftpDeliveryIOManager(_DeliveryIOManager):
+    """Delivers CSV files of specific exports to the customer's SFTP directory."""
+
+    mode: ClassVar[str] = "specific"
+
+    def _destination(self, export: SpecificExport) -> str:
+        return f"sftp://{export.sftp.username}@{export.sftp.address}{export.sftp.directory}"
+
+    def _upload(self, export: SpecificExport, built: ExportFile) -> tuple[str, dict, int]:
+        receipt = sftp.deliver_file(export.id, export.sftp, built.path, built.file_name)
+        destination = f"sftp://{export.sftp.username}@{export.sftp.address}{receipt.remote_path}"
+        return destination, {
+            "remote_path": MetadataValue.path(receipt.remote_path),
+            "host": MetadataValue.text(export.sftp.address),
+            "duration_s": MetadataValue.float(round(receipt.duration_s, 3)),
+        }, receipt.attempts
+
+    def _download(self, export: SpecificExport, file_name: str, local_path: Path) -> None:
+        sftp.download_file(export.id, export.sftp, file_name, local_path)
+
+
+class GcsDeliveryIOManager(_DeliveryIOManager):
+    """Delivers gzip ndJSON files of global exports to the customer's bucket."""
+
+    mode: ClassVar[str] = "global"
+
+    def _destination(self, export: GlobalExport) -> str:
+        return f"gs://{export.gcs.bucket}/{export.gcs.prefix}"
+
+    def _upload(self, export: GlobalExport, built: ExportFile) -> tuple[str, dict, int]:
+        receipt = gcs.deliver_file(export.id, export.gcs, built.path, built.file_name)
+        return receipt.uri, {
+            "object": MetadataValue.text(receipt.object_name),
+            "crc32c": MetadataValue.text(receipt.crc32c),
+            "generation": MetadataValue.int(receipt.generation or 0),
+            "duration_s": MetadataValue.float(round(receipt.duration_s, 3)),
+        }, receipt.attempts
+
+    def _download(self, export: GlobalExport, file_name: str, local_path: Path) -> None:
+        gcs.download_file(export.id, export.gcs, file_name, local_path)

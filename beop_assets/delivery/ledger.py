@@ -1,0 +1,114 @@
+"""The delivery ledger: every delivery attempt and its result, in one table.
+
+SQLite in the warehouse folder, because many export runs append to it at once (WAL mode and a busy
+timeout serialize them safely) and the DuckDB model file must stay free for its single writer.
+On a cluster this table moves to the same Postgres as the Dagster instance.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+from beop_assets import settings
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS deliveries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    export_id TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    data_day TEXT NOT NULL,
+    file_name TEXT,
+    rows INTEGER,
+    bytes INTEGER,
+    sha256 TEXT,
+    destination TEXT,
+    run_id TEXT,
+    status TEXT NOT NULL,           -- started | delivered | failed
+    error TEXT,
+    attempts INTEGER,
+    started_at TEXT NOT NULL,
+    finished_at TEXT
+);
+CREATE INDEX IF NOT EXISTS deliveries_by_export_day ON deliveries (export_id, data_day);
+"""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: int
+    export_id: str
+    mode: str
+    data_day: str
+    file_name: str | None
+    rows: int | None
+    bytes: int | None
+    sha256: str | None
+    destination: str | None
+    run_id: str | None
+    status: str
+    error: str | None
+    attempts: int | None
+    started_at: str
+    finished_at: str | None
+
+
+def ledger_file(root: Path | None = None) -> Path:
+    return (root or settings.current().warehouse) / "deliveries.sqlite"
+
+
+def _connect(root: Path | None) -> sqlite3.Connection:
+    path = ledger_file(root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(path, timeout=60, isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.executescript(_SCHEMA)
+    return con
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def start(export_id: str, mode: str, day: date, file_name: str, rows: int, size: int, sha256: str,
+          destination: str, run_id: str, root: Path | None = None) -> int:
+    with closing(_connect(root)) as con:
+        cur = con.execute(
+            "INSERT INTO deliveries (export_id, mode, data_day, file_name, rows, bytes, sha256, destination, run_id,"
+            " status, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'started', ?)",
+            (export_id, mode, day.isoformat(), file_name, rows, size, sha256, destination, run_id, _now()),
+        )
+        return int(cur.lastrowid)
+
+
+def finish(delivery_id: int, *, error: str | None = None, attempts: int | None = None,
+           destination: str | None = None, root: Path | None = None) -> None:
+    with closing(_connect(root)) as con:
+        con.execute(
+            "UPDATE deliveries SET status = ?, error = ?, attempts = ?, destination = coalesce(?, destination),"
+            " finished_at = ? WHERE id = ?",
+            ("failed" if error else "delivered", error, attempts, destination, _now(), delivery_id),
+        )
+
+
+def history(export_id: str | None = None, day: date | None = None, root: Path | None = None,
+            status: str | None = None, limit: int = 1000) -> list[Delivery]:
+    clauses, params = [], []
+    for column, value in (("export_id", export_id), ("data_day", day and day.isoformat()), ("status", status)):
+        if value:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    if not ledger_file(root).exists():
+        return []
+    with closing(_connect(root)) as con:
+        rows = con.execute(f"SELECT * FROM deliveries {where} ORDER BY id DESC LIMIT ?", (*params, limit)).fetchall()
+    return [Delivery(*row) for row in rows]
+
+
+def last_delivered(export_id: str, day: date, root: Path | None = None) -> Delivery | None:
+    found = history(export_id, day, root, status="delivered", limit=1)
+    return found[0] if found else None

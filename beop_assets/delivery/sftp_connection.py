@@ -1,0 +1,223 @@
+"""Opening an authenticated, host-key-verified, time-bounded SFTP session with paramiko, and turning
+whatever paramiko or the socket raises into a `DeliveryError` an operator can act on.
+
+Why it is separate from `sftp.py`: this is the part where security and hangs are decided, and it
+reads better on its own.
+
+- Credentials are read from where the export configuration points (an environment variable or a
+  key file), once per delivery, and never appear in a message: messages only name where they came from.
+- Host keys are checked against the export's known_hosts file with a rejecting policy; the opt-out
+  (`insecure_skip_host_key_check`) accepts any key and says so in the log every time.
+- Every blocking step has a bound: TCP connect, SSH banner, key exchange, authentication, channel
+  open, and every SFTP request (the channel timeout), so a server that accepts and then stalls fails
+  the attempt instead of hanging the run.
+- Throughput (DESIGN.md): a large window and AES-GCM first; uploads must also be pipelined (sftp.py).
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import logging
+import os
+import socket
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import paramiko
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from beop_assets.delivery.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from beop_assets.exports.registry import SftpTarget
+
+log = logging.getLogger(__name__)
+
+WINDOW_SIZE = 128 * 2**20
+FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What to authenticate with, where it came from (for messages), and the strings never to print."""
+
+    source: str
+    password: str | None = None
+    pkey: paramiko.PKey | None = None
+    secrets: tuple[str, ...] = ()
+
+
+class UnknownHostKey(paramiko.SSHException):
+    """The server is not listed in the export's known_hosts file."""
+
+
+class _RejectUnknownHost(paramiko.RejectPolicy):
+    def missing_host_key(self, client, hostname, key):
+        raise UnknownHostKey(f"{hostname} is not in known_hosts (it offered {key.get_name()} {key.fingerprint})")
+
+
+def _env(export_id: str, target: SftpTarget, name: str, what: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise PermanentDeliveryError(
+            f"export {export_id!r}: SFTP {target.address}: the {what} is read from the environment variable "
+            f"{name}, which is not set (or empty) in this process: set it where the runs execute"
+        )
+    return value
+
+
+def _key_from_text(text: str, passphrase: str | None) -> paramiko.PKey:
+    """Like `PKey.from_path` (which wants the passphrase as bytes here, and a file), for key text."""
+    if "\\n" in text and "\n" not in text.strip():
+        text = text.replace("\\n", "\n")  # a key pasted into a one-line variable
+    password = passphrase.encode() if passphrase else None
+    try:
+        loaded = serialization.load_ssh_private_key(text.encode(), password=password)
+    except ValueError:
+        loaded = serialization.load_pem_private_key(text.encode(), password=password)
+    classes = {rsa.RSAPrivateKey: paramiko.RSAKey, ed25519.Ed25519PrivateKey: paramiko.Ed25519Key,
+               ec.EllipticCurvePrivateKey: paramiko.ECDSAKey}
+    for kind, key_class in classes.items():
+        if isinstance(loaded, kind):
+            return key_class.from_private_key(io.StringIO(text), password=passphrase)
+    raise ValueError(f"unsupported key type {type(loaded).__name__} (use ed25519, RSA or ECDSA)")
+
+
+def load_credentials(export_id: str, target: SftpTarget) -> Credentials:
+    """Read the password or private key the export points to. Faults here are permanent."""
+    if target.password_env:
+        password = _env(export_id, target, target.password_env, "password")
+        return Credentials(f"password from ${target.password_env}", password=password, secrets=(password,))
+    passphrase = None
+    if target.private_key_passphrase_env:
+        passphrase = _env(export_id, target, target.private_key_passphrase_env, "key passphrase")
+    if target.private_key_file:
+        source = f"private key file {target.private_key_file}"
+        text = None
+    else:
+        source = f"private key from ${target.private_key_env}"
+        text = _env(export_id, target, target.private_key_env, "private key")
+    secrets = tuple(s for s in (passphrase, text) if s)
+    try:
+        pkey = _key_from_text(text or Path(target.private_key_file).read_text(), passphrase)
+    except (OSError, ValueError, TypeError, paramiko.SSHException, paramiko.pkey.UnknownKeyType) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+        raise PermanentDeliveryError(scrub(
+            f"export {export_id!r}: SFTP {target.address}: cannot load the {source}: {detail}; check the key "
+            "(ed25519, RSA or ECDSA, OpenSSH or PEM format), that it is readable, and its passphrase",
+            secrets)) from None
+    return Credentials(source, pkey=pkey, secrets=secrets)
+
+
+def scrub(message: str, secrets: tuple[str, ...]) -> str:
+    """Belt and braces: no secret (or line of a key) ever reaches a message, whatever an exception said."""
+    for secret in secrets:
+        for part in [secret, *(line for line in secret.splitlines() if len(line) >= 16)]:
+            if len(part) >= 6:  # a shorter string would mangle the message, and reveal little
+                message = message.replace(part, "***")
+    return message
+
+
+def _transport_factory(timeout: float):
+    def make(sock, **kwargs) -> paramiko.Transport:
+        transport = paramiko.Transport(sock, default_window_size=WINDOW_SIZE, **kwargs)
+        transport.handshake_timeout = timeout
+        transport.clear_to_send_timeout = timeout
+        options = transport.get_security_options()
+        fast = [c for c in FAST_CIPHERS if c in options.ciphers]
+        options.ciphers = tuple(fast + [c for c in options.ciphers if c not in fast])
+        return transport
+    return make
+
+
+def _client(export_id: str, target: SftpTarget) -> paramiko.SSHClient:
+    client = paramiko.SSHClient()
+    if target.insecure_skip_host_key_check:
+        log.warning("export %r: the host key of %s is NOT verified (insecure_skip_host_key_check: true)",
+                    export_id, target.address)
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        return client
+    try:
+        client.get_host_keys().load(target.known_hosts_file)
+    except OSError as exc:
+        raise PermanentDeliveryError(
+            f"export {export_id!r}: SFTP {target.address}: cannot read known_hosts_file "
+            f"{target.known_hosts_file}: {exc.strerror or exc}; create it with the server's host key"
+        ) from None
+    client.set_missing_host_key_policy(_RejectUnknownHost())
+    return client
+
+
+@contextmanager
+def sftp_session(export_id: str, target: SftpTarget, credentials: Credentials, *, timeout: float,
+                 path: str) -> Iterator[paramiko.SFTPClient]:
+    """An SFTP session for the body of the `with`; any failure inside it (connecting or in the body)
+    comes out as a `DeliveryError` about `path`. The transport is always closed."""
+    client = _client(export_id, target)
+    try:
+        client.connect(
+            target.host, target.port, username=target.username, password=credentials.password,
+            pkey=credentials.pkey, allow_agent=False, look_for_keys=False, timeout=timeout,
+            banner_timeout=timeout, auth_timeout=timeout, channel_timeout=timeout,
+            transport_factory=_transport_factory(timeout),
+        )
+        # Open the channel ourselves (not `open_sftp()`), so that the SFTP version exchange is bounded too.
+        channel = client.get_transport().open_session(window_size=WINDOW_SIZE, timeout=timeout)
+        channel.settimeout(timeout)
+        channel.invoke_subsystem("sftp")
+        yield paramiko.SFTPClient(channel)
+    except DeliveryError:
+        raise
+    except Exception as exc:
+        raise translate(exc, export_id, target, credentials, path=path, timeout=timeout) from exc
+    finally:
+        client.close()
+
+
+def translate(exc: BaseException, export_id: str, target: SftpTarget, credentials: Credentials, *,
+              path: str, timeout: float) -> DeliveryError:
+    """Classify a failure: permanent (fix the configuration or the server) or transient (retry)."""
+    where = f"export {export_id!r}: SFTP {target.username}@{target.address} {path}"
+    text = str(exc)
+    detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    # paramiko wraps a banner read timeout in an SSHException, and when the key exchange does not
+    # finish in time, `connect` only finds "No existing session": both mean the server stalled.
+    timed_out = (any(isinstance(e, TimeoutError) for e in (exc, exc.__context__, exc.__cause__))
+                 or "timeout" in text.lower() or "timed out" in text or text == "No existing session")
+    if isinstance(exc, paramiko.BadHostKeyException):
+        error = PermanentDeliveryError(
+            f"{where}: the server's host key ({exc.key.get_name()} {exc.key.fingerprint}) does not match "
+            f"known_hosts_file {target.known_hosts_file}: the key changed or this is another server; "
+            "confirm the new key with the customer before updating the file")
+    elif isinstance(exc, UnknownHostKey):
+        error = PermanentDeliveryError(
+            f"{where}: {text} ({target.known_hosts_file}): add the server's key, checked with the customer "
+            f"(ssh-keyscan -p {target.port} {target.host})")
+    elif isinstance(exc, paramiko.AuthenticationException) and not timed_out:
+        error = PermanentDeliveryError(
+            f"{where}: authentication as {target.username!r} failed ({credentials.source}): "
+            f"check the username and the credential ({text})")
+    elif timed_out:
+        error = TransientDeliveryError(
+            f"{where}: no answer from the server within {timeout:g} s ({detail}); "
+            "it accepted the connection but stalled, or the network is slow")
+    elif isinstance(exc, (ConnectionRefusedError, paramiko.ssh_exception.NoValidConnectionsError)):
+        error = TransientDeliveryError(f"{where}: connection refused: is the server up on port {target.port}?")
+    elif isinstance(exc, socket.gaierror):
+        error = TransientDeliveryError(f"{where}: cannot resolve host {target.host!r} ({text}): check the host")
+    elif isinstance(exc, OSError) and exc.errno == errno.ENOENT:
+        error = PermanentDeliveryError(f"{where}: no such file or directory on the server ({text})")
+    elif isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM):
+        error = PermanentDeliveryError(
+            f"{where}: permission denied for {target.username!r} ({text}): the customer must give this "
+            f"user write access to {target.directory}")
+    elif isinstance(exc, EOFError):
+        error = TransientDeliveryError(f"{where}: the server closed the connection ({detail})")
+    elif isinstance(exc, (OSError, paramiko.SSHException)):
+        error = TransientDeliveryError(f"{where}: the connection or the transfer failed ({detail})")
+    else:
+        error = DeliveryError(f"{where}: unexpected {detail}")
+    error.args = (scrub(error.args[0], credentials.secrets),)
+    return error
