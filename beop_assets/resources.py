@@ -6,6 +6,8 @@ tests all see the same environment variables and registry edits need no restart.
 
 from __future__ import annotations
 
+import shutil
+import time
 from pathlib import Path
 
 from dagster import ConfigurableResource
@@ -14,6 +16,9 @@ from beop_assets import settings
 from beop_assets.exports.registry import Registry, load_registry
 from beop_assets.landing.reference import Reference, ReferenceDataError
 from beop_assets.landing.zone import staged_reference
+
+
+SPOOL_RETENTION_S = 24 * 3600
 
 
 class ExportRegistry(ConfigurableResource):
@@ -57,7 +62,13 @@ class Warehouse(ConfigurableResource):
         return Path(self.root) if self.root else settings.current().warehouse
 
     def spool(self, export_id: str, run_id: str) -> Path:
-        """A folder of its own for each run of an export: concurrent runs never share a file."""
+        """A folder of its own for each run of an export: concurrent runs never share a file.
+        Folders of runs older than a day (files read back by the checks) are removed here."""
         folder = self.path() / "spool" / export_id / run_id
+        if not folder.exists():
+            cutoff = time.time() - SPOOL_RETENTION_S
+            for old in folder.parent.glob("*") if folder.parent.exists() else []:
+                if old.is_dir() and old.stat().st_mtime < cutoff:
+                    shutil.rmtree(old, ignore_errors=True)
         folder.mkdir(parents=True, exist_ok=True)
         return folder

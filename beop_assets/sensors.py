@@ -98,11 +98,31 @@ def delivery_requests(registry_resource: ExportRegistry, instance, day: date) ->
     description="When a day of participations is loaded, delivers that day for every export not yet delivered.",
 )
 def deliver_loaded_days_sensor(context: SensorEvaluationContext, asset_event: EventLogEntry, registry: ExportRegistry):
-    materialization = asset_event.asset_materialization
-    if materialization is None or materialization.partition is None:
+    days = _loaded_days(context, asset_event)
+    if not days:
         return SkipReason("materialization without a partition")
-    day = date.fromisoformat(materialization.partition)
-    requests = delivery_requests(registry, context.instance, day)
+    requests = [r for day in days for r in delivery_requests(registry, context.instance, day)]
     if not requests:
-        return SkipReason(f"every scheduled export of {day} is already delivered")
+        return SkipReason(f"every scheduled export of {', '.join(map(str, days))} is already delivered")
     return requests
+
+
+def _loaded_days(context: SensorEvaluationContext, asset_event: EventLogEntry) -> list[date]:
+    """Every day loaded since the previous tick, oldest first. `asset_sensor` hands over only the
+    LATEST new materialization: when several days are loaded between two ticks (a backfill of loads),
+    the earlier ones would otherwise never be delivered. `context.cursor` is still the previous tick's
+    (the storage id of the last materialization it handled); on a first tick, only the latest counts."""
+    partitions: list[str | None] = []
+    try:
+        after = int(context.cursor) if context.cursor else None
+    except ValueError:
+        after = None
+    while after is not None:
+        page = context.instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=AssetKey("participations"), after_storage_id=after), limit=500, ascending=True,
+        )
+        partitions += [record.partition_key for record in page.records]
+        after = page.records[-1].storage_id if page.has_more and page.records else None
+    materialization = asset_event.asset_materialization
+    partitions.append(materialization.partition if materialization is not None else None)
+    return [date.fromisoformat(p) for p in dict.fromkeys(partitions) if p]

@@ -8,7 +8,6 @@ and its result in the delivery ledger, and surfaces the receipt as materializati
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -58,7 +57,7 @@ class _DeliveryIOManager(ConfigurableIOManager):
             ledger.finish(delivery_id, error=f"{type(exc).__name__}: {exc}", root=root)
             raise
         ledger.finish(delivery_id, attempts=attempts, destination=destination, root=root)
-        obj.path.unlink(missing_ok=True)
+        obj.path.unlink(missing_ok=True)  # delivered: the spool keeps nothing it no longer needs
         context.add_output_metadata({
             "destination": MetadataValue.text(destination),
             "file_name": MetadataValue.text(obj.file_name),
@@ -75,9 +74,11 @@ class _DeliveryIOManager(ConfigurableIOManager):
         delivered = ledger.last_delivered(export_id, day, root=self.warehouse.path())
         if delivered is None:
             raise FileNotFoundError(f"no delivery of export {export_id!r} for {day} in the ledger")
-        export = self.registry.load().get(export_id)
-        local = Path(tempfile.mkdtemp(prefix="beop-delivered-")) / delivered.file_name
-        self._download(export, delivered.file_name, local)
+        # One download per run and delivery, shared by every check of that run.
+        local = self.warehouse.spool(export_id, delivered.run_id or "adhoc") / "delivered" / str(delivered.id) / delivered.file_name
+        if not (local.exists() and local.stat().st_size == delivered.bytes):
+            local.parent.mkdir(parents=True, exist_ok=True)
+            self._download(self.registry.load().get(export_id), delivered.file_name, local)
         return DeliveredFile(delivery=delivered, local_path=local)
 
 

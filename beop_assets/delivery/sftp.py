@@ -57,7 +57,8 @@ def _where(export_id: str, target: SftpTarget, path: str) -> str:
 
 def _remote(export_id: str, target: SftpTarget, file_name: str) -> str:
     if not file_name or "/" in file_name or file_name in (".", ".."):
-        raise PermanentDeliveryError(f"{_where(export_id, target, target.directory)}: invalid file name {file_name!r}")
+        where = _where(export_id, target, target.directory)
+        raise PermanentDeliveryError(f"{where}: invalid file name {file_name!r}")
     return posixpath.join(target.directory, file_name)
 
 
@@ -95,7 +96,8 @@ def _require_directory(sftp: paramiko.SFTPClient, export_id: str, target: SftpTa
 
 
 def _replace(sftp: paramiko.SFTPClient, temp_path: str, final_path: str) -> None:
-    """Atomically move `temp_path` onto `final_path`, replacing it if present."""
+    """Move `temp_path` onto `final_path`, replacing it: atomically with OpenSSH's posix-rename; on a server
+    without it, remove then rename (a moment without the file, but never a partial one)."""
     try:
         sftp.posix_rename(temp_path, final_path)
         return
@@ -128,7 +130,7 @@ def _upload(sftp: paramiko.SFTPClient, where: str, local_path: Path, size: int, 
             sftp.putfo(source, temp_path, file_size=size, confirm=False)  # pipelined writes
         remote_size = sftp.stat(temp_path).st_size
         if remote_size != size:
-            raise TransientDeliveryError(f"{where}: the server holds {remote_size} bytes of {size} in {temp_path}")
+            raise TransientDeliveryError(f"{where}: {temp_path} holds {remote_size} of {size} bytes")
         _replace(sftp, temp_path, remote_path)
     except BaseException as exc:
         if not isinstance(exc, (TimeoutError, EOFError)):  # a dead or stalled connection: do not wait again
@@ -150,7 +152,7 @@ def deliver_file(export_id: str, target: SftpTarget, local_path: Path, file_name
         size = local_path.stat().st_size
     except OSError as exc:
         raise PermanentDeliveryError(
-            f"{_where(export_id, target, remote_path)}: the local file {local_path} to deliver is unreadable: {exc}"
+            f"{_where(export_id, target, remote_path)}: cannot read the local file {local_path}: {exc}"
         ) from None
     credentials = load_credentials(export_id, target)
     started = time.monotonic()

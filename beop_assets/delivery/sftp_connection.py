@@ -55,7 +55,8 @@ class UnknownHostKey(paramiko.SSHException):
 
 class _RejectUnknownHost(paramiko.RejectPolicy):
     def missing_host_key(self, client, hostname, key):
-        raise UnknownHostKey(f"{hostname} is not in known_hosts (it offered {key.get_name()} {key.fingerprint})")
+        offered = f"{key.get_name()} {key.fingerprint}"
+        raise UnknownHostKey(f"{hostname} is not in known_hosts (it offers {offered})")
 
 
 def _env(export_id: str, target: SftpTarget, name: str, what: str) -> str:
@@ -123,7 +124,9 @@ def scrub(message: str, secrets: tuple[str, ...]) -> str:
 def _transport_factory(timeout: float):
     def make(sock, **kwargs) -> paramiko.Transport:
         transport = paramiko.Transport(sock, default_window_size=WINDOW_SIZE, **kwargs)
-        transport.handshake_timeout = timeout
+        # `connect(timeout=)` already bounds the key exchange; this backstop fires later, because it
+        # reports a plain EOFError that would read as "the server closed the connection".
+        transport.handshake_timeout = 2 * timeout
         transport.clear_to_send_timeout = timeout
         options = transport.get_security_options()
         fast = [c for c in FAST_CIPHERS if c in options.ciphers]
@@ -204,9 +207,9 @@ def translate(exc: BaseException, export_id: str, target: SftpTarget, credential
             f"{where}: no answer from the server within {timeout:g} s ({detail}); "
             "it accepted the connection but stalled, or the network is slow")
     elif isinstance(exc, (ConnectionRefusedError, paramiko.ssh_exception.NoValidConnectionsError)):
-        error = TransientDeliveryError(f"{where}: connection refused: is the server up on port {target.port}?")
+        error = TransientDeliveryError(f"{where}: connection refused: is a server up on port {target.port}?")
     elif isinstance(exc, socket.gaierror):
-        error = TransientDeliveryError(f"{where}: cannot resolve host {target.host!r} ({text}): check the host")
+        error = TransientDeliveryError(f"{where}: cannot resolve {target.host!r} ({text}): check the host")
     elif isinstance(exc, OSError) and exc.errno == errno.ENOENT:
         error = PermanentDeliveryError(f"{where}: no such file or directory on the server ({text})")
     elif isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM):

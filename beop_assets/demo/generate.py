@@ -14,14 +14,12 @@
 
 The reference data (ids to write an export configuration against):
 
-=========  ==========  ====================================  ===========================================
-account    username    campaigns                             contents (campaign)
-=========  ==========  ====================================  ===========================================
-``a_1``    ``acme``    ``cmp_1``, ``cmp_2``, ``cmp_3``       ``c_1`` (cmp_1), ``c_2`` (cmp_1),
-                                                             ``c_3`` (cmp_2), ``c_4`` (cmp_3), ``c_5`` (none)
-``a_2``    ``globex``  ``cmp_4``, ``cmp_5``                  ``c_6`` (cmp_4), ``c_7`` (cmp_5), ``c_8`` (none)
-``a_3``    ``initech`` ``cmp_6``, ``cmp_7``                  ``c_9`` (cmp_6), ``c_10`` (cmp_7), ``c_11`` (none)
-=========  ==========  ====================================  ===========================================
+- ``a_1`` (username ``acme``): campaigns ``cmp_1``, ``cmp_2``, ``cmp_3``; contents ``c_1`` (cmp_1),
+  ``c_2`` (cmp_1), ``c_3`` (cmp_2), ``c_4`` (cmp_3), ``c_5`` (no campaign);
+- ``a_2`` (username ``globex``): campaigns ``cmp_4``, ``cmp_5``; contents ``c_6`` (cmp_4), ``c_7`` (cmp_5),
+  ``c_8`` (no campaign);
+- ``a_3`` (username ``initech``): campaigns ``cmp_6``, ``cmp_7``; contents ``c_9`` (cmp_6), ``c_10`` (cmp_7),
+  ``c_11`` (no campaign).
 
 Optins (each attached to a content of its account):
 
@@ -39,8 +37,14 @@ its optins (0-3) are among that account's optins. The optional fields ``email``,
 ``page_url``, ``questions``, ``optins`` and ``forms`` are sometimes missing and sometimes null.
 Everything is deterministic for a given (seed, day, participations).
 
-Speed: the events are built and serialized by DuckDB (hash-based randomness, ``to_json``), never row by
-row in Python; 1,000,000 events take a few seconds.
+A configuration to start from: a ``crm-participation`` export of ``a_1`` with ``campaigns: [cmp_1]``,
+``contents: [c_5]`` and ``optins: [o_1, o_3]`` (two columns named "Newsletter ACME"); a ``crm-optin``
+export of ``a_2`` with ``optins: [o_5, o_6]``; a global export of ``a_3``.
+
+Speed: the events are built as JSON text inside DuckDB (hash-based randomness, values picked from pools
+pre-encoded in Python, one ``concat`` per line), never row by row in Python; the part files are written
+side by side, one single-threaded DuckDB connection each. 1,000,000 events (~1.2 GB) take about 8 s on
+a 2-core machine.
 """
 
 from __future__ import annotations
@@ -83,19 +87,23 @@ CAMPAIGNS: list[dict[str, Any]] = [
 ]
 
 CONTENTS: list[dict[str, Any]] = [
-    {"content_id": "c_1", "account_id": "a_1", "campaign_id": "cmp_1", "name": "Quiz de Noël 🎅", "version": 3},
+    {"content_id": "c_1", "account_id": "a_1", "campaign_id": "cmp_1",
+     "name": "Quiz de Noël 🎅", "version": 3},
     {"content_id": "c_2", "account_id": "a_1", "campaign_id": "cmp_1",
      "name": "Calendrier de l'Avent, jour 1", "version": 1},
     {"content_id": "c_3", "account_id": "a_1", "campaign_id": "cmp_2",
      "name": 'Sondage "fournitures scolaires"', "version": 2},
-    {"content_id": "c_4", "account_id": "a_1", "campaign_id": "cmp_3", "name": "Concours photo ☀️📷", "version": 5},
+    {"content_id": "c_4", "account_id": "a_1", "campaign_id": "cmp_3",
+     "name": "Concours photo ☀️📷", "version": 5},
     {"content_id": "c_5", "account_id": "a_1", "campaign_id": None,
      "name": "Newsletter — formulaire permanent", "version": 1},
-    {"content_id": "c_6", "account_id": "a_2", "campaign_id": "cmp_4", "name": "Découvrez Globex One", "version": 2},
+    {"content_id": "c_6", "account_id": "a_2", "campaign_id": "cmp_4",
+     "name": "Découvrez Globex One", "version": 2},
     {"content_id": "c_7", "account_id": "a_2", "campaign_id": "cmp_5",
      "name": "Programme VIP : votre avis, svp", "version": 4},
     {"content_id": "c_8", "account_id": "a_2", "campaign_id": None, "name": "Contact & démo", "version": 1},
-    {"content_id": "c_9", "account_id": "a_3", "campaign_id": "cmp_6", "name": "Votre avis compte 👍", "version": 2},
+    {"content_id": "c_9", "account_id": "a_3", "campaign_id": "cmp_6",
+     "name": "Votre avis compte 👍", "version": 2},
     {"content_id": "c_10", "account_id": "a_3", "campaign_id": "cmp_7",
      "name": "Essai gratuit\nréservez maintenant", "version": 1},
     {"content_id": "c_11", "account_id": "a_3", "campaign_id": None,
@@ -196,7 +204,9 @@ STREETS: list[str] = [
     "chemin des Écoliers", "Hauptstraße",
 ]
 
-ADDRESS_LINE_2: list[str | None] = [None, None, "Bâtiment B, 3ᵉ étage", "Apt 12\nDigicode 1234A", "c/o M. Dupont"]
+ADDRESS_LINE_2: list[str | None] = [
+    None, None, "Bâtiment B, 3ᵉ étage", "Apt 12\nDigicode 1234A", "c/o M. Dupont",
+]
 
 PLACES: list[tuple[str, str, str]] = [  # zip code, city, country
     ("75011", "Paris", "France"), ("69002", "Lyon", "France"), ("13001", "Marseille", "France"),
@@ -397,7 +407,10 @@ def _events_sql(day: dt.date, participations: int, seed: int, start: int, stop: 
     def question(k: int) -> list[str]:
         qtext = _pick(_jpool(QUESTION_TEXTS), f"((ci * 3 + {k}) % {len(QUESTION_TEXTS)})")
         answer = _pick(_jpool(ANSWER_TEXTS), r(100 + k, len(ANSWER_TEXTS)))
-        return [_s(f'{{"question_id":"q_{k + 1}","question_text":'), qtext, _s(',"answer_text":'), answer, _s("}")]
+        return [
+            _s(f'{{"question_id":"q_{k + 1}","question_text":'), qtext,
+            _s(',"answer_text":'), answer, _s("}"),
+        ]
 
     def optin(k: int) -> list[str]:
         optin_id = f"acc_optins[((optin_start + {k}) % len(acc_optins)) + 1]"
@@ -453,13 +466,15 @@ def _events_sql(day: dt.date, participations: int, seed: int, start: int, stop: 
         optional("optins", listing(f"least({r(28, 4)}, len(acc_optins))", optin, 3), r(44, 100), 5, 5),
         optional(
             "forms",
-            f"CASE WHEN {r(31, 10)} < 4 THEN {full_form} WHEN {r(31, 10)} < 7 THEN {short_form} ELSE '[]' END",
+            f"CASE WHEN {r(31, 10)} < 4 THEN {full_form} "
+            f"WHEN {r(31, 10)} < 7 THEN {short_form} ELSE '[]' END",
             r(45, 100), 5, 5,
         ),
         _s("}"),
     )
     mail = _cat(
-        _pick(_lit([a for _, a, _ in FIRST_NAMES]), "fi"), _s("."), _pick(_lit([a for _, a in LAST_NAMES]), "li"),
+        _pick(_lit([a for _, a, _ in FIRST_NAMES]), "fi"), _s("."),
+        _pick(_lit([a for _, a in LAST_NAMES]), "li"),
         "CASE WHEN pct < 50 THEN '' ELSE (pct % 97)::VARCHAR END", _s("@"),
         _pick(_lit(EMAIL_DOMAINS), r(8, len(EMAIL_DOMAINS))),
     )
@@ -543,8 +558,10 @@ def _write_part(query: str, path: Path, gz: bool) -> Path:
 
 
 def _gzip_file(src: Path, dst: Path) -> None:
-    with open(src, "rb") as fin, _gzip.open(dst, "wb", compresslevel=1) as fout:
-        shutil.copyfileobj(fin, fout, 4 * 1024 * 1024)
+    """Compress `src` into `dst` (level 1; mtime 0 and no file name in the header: reproducible bytes)."""
+    with open(src, "rb") as fin, open(dst, "wb") as raw:
+        with _gzip.GzipFile(filename="", mode="wb", compresslevel=1, fileobj=raw, mtime=0) as fout:
+            shutil.copyfileobj(fin, fout, 4 * 1024 * 1024)
 
 
 # --------------------------------------------------------------------------------------------------

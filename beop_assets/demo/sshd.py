@@ -74,7 +74,7 @@ def _stable_password(username: str) -> str:
             if text:
                 return text
             time.sleep(0.02)
-        raise SshdError(f"empty password file {path}")
+        raise SshdError(f"empty password file {path}") from None
     password = f"beop-sftp-{secrets.token_urlsafe(12)}"
     with os.fdopen(fd, "w") as out:
         out.write(password + "\n")
@@ -91,7 +91,7 @@ def _ensure_user(username: str, password: str) -> pwd.struct_passwd:
             capture_output=True, text=True,
         )
         if done.returncode != 0 and done.returncode != 9:  # 9: created meanwhile by another process
-            raise SshdError(f"useradd {username} failed: {done.stderr.strip()}")
+            raise SshdError(f"useradd {username} failed: {done.stderr.strip()}") from None
     _run("chpasswd", stdin=f"{username}:{password}\n")
     return pwd.getpwnam(username)
 
@@ -223,7 +223,7 @@ class LocalSshd:
     # -- helpers for tests and the demo ------------------------------------------------------------
 
     def make_dir(self, name: str | None = None, *, writable: bool = True) -> Path:
-        """A new directory in the SFTP user's home: owned by that user, or by root (read-only for the user)."""
+        """A new directory in the SFTP user's home, owned by that user (or by root: read-only to the user)."""
         path = self.home / (name or f"dir-{uuid.uuid4().hex[:12]}")
         path.mkdir()
         if writable:
@@ -233,7 +233,7 @@ class LocalSshd:
         return path
 
     def write_known_hosts(self, path: Path, *, changed: bool = False) -> Path:
-        """A known_hosts file for this server; `changed=True` lists another key for it (a changed host key)."""
+        """A known_hosts file for this server; `changed=True` lists another key for it (a changed key)."""
         key = self.host_public_key
         if changed:
             other = self.folder / f"other_host_key_{uuid.uuid4().hex[:8]}"

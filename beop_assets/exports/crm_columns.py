@@ -61,7 +61,9 @@ FORM_FIELD_COLUMNS: tuple[str, ...] = (
     "address-country",
 )
 # The fixed columns of every CRM file, in the contract's order (SPEC section 3).
-FIXED_COLUMNS: tuple[str, ...] = FORM_FIELD_COLUMNS + ("creative-id", "creative-name", "campaign-id", "campaign-name")
+FIXED_COLUMNS: tuple[str, ...] = FORM_FIELD_COLUMNS + (
+    "creative-id", "creative-name", "campaign-id", "campaign-name",
+)
 
 # OWASP CSV injection: a cell starting with one of these is read as a formula by spreadsheets.
 FORMULA_TRIGGERS: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
@@ -157,7 +159,8 @@ def crm_select(export: SpecificExport, optin_names: dict[str, str], participatio
     for index, optin_id in enumerate(export.optins):
         params[f"optin_{index}"] = optin_id
         columns.append(
-            (f"optin_{index}", f"list_filter(optins, lambda o: o.optin_id = $optin_{index})[1].optin_value", False)
+            (f"optin_{index}",
+             f"list_filter(optins, lambda o: o.optin_id = $optin_{index})[1].optin_value", False)
         )
 
     inner = ",\n           ".join(f"{expression} AS {_quoted(alias)}" for alias, expression, _ in columns)

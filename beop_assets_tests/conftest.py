@@ -1,0 +1,8 @@
+"""Shared fixtures. The real servers (OpenSSH sshd, the GCS emulator) live in `fixtures/`."""
+
+pytest_plugins = [
+    "beop_assets_tests.fixtures.sshd",
+    "beop_assets_tests.fixtures.gcs",
+    "beop_assets_tests.fixtures.landing",
+    "beop_assets_tests.fixtures.product",
+]

@@ -1,0 +1,391 @@
+"""SFTP delivery against a real OpenSSH sshd on loopback (fixtures/sshd.py): what the customer sees.
+
+The SFTP user is not chrooted, so the remote directory is also a local path: tests look at what
+landed on the server directly, and through `download_file`/`list_files` as well.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from beop_assets.delivery.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from beop_assets.delivery.sftp import SftpReceipt, check_target, deliver_file, download_file, list_files
+from beop_assets_tests.fixtures.sshd import SFTP_KEY_ENV, SFTP_PASSPHRASE_ENV, SFTP_PASSWORD_ENV
+
+pytestmark = pytest.mark.timeout(120)
+
+CSV = (
+    "email,firstname,creative-name\r\n"
+    'jane@example.com,"Jane ""JJ""","Concours, été 🎉\nligne 2"\r\n'
+    "zoé@example.fr,Zoé,\t tab\r\n"
+).encode("utf-8")
+
+
+@pytest.fixture
+def csv_file(tmp_path: Path) -> Path:
+    path = tmp_path / "export.csv"
+    path.write_bytes(CSV)
+    return path
+
+
+@pytest.fixture
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> int:
+    monkeypatch.setenv("BEOP_DELIVERY_BACKOFF", "0.05")
+    monkeypatch.setenv("BEOP_DELIVERY_ATTEMPTS", "3")
+    return 3
+
+
+def _names(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+def _full_text(error: BaseException) -> str:
+    return "".join(traceback.format_exception(error))
+
+
+# -- successful deliveries -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("auth", ["password", "key_file", "key_env"])
+def test_delivers_the_file_byte_identical_under_its_final_name(auth, sftp_target, upload_dir, csv_file,
+                                                               tmp_path):
+    target = sftp_target(auth)
+    receipt = deliver_file("acme-crm", target, csv_file, "20261126_crm-participation_x_1.csv")
+
+    assert receipt == SftpReceipt(
+        remote_path=f"{upload_dir}/20261126_crm-participation_x_1.csv",
+        file_name="20261126_crm-participation_x_1.csv",
+        bytes=len(CSV), duration_s=receipt.duration_s, attempts=1,
+    )
+    assert _names(upload_dir) == ["20261126_crm-participation_x_1.csv"]  # no .part left behind
+    assert (upload_dir / "20261126_crm-participation_x_1.csv").read_bytes() == CSV
+    back = tmp_path / "back.csv"
+    assert download_file("acme-crm", target, "20261126_crm-participation_x_1.csv", back) == len(CSV)
+    assert back.read_bytes() == CSV
+    assert list_files("acme-crm", target) == ["20261126_crm-participation_x_1.csv"]
+
+
+@pytest.mark.parametrize("key_type, source, passphrase", [
+    ("rsa", "file", None), ("ecdsa", "env", None), ("ed25519", "file", "beop-key-passphrase-42"),
+])
+def test_key_types_and_passphrase(key_type, source, passphrase, sshd, sftp_target, upload_dir, csv_file,
+                                  tmp_path, monkeypatch):
+    key = tmp_path / f"id_{key_type}"
+    subprocess.run(["ssh-keygen", "-q", "-t", key_type, "-N", passphrase or "", "-f", str(key)], check=True)
+    sshd.authorize_key(key.with_suffix(".pub").read_text())
+    extra = {}
+    if passphrase:
+        monkeypatch.setenv(SFTP_PASSPHRASE_ENV, passphrase)
+        extra["private_key_passphrase_env"] = SFTP_PASSPHRASE_ENV
+    if source == "file":
+        target = sftp_target("key_file", private_key_file=str(key), **extra)
+    else:
+        monkeypatch.setenv("BEOP_TEST_OTHER_KEY", key.read_text())
+        target = sftp_target("key_file", private_key_file=None, private_key_env="BEOP_TEST_OTHER_KEY",
+                             **extra)
+
+    deliver_file("acme-crm", target, csv_file, "k.csv")
+    assert (upload_dir / "k.csv").read_bytes() == CSV
+
+
+def test_two_exports_into_one_directory_both_land(sftp_target, upload_dir, csv_file, tmp_path):
+    other = tmp_path / "other.csv"
+    other.write_bytes(b"email\r\nother@example.com\r\n")
+    deliver_file("export-a", sftp_target(), csv_file, "20261126_crm-optin_a_1.csv")
+    deliver_file("export-b", sftp_target("key_file"), other, "20261126_crm-optin_b_2.csv")
+    assert _names(upload_dir) == ["20261126_crm-optin_a_1.csv", "20261126_crm-optin_b_2.csv"]
+    assert (upload_dir / "20261126_crm-optin_b_2.csv").read_bytes() == other.read_bytes()
+
+
+def test_redelivery_of_the_same_name_replaces_it(sftp_target, upload_dir, csv_file, tmp_path):
+    deliver_file("acme-crm", sftp_target(), csv_file, "same.csv")
+    newer = tmp_path / "newer.csv"
+    newer.write_bytes(b"email\r\nnewer@example.com\r\n")
+    deliver_file("acme-crm", sftp_target(), newer, "same.csv")
+    assert _names(upload_dir) == ["same.csv"]
+    assert (upload_dir / "same.csv").read_bytes() == newer.read_bytes()
+
+
+def test_an_empty_file_is_delivered(sftp_target, upload_dir, tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    assert deliver_file("acme-crm", sftp_target(), empty, "empty.csv").bytes == 0
+    assert (upload_dir / "empty.csv").read_bytes() == b""
+
+
+def test_insecure_opt_out_connects_without_known_hosts_and_warns(sftp_target, upload_dir, csv_file, caplog):
+    target = sftp_target(insecure_skip_host_key_check=True)
+    assert target.known_hosts_file is None
+    deliver_file("acme-crm", target, csv_file, "f.csv")
+    assert (upload_dir / "f.csv").read_bytes() == CSV
+    assert "NOT verified" in caplog.text
+
+
+# -- permanent failures: fail at once, say what to fix, leave nothing --------------------------------
+
+
+def test_wrong_password_fails_at_once_without_revealing_it(sshd, sftp_target, upload_dir, csv_file,
+                                                           monkeypatch):
+    target = sftp_target()
+    monkeypatch.setenv(SFTP_PASSWORD_ENV, "WRONG-pw-Zq81-distinctive")
+    with pytest.raises(PermanentDeliveryError) as caught:
+        deliver_file("acme-crm", target, csv_file, "f.csv")
+    message = str(caught.value)
+    assert "acme-crm" in message and f"127.0.0.1:{sshd.port}" in message
+    assert "authentication" in message and SFTP_PASSWORD_ENV in message
+    assert caught.value.attempts == 1
+    for secret in ("WRONG-pw-Zq81-distinctive", sshd.password):
+        assert secret not in _full_text(caught.value)
+    assert _names(upload_dir) == []
+
+
+def test_unauthorized_key_fails_at_once(sftp_target, csv_file, tmp_path, monkeypatch):
+    key = tmp_path / "stranger"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    target = sftp_target("key_env")
+    monkeypatch.setenv(SFTP_KEY_ENV, key.read_text())
+    with pytest.raises(PermanentDeliveryError, match="authentication") as caught:
+        deliver_file("acme-crm", target, csv_file, "f.csv")
+    assert caught.value.attempts == 1
+    assert "PRIVATE KEY" not in _full_text(caught.value)
+    assert key.read_text().splitlines()[1] not in _full_text(caught.value)
+
+
+def test_missing_credentials_are_named(sftp_target, csv_file, monkeypatch, tmp_path):
+    target = sftp_target()
+    monkeypatch.delenv(SFTP_PASSWORD_ENV)
+    with pytest.raises(PermanentDeliveryError, match=SFTP_PASSWORD_ENV):
+        deliver_file("acme-crm", target, csv_file, "f.csv")
+    missing_key = sftp_target("key_file", private_key_file=str(tmp_path / "nope"))
+    with pytest.raises(PermanentDeliveryError, match="cannot load the private key file .*nope"):
+        deliver_file("acme-crm", missing_key, csv_file, "f.csv")
+    garbage = tmp_path / "garbage"
+    garbage.write_text("not a key\n")
+    with pytest.raises(PermanentDeliveryError, match="cannot load"):
+        deliver_file("acme-crm", sftp_target("key_file", private_key_file=str(garbage)), csv_file, "f.csv")
+
+
+def test_unknown_host_key_is_rejected(sshd, sftp_target, upload_dir, csv_file, tmp_path):
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    with pytest.raises(PermanentDeliveryError, match="not in known_hosts") as caught:
+        deliver_file("acme-crm", sftp_target(known_hosts_file=str(empty)), csv_file, "f.csv")
+    assert f"127.0.0.1:{sshd.port}" in str(caught.value) and caught.value.attempts == 1
+    assert _names(upload_dir) == []
+
+
+def test_changed_host_key_is_rejected(sshd, sftp_target, upload_dir, csv_file, tmp_path):
+    changed = sshd.write_known_hosts(tmp_path / "known_hosts", changed=True)
+    with pytest.raises(PermanentDeliveryError, match="does not match") as caught:
+        deliver_file("acme-crm", sftp_target(known_hosts_file=str(changed)), csv_file, "f.csv")
+    assert "acme-crm" in str(caught.value) and caught.value.attempts == 1
+    assert _names(upload_dir) == []
+
+
+def test_missing_known_hosts_file_is_named(sftp_target, csv_file, tmp_path):
+    with pytest.raises(PermanentDeliveryError, match="known_hosts_file .*absent"):
+        deliver_file("acme-crm", sftp_target(known_hosts_file=str(tmp_path / "absent")), csv_file, "f.csv")
+
+
+def test_missing_directory_is_named_and_never_created(sshd, sftp_target, upload_dir, csv_file):
+    missing = upload_dir / "not" / "there"
+    with pytest.raises(PermanentDeliveryError) as caught:
+        deliver_file("acme-crm", sftp_target(directory=missing), csv_file, "f.csv")
+    message = str(caught.value)
+    assert f"127.0.0.1:{sshd.port}" in message and str(missing) in message and "does not exist" in message
+    assert caught.value.attempts == 1
+    assert not (upload_dir / "not").exists()
+
+
+def test_directory_without_write_permission(sshd, sftp_target, csv_file):
+    read_only = sshd.make_dir(writable=False)
+    with pytest.raises(PermanentDeliveryError, match="permission denied") as caught:
+        deliver_file("acme-crm", sftp_target(directory=read_only), csv_file, "f.csv")
+    assert str(read_only) in str(caught.value) and caught.value.attempts == 1
+    assert _names(read_only) == []
+
+
+def test_bad_inputs_fail_before_connecting(sftp_target, csv_file, tmp_path):
+    with pytest.raises(PermanentDeliveryError, match="invalid file name"):
+        deliver_file("acme-crm", sftp_target(), csv_file, "../escape.csv")
+    with pytest.raises(PermanentDeliveryError, match="cannot read the local file"):
+        deliver_file("acme-crm", sftp_target(), tmp_path / "never-built.csv", "f.csv")
+
+
+def test_download_and_list_report_missing_things(sftp_target, upload_dir, tmp_path):
+    with pytest.raises(PermanentDeliveryError, match="no such file"):
+        download_file("acme-crm", sftp_target(), "absent.csv", tmp_path / "x")
+    with pytest.raises(PermanentDeliveryError, match="does not exist"):
+        list_files("acme-crm", sftp_target(directory=upload_dir / "absent"))
+
+
+# -- transient failures: retried, bounded ------------------------------------------------------------
+
+
+def test_server_down_is_retried_then_reported(private_sshd, sftp_target, csv_file, quick_retries):
+    target = sftp_target(server=private_sshd)
+    private_sshd.stop()
+    with pytest.raises(TransientDeliveryError, match="connection refused") as caught:
+        deliver_file("acme-crm", target, csv_file, "f.csv")
+    assert caught.value.attempts == quick_retries
+    assert f"127.0.0.1:{private_sshd.port}" in str(caught.value)
+
+
+def test_server_back_during_retries_delivers(private_sshd, sftp_target, csv_file, monkeypatch):
+    monkeypatch.setenv("BEOP_DELIVERY_BACKOFF", "0.3")
+    monkeypatch.setenv("BEOP_DELIVERY_ATTEMPTS", "6")
+    target = sftp_target(server=private_sshd)
+    private_sshd.stop()
+    restart = threading.Timer(0.1, private_sshd.start)
+    restart.start()
+    try:
+        receipt = deliver_file("acme-crm", target, csv_file, "f.csv")
+    finally:
+        restart.join()
+    assert receipt.attempts >= 2
+    assert (Path(target.directory) / "f.csv").read_bytes() == CSV
+
+
+@contextmanager
+def _when_upload_under_way(directory: Path, action, min_bytes: int = 1 << 20):
+    """Run `action` once, in a thread, as soon as a `.part` file in `directory` holds `min_bytes`."""
+    fired, stop = threading.Event(), threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            for part in directory.glob(".*.part"):
+                try:
+                    if part.stat().st_size >= min_bytes:
+                        action()
+                        fired.set()
+                        return
+                except FileNotFoundError:
+                    pass
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield fired
+    finally:
+        stop.set()
+        thread.join(30)
+
+
+@pytest.fixture
+def big_file(tmp_path: Path) -> Path:
+    path = tmp_path / "big.csv"
+    path.write_bytes(os.urandom(1 << 20) * 64)
+    return path
+
+
+def test_server_killed_mid_upload_is_retried_and_nothing_partial_is_left(private_sshd, sftp_target, big_file,
+                                                                         monkeypatch):
+    monkeypatch.setenv("BEOP_DELIVERY_BACKOFF", "0.1")
+    monkeypatch.setenv("BEOP_DELIVERY_ATTEMPTS", "5")
+    target = sftp_target(server=private_sshd)
+    directory = Path(target.directory)
+
+    def restart() -> None:
+        private_sshd.stop()
+        private_sshd.start()
+
+    with _when_upload_under_way(directory, restart) as fired:
+        receipt = deliver_file("acme-crm", target, big_file, "big.csv")
+    assert fired.is_set() and receipt.attempts >= 2
+    assert _names(directory) == ["big.csv"]
+    assert (directory / "big.csv").read_bytes() == big_file.read_bytes()
+
+
+def test_server_stalled_mid_upload_times_out_and_is_retried(private_sshd, sftp_target, big_file, monkeypatch):
+    """The connection's sshd processes are frozen (SIGSTOP) during the upload: the channel timeout
+    fails that attempt, and the retry, on a new connection, delivers the whole file."""
+    monkeypatch.setenv("BEOP_DELIVERY_BACKOFF", "0.1")
+    monkeypatch.setenv("BEOP_DELIVERY_ATTEMPTS", "3")
+    target = sftp_target(server=private_sshd)
+    directory = Path(target.directory)
+    frozen: list[int] = []
+
+    def freeze() -> None:
+        frozen.extend(private_sshd.session_pids())
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+
+    try:
+        with _when_upload_under_way(directory, freeze) as fired:
+            receipt = deliver_file("acme-crm", target, big_file, "big.csv", timeout=2.0)
+    finally:
+        for pid in frozen:  # never let a stale session resume
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert fired.is_set() and frozen and receipt.attempts >= 2
+    assert _names(directory) == ["big.csv"]
+    assert (directory / "big.csv").read_bytes() == big_file.read_bytes()
+
+
+@pytest.mark.parametrize("banner", [b"", b"SSH-2.0-OpenSSH_9.2\r\n"], ids=["silent", "banner-then-silent"])
+def test_server_that_accepts_and_stalls_times_out(banner, csv_file, sftp_target, monkeypatch):
+    monkeypatch.setenv("BEOP_DELIVERY_BACKOFF", "0.01")
+    monkeypatch.setenv("BEOP_DELIVERY_ATTEMPTS", "2")
+    held: list[socket.socket] = []
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+
+        def accept_forever() -> None:
+            try:
+                while True:
+                    conn, _ = listener.accept()
+                    held.append(conn)
+                    conn.sendall(banner)
+            except OSError:
+                return  # the listener was closed
+
+        threading.Thread(target=accept_forever, daemon=True).start()
+        target = sftp_target(port=port, known_hosts_file=None, insecure_skip_host_key_check=True)
+        with pytest.raises(TransientDeliveryError, match="within 1 s") as caught:
+            deliver_file("acme-crm", target, csv_file, "f.csv", timeout=1.0)
+    for conn in held:
+        conn.close()
+    assert caught.value.attempts == 2 and len(held) == 2
+    assert f"127.0.0.1:{port}" in str(caught.value)
+
+
+# -- pre-flight ---------------------------------------------------------------------------------------
+
+
+def test_check_target_reports_what_it_checked(sshd, sftp_target, upload_dir):
+    lines = check_target("acme-crm", sftp_target("key_file"))
+    text = "\n".join(lines)
+    assert "host key ssh-ed25519" in text and "matches" in text
+    assert "authenticated as 'beoptest'" in text
+    assert f"directory {upload_dir} exists" in text and "writable" in text
+    assert _names(upload_dir) == []  # the probe is gone
+
+
+def test_check_target_failures(sshd, sftp_target, upload_dir, monkeypatch, tmp_path):
+    with pytest.raises(PermanentDeliveryError, match="does not exist"):
+        check_target("acme-crm", sftp_target(directory=upload_dir / "absent"))
+    read_only = sshd.make_dir(writable=False)
+    with pytest.raises(PermanentDeliveryError, match="permission denied"):
+        check_target("acme-crm", sftp_target(directory=read_only))
+    assert _names(read_only) == []
+    target = sftp_target()
+    monkeypatch.setenv(SFTP_PASSWORD_ENV, "WRONG-pw-Zq81-distinctive")
+    with pytest.raises(PermanentDeliveryError, match="authentication") as caught:
+        check_target("acme-crm", target)
+    assert "WRONG-pw-Zq81-distinctive" not in _full_text(caught.value)
+    changed = sshd.write_known_hosts(tmp_path / "kh", changed=True)
+    with pytest.raises(DeliveryError, match="does not match"):
+        check_target("acme-crm", sftp_target(known_hosts_file=str(changed)))
