@@ -23,7 +23,11 @@ from dagster import (
     sensor,
 )
 
-from beop_assets.jobs import EXPORT_JOBS_BY_MODE, deliver_global_exports_job, deliver_specific_exports_job
+from beop_assets.jobs import (
+    EXPORT_JOBS_BY_MODE,
+    deliver_global_exports_job,
+    deliver_specific_exports_job,
+)
 from beop_assets.partitions import EXPORT_PARTITIONS_BY_MODE, export_day_key
 from beop_assets.resources import ExportRegistry
 
@@ -73,8 +77,12 @@ def _already_delivered(instance, mode: str, day: date, export_id: str) -> bool:
     return bool(records.records)
 
 
-def delivery_requests(registry_resource: ExportRegistry, instance, day: date) -> list[RunRequest]:
-    """One run request per scheduled export of `day` that has not been delivered yet."""
+def delivery_requests(registry_resource: ExportRegistry, instance, day: date, load_id: str) -> list[RunRequest]:
+    """One run request per scheduled export of `day` that has not been delivered yet.
+
+    The run key names the load (`load_id`, the run that loaded the day): a given load never
+    asks twice, while a later reload of the day asks again for what is still undelivered (a delivery
+    that failed the first time)."""
     registry = registry_resource.load()
     requests = []
     for mode, job in EXPORT_JOBS_BY_MODE.items():
@@ -84,7 +92,7 @@ def delivery_requests(registry_resource: ExportRegistry, instance, day: date) ->
                 continue
             key = export_day_key(day, export_id)
             requests.append(
-                RunRequest(run_key=f"deliver-{key}", job_name=job.name, partition_key=key,
+                RunRequest(run_key=f"deliver-{key}@load-{load_id}", job_name=job.name, partition_key=key,
                            tags={"beop/trigger": "day-loaded"})
             )
     return requests
@@ -101,18 +109,23 @@ def deliver_loaded_days_sensor(context: SensorEvaluationContext, asset_event: Ev
     days = _loaded_days(context, asset_event)
     if not days:
         return SkipReason("materialization without a partition")
-    requests = [r for day in days for r in delivery_requests(registry, context.instance, day)]
+    requests = [r for day, load_id in days.items() for r in delivery_requests(registry, context.instance, day, load_id)]
     if not requests:
         return SkipReason(f"every scheduled export of {', '.join(map(str, days))} is already delivered")
     return requests
 
 
-def _loaded_days(context: SensorEvaluationContext, asset_event: EventLogEntry) -> list[date]:
+def _load_id(entry: EventLogEntry) -> str:
+    return entry.run_id or f"{entry.timestamp:.6f}"
+
+
+def _loaded_days(context: SensorEvaluationContext, asset_event: EventLogEntry) -> dict[date, str]:
     """Every day loaded since the previous tick, oldest first. `asset_sensor` hands over only the
     LATEST new materialization: when several days are loaded between two ticks (a backfill of loads),
     the earlier ones would otherwise never be delivered. `context.cursor` is still the previous tick's
-    (the storage id of the last materialization it handled); on a first tick, only the latest counts."""
-    partitions: list[str | None] = []
+    (the storage id of the last materialization it handled); on a first tick, only the latest counts.
+    Returns each day with the id of its latest load."""
+    loads: list[tuple[str | None, str]] = []
     try:
         after = int(context.cursor) if context.cursor else None
     except ValueError:
@@ -121,8 +134,8 @@ def _loaded_days(context: SensorEvaluationContext, asset_event: EventLogEntry) -
         page = context.instance.fetch_materializations(
             AssetRecordsFilter(asset_key=AssetKey("participations"), after_storage_id=after), limit=500, ascending=True,
         )
-        partitions += [record.partition_key for record in page.records]
+        loads += [(record.partition_key, _load_id(record.event_log_entry)) for record in page.records]
         after = page.records[-1].storage_id if page.has_more and page.records else None
     materialization = asset_event.asset_materialization
-    partitions.append(materialization.partition if materialization is not None else None)
-    return [date.fromisoformat(p) for p in dict.fromkeys(partitions) if p]
+    loads.append((materialization.partition if materialization is not None else None, _load_id(asset_event)))
+    return {date.fromisoformat(partition): load_id for partition, load_id in loads if partition}
