@@ -61,7 +61,11 @@ def _root_error(result: ExecuteInProcessResult) -> str:
         if event.event_type in (DagsterEventType.STEP_FAILURE, DagsterEventType.RUN_FAILURE):
             data = event.event_specific_data
             error = getattr(data, "error", None)
-            while error is not None and error.cause is not None:
+            # Dagster wraps the exception the step raised (DagsterExecution...Error); that exception is the
+            # product's message (export, destination, what to fix). Its own causes are the library errors
+            # it translated (paramiko, google-cloud-storage), which say none of that: stop at the first
+            # error that is not Dagster's wrapper.
+            while error is not None and error.cause is not None and error.cls_name.startswith("Dagster"):
                 error = error.cause
             if error is not None:
                 return error.message.strip().splitlines()[0] if error.message else error.cls_name
@@ -69,13 +73,21 @@ def _root_error(result: ExecuteInProcessResult) -> str:
 
 
 def _targets(registry, export_ids: list[str] | None) -> tuple[list[tuple[str, str]], list[Outcome]]:
+    from beop_assets.exports.registry import is_export_id
+
     known = {e.id: e.mode for e in registry.exports.values()} | {i: m for i, m in registry.broken.items()}
     if export_ids is None:
-        return [(i, m) for m in ("specific", "global") for i in registry.scheduled_ids(m)], []
+        targets = [(i, m) for m in ("specific", "global") for i in registry.scheduled_ids(m)]
+        # A broken entry that cannot be scheduled (an id that is not a slug cannot be a partition key:
+        # `a|b` would crash the run and stop the exports after it; a mode that is unreadable has no
+        # job) fails here, with its faults, and the others still run.
+        scheduled = {i for i, _ in targets}
+        return targets, [Outcome(i, m, "failed", error="; ".join(map(str, registry.faults_of(i))))
+                         for i, m in sorted(registry.broken.items()) if i not in scheduled]
     targets, unknown = [], []
     for export_id in export_ids:
         mode = known.get(export_id)
-        if mode is None:
+        if mode is None or not is_export_id(export_id):
             faults = "; ".join(map(str, registry.faults_of(export_id))) or f"not in the registry {registry.path}"
             unknown.append(Outcome(export_id, None, "failed", error=faults))
         else:

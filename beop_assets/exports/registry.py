@@ -8,16 +8,35 @@ Credentials are never part of an entry: it only names the variable or file that 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from beop_assets.landing.reference import Reference
 
 EXPORT_ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
+EXPORT_ID_MAX_LENGTH = 100
+
+
+def is_export_id(value: object) -> bool:
+    """A well-formed export id: a slug, the only kind of id that can be a Dagster partition key
+    (`|` and `,` split multi-partition keys; `/` and `..` would reach into paths)."""
+    return (isinstance(value, str) and len(value) <= EXPORT_ID_MAX_LENGTH
+            and re.fullmatch(EXPORT_ID_PATTERN, value) is not None)
+
+
 CRM_TYPES = ("crm-participation", "crm-optin")
 
 
@@ -83,7 +102,7 @@ class GcsTarget(_Strict):
 
 
 class _ExportBase(_Strict):
-    id: str = Field(pattern=EXPORT_ID_PATTERN, max_length=100)
+    id: str = Field(pattern=EXPORT_ID_PATTERN, max_length=EXPORT_ID_MAX_LENGTH)
     account_id: str = Field(min_length=1)
     enabled: bool = True
 
@@ -151,9 +170,10 @@ class Registry:
 
     def scheduled_ids(self, mode: str) -> list[str]:
         """Ids that get a partition and a nightly run: enabled exports, valid or not (a broken one
-        fails its run with its fault, visibly, rather than silently missing the day)."""
+        fails its run with its fault, visibly, rather than silently missing the day). An id that is not
+        a slug can never be a partition key: it is reported by `validate` and `run`, never scheduled."""
         ids = {e.id for e in self.enabled(mode)} | {i for i, m in self.broken.items() if m == mode}
-        return sorted(ids)
+        return sorted(i for i in ids if is_export_id(i))
 
     def get(self, export_id: str) -> SpecificExport | GlobalExport:
         """The export with that id, or a `RegistryError` that says exactly why it cannot run."""
