@@ -30,6 +30,8 @@ def crm_file_name(export_type: str, name: str, data_day: date, delivery_id: uuid
 
 
 def global_file_name(username: str, data_day: date) -> str:
-    # A username is the account's handle; keep it to a safe single path segment.
-    safe = username.replace("/", "_").replace("\\", "_").strip(".") or "account"
+    # A username is the account's handle, kept as it is except what could leave the prefix (a slash,
+    # a leading dot) or that GCS refuses in an object name (control characters): each becomes "_".
+    safe = "".join("_" if c in "/\\" or ord(c) < 32 or ord(c) == 127 else c for c in username).strip(".")
+    safe = safe or "account"
     return f"{export_run_date(data_day).isoformat()}_{safe}.ndjson.gz"
