@@ -104,9 +104,9 @@ import pyarrow.compute as pc
 from beop_assets.model import warehouse
 
 day, stop, deadline = date.fromisoformat(sys.argv[1]), Path(sys.argv[2]), time.monotonic() + float(sys.argv[3])
-path = warehouse.day_file("participations", day)
 while time.monotonic() < deadline:
     last = stop.exists()
+    path = warehouse.loaded_day_file("participations", day)  # resolved once per read, as exports do
     con = warehouse.reader()
     try:
         con.execute("SET streaming_buffer_size = '256KiB'")
@@ -318,7 +318,7 @@ def test_export_runs_never_wait_for_the_model_writers_and_two_loads_serialize(pr
 
 def _fingerprint(day: date) -> dict:
     """What a whole read of the day's participations gives (the reader loop's figures, in one query)."""
-    path = warehouse.sql_path(warehouse.day_file("participations", day))
+    path = warehouse.sql_path(warehouse.loaded_day_file("participations", day))
     con = warehouse.reader()
     try:
         rows, total = con.execute(

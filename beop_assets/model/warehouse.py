@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
@@ -20,6 +21,8 @@ import duckdb
 from beop_assets import settings
 
 MODEL_TABLES = ("participations", "optins", "rejected_participations")
+# How long a replaced Parquet day stays readable for the exports that resolved it before the reload.
+OLD_VERSIONS_KEPT_S = 6 * 3600
 
 
 class DayNotLoadedError(Exception):
@@ -44,13 +47,15 @@ def sql_path(path: Path) -> str:
 
 
 def loaded_day_file(table: str, day: date, root: Path | None = None) -> Path:
+    """The day's Parquet file as it is now: an immutable version, so that a reader who resolved it
+    keeps reading the same rows even if the day is reloaded meanwhile (see `replace_file`)."""
     path = day_file(table, day, root)
     if not path.exists():
         raise DayNotLoadedError(
             f"the model has no {table} for {day.isoformat()} (expected {path}): "
             f"materialize the participations partition {day.isoformat()} first"
         )
-    return path
+    return path.resolve()
 
 
 @contextmanager
@@ -76,6 +81,22 @@ def reader() -> duckdb.DuckDBPyConnection:
 
 
 def replace_file(tmp: Path, final: Path) -> None:
-    """Atomically put a freshly written Parquet day in place: readers see the old day or the new one."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, final)
+    """Publish a freshly written Parquet day: readers see the old day or the new one, never a mix.
+
+    Each load is a new immutable file (`data-<time>-<pid>.parquet`) and `final` a symlink to it,
+    swapped atomically. Renaming the new file over the old one would not do: DuckDB opens a Parquet
+    file more than once during a read, and could read the footer of one version and the row groups of
+    the other. Versions older than `OLD_VERSIONS_KEPT_S` are removed once a newer one is published.
+    """
+    folder = final.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    version = folder / f"{final.stem}-{time.time_ns()}-{os.getpid()}{final.suffix}"
+    os.replace(tmp, version)
+    link = folder / f".{final.name}.{os.getpid()}.link"
+    link.unlink(missing_ok=True)
+    os.symlink(version.name, link)
+    os.replace(link, final)
+    cutoff = time.time() - OLD_VERSIONS_KEPT_S
+    for old in folder.glob(f"{final.stem}-*{final.suffix}"):
+        if old != version and old.stat().st_mtime < cutoff:
+            old.unlink(missing_ok=True)
