@@ -27,6 +27,8 @@ from pydantic import (
 from beop_assets.landing.reference import Reference
 
 EXPORT_ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
+# libyaml's safe loader when present (10x faster: the registry is read several times per run).
+_YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 EXPORT_ID_MAX_LENGTH = 100
 
 
@@ -199,7 +201,7 @@ def _field_path(loc: tuple) -> str:
 
 def _entry_lines(text: str) -> list[int | None]:
     try:
-        root = yaml.compose(text)
+        root = yaml.compose(text, Loader=_YamlLoader)
     except yaml.YAMLError:
         return []
     if not isinstance(root, yaml.MappingNode):
@@ -250,7 +252,7 @@ def load_registry(path: Path, reference: Reference | None) -> Registry:
         registry.unreadable = True
         return registry
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_YamlLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         registry.faults.append(
