@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from beop_assets.exports.crm_columns import crm_select
-from beop_assets.exports.export_file import ExportFile, sha256_of
+from beop_assets.exports.export_file import ExportFile
 from beop_assets.exports.registry import SpecificExport
 from beop_assets.model import warehouse
 
@@ -69,12 +69,4 @@ def build_crm_csv(
         raise
     finally:
         con.close()
-    return ExportFile(
-        export_id=export.id,
-        day=day,
-        path=out_path,
-        file_name=file_name,
-        rows=rows,
-        bytes=out_path.stat().st_size,
-        sha256=sha256_of(out_path),
-    )
+    return ExportFile.written(export.id, day, out_path, file_name, rows)

@@ -30,7 +30,7 @@ from typing import BinaryIO, Iterator
 import pyarrow as pa
 from isal import igzip, igzip_threaded
 
-from beop_assets.exports.export_file import ExportFile, sha256_of
+from beop_assets.exports.export_file import ExportFile
 from beop_assets.exports.registry import GlobalExport
 from beop_assets.model import warehouse
 
@@ -138,12 +138,4 @@ def build_global_ndjson(
         raise
     finally:
         con.close()
-    return ExportFile(
-        export_id=export.id,
-        day=day,
-        path=out_path,
-        file_name=file_name,
-        rows=rows,
-        bytes=out_path.stat().st_size,
-        sha256=sha256_of(out_path),
-    )
+    return ExportFile.written(export.id, day, out_path, file_name, rows)
