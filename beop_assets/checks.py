@@ -50,7 +50,8 @@ def _ndjson_records(delivered: DeliveredFile):
 
 def _context(context: AssetCheckExecutionContext, registry: ExportRegistry):
     day, export_id = split_export_day_key(context.partition_key)
-    return day, registry.load().get(export_id), registry.reference()
+    loaded = registry.load()
+    return day, loaded.get(export_id), loaded.reference
 
 
 def _own_account(content_ids: set, account_id: str, reference) -> AssetCheckResult:

@@ -27,10 +27,11 @@ from beop_assets.resources import ExportRegistry, Warehouse
 )
 def global_export_file(context: AssetExecutionContext, registry: ExportRegistry, warehouse: Warehouse) -> ExportFile:
     day, export_id = split_export_day_key(context.partition_key)
-    export = registry.load().get(export_id)
+    loaded = registry.load()
+    export = loaded.get(export_id)
     if not isinstance(export, GlobalExport):
         raise RegistryError(f"export {export_id!r} is a {export.mode} export, not a global one")
-    username = registry.reference().accounts[export.account_id]
+    username = loaded.reference.accounts[export.account_id]
     file_name = global_file_name(username, day)
     built = build_global_ndjson(export, day, warehouse.spool(export_id, context.run_id) / file_name, file_name,
                                 root=warehouse.path(), level=settings.current().gzip_level)

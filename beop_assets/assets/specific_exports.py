@@ -29,7 +29,7 @@ def crm_export_file(context: AssetExecutionContext, registry: ExportRegistry, wa
     export = loaded.get(export_id)
     if not isinstance(export, SpecificExport):
         raise RegistryError(f"export {export_id!r} is a {export.mode} export, not a specific one")
-    reference = registry.reference()
+    reference = loaded.reference
     optin_names = {o: reference.optins[o].name for o in export.optins if o in reference.optins}
     file_name = crm_file_name(export.type, export.name, day, delivery_uuid(context.run_id, context.partition_key))
     built = build_crm_csv(export, day, optin_names, warehouse.spool(export_id, context.run_id) / file_name, file_name,

@@ -39,7 +39,6 @@ def is_export_id(value: object) -> bool:
             and re.fullmatch(EXPORT_ID_PATTERN, value) is not None)
 
 
-CRM_TYPES = ("crm-participation", "crm-optin")
 
 
 class _Strict(BaseModel):
@@ -163,6 +162,8 @@ class Registry:
     # still scheduled, so that each fails loudly with its own message instead of silently missing a day.
     broken: dict[str, str | None] = field(default_factory=dict)
     unreadable: bool = False
+    # The reference data the registry was checked against (None when it could not be read).
+    reference: Reference | None = None
 
     def faults_of(self, export_id: str) -> list[Fault]:
         return [f for f in self.faults if f.export_id == export_id]
@@ -240,7 +241,7 @@ def check_tenancy(export: SpecificExport | GlobalExport, reference: Reference) -
 
 def load_registry(path: Path, reference: Reference | None) -> Registry:
     """Parse and validate the registry. Never raises for bad content: faults are collected."""
-    registry = Registry(path=path)
+    registry = Registry(path=path, reference=reference)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
