@@ -84,16 +84,20 @@ def load(cfg: dict):
         "rejected": done.rejected, "optins": done.optins, "parquet_bytes": _parquet(cfg).stat().st_size}
 
 
-def csv_anchor(cfg: dict):
-    out = Path(cfg["out"]) / "anchor.csv"
-    sql, params = crm_anchor(crm_export(cfg["sftp"]), _parquet(cfg), out)
-    con = warehouse.reader()  # the product's reader settings: threads, preserve_insertion_order
+def _copy(sql: str, params, out: Path):
+    """Run an anchor COPY with the product's reader settings (threads, preserve_insertion_order)."""
+    con = warehouse.reader()
     try:
         con.execute(sql, params)
         rows = con.fetchone()[0]
     finally:
         con.close()
     return rows, out.stat().st_size, {"path": str(out)}
+
+
+def csv_anchor(cfg: dict):
+    out = Path(cfg["out"]) / "anchor.csv"
+    return _copy(*crm_anchor(crm_export(cfg["sftp"]), _parquet(cfg), out), out)
 
 
 def csv_build(cfg: dict):
@@ -107,14 +111,7 @@ def csv_build(cfg: dict):
 
 def json_anchor_stage(cfg: dict, compression: str = "GZIP"):
     out = Path(cfg["out"]) / ("anchor.ndjson.gz" if compression == "GZIP" else "anchor.ndjson")
-    sql, params = json_anchor(_parquet(cfg), out, compression)
-    con = warehouse.reader()
-    try:
-        con.execute(sql, params)
-        rows = con.fetchone()[0]
-    finally:
-        con.close()
-    return rows, out.stat().st_size, {"path": str(out)}
+    return _copy(*json_anchor(_parquet(cfg), out, compression), out)
 
 
 def json_plain_anchor(cfg: dict):

@@ -32,5 +32,3 @@ EVENT_STRUCTURE = {
 }
 
 EVENT_STRUCTURE_SQL = json.dumps(EVENT_STRUCTURE).replace("'", "''")
-
-REQUIRED_FIELDS = ("participation_id", "timestamp", "account_id", "content_id")
