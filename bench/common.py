@@ -22,14 +22,24 @@ ACCOUNT = "a_1"  # acme: 5 of the generator's 11 contents, ~45% of a day's parti
 # every acme participation (the same rows as the global export), with its four optin columns
 # (two of them share the name "Newsletter ACME": the duplicate-header rule is exercised too).
 CRM_EXPORT = dict(
-    id="bench-crm", account_id=ACCOUNT, mode="specific", type="crm-participation", name="Bench CRM",
-    campaigns=["cmp_1", "cmp_2", "cmp_3"], contents=["c_5"], optins=["o_1", "o_3", "o_2", "o_4"],
+    id="bench-crm",
+    account_id=ACCOUNT,
+    mode="specific",
+    type="crm-participation",
+    name="Bench CRM",
+    campaigns=["cmp_1", "cmp_2", "cmp_3"],
+    contents=["c_5"],
+    optins=["o_1", "o_3", "o_2", "o_4"],
 )
 GLOBAL_EXPORT = dict(id="bench-global", account_id=ACCOUNT, mode="global")
 
 # optin id -> name, as the asset reads them from the reference data (beop_assets.demo.generate)
-OPTIN_NAMES = {"o_1": "Newsletter ACME", "o_2": "Offres partenaires", "o_3": "Newsletter ACME",
-               "o_4": "Règlement du jeu"}
+OPTIN_NAMES = {
+    "o_1": "Newsletter ACME",
+    "o_2": "Offres partenaires",
+    "o_3": "Newsletter ACME",
+    "o_4": "Règlement du jeu",
+}
 
 
 def crm_export(sftp: dict) -> SpecificExport:
@@ -60,8 +70,10 @@ def json_anchor_select() -> str:
 
 
 def json_anchor(participations: Path, out: Path, compression: str = "GZIP") -> tuple[str, dict]:
-    return (f"COPY ({json_anchor_select()}) TO {sql_literal(out)} (FORMAT JSON, COMPRESSION {compression})",
-            {"parquet": str(participations), "account_id": ACCOUNT})
+    return (
+        f"COPY ({json_anchor_select()}) TO {sql_literal(out)} (FORMAT JSON, COMPRESSION {compression})",
+        {"parquet": str(participations), "account_id": ACCOUNT},
+    )
 
 
 def _sql_type(spec) -> str:
@@ -75,10 +87,14 @@ def _sql_type(spec) -> str:
 def load_anchor(files: list[Path], out: Path) -> str:
     """DuckDB reading the landing files directly with read_json (the product's event structure as the
     column types) and writing them as one zstd Parquet file, without any validation."""
-    columns = "{" + ", ".join(f"{sql_literal(k)}: {sql_literal(_sql_type(v))}" for k, v in EVENT_STRUCTURE.items()) + "}"
+    columns = (
+        "{" + ", ".join(f"{sql_literal(k)}: {sql_literal(_sql_type(v))}" for k, v in EVENT_STRUCTURE.items()) + "}"
+    )
     listing = "[" + ", ".join(sql_literal(f) for f in files) + "]"
-    return (f"COPY (SELECT * FROM read_json({listing}, format='newline_delimited', columns={columns}, "
-            f"maximum_object_size=67108864)) TO {sql_literal(out)} (FORMAT parquet, COMPRESSION zstd)")
+    return (
+        f"COPY (SELECT * FROM read_json({listing}, format='newline_delimited', columns={columns}, "
+        f"maximum_object_size=67108864)) TO {sql_literal(out)} (FORMAT parquet, COMPRESSION zstd)"
+    )
 
 
 def dump(obj) -> str:

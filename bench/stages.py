@@ -58,6 +58,7 @@ def _parquet(cfg: dict) -> Path:
 
 # -- stages: each returns (rows, bytes, extra) and is timed by `main` ------------------------------
 
+
 def generate(cfg: dict):
     from beop_assets.demo.generate import generate_day
 
@@ -80,8 +81,11 @@ def load(cfg: dict):
 
     with staged_day(parse_day(cfg["day"]), cfg["landing"]) as staged:
         done = load_day(staged, Path(cfg["warehouse"]))
-    return done.participations, sum(p.stat().st_size for p in _day_files(cfg)), {
-        "rejected": done.rejected, "optins": done.optins, "parquet_bytes": _parquet(cfg).stat().st_size}
+    return (
+        done.participations,
+        sum(p.stat().st_size for p in _day_files(cfg)),
+        {"rejected": done.rejected, "optins": done.optins, "parquet_bytes": _parquet(cfg).stat().st_size},
+    )
 
 
 def _copy(sql: str, params, out: Path):
@@ -104,8 +108,15 @@ def csv_build(cfg: dict):
     from beop_assets.exports.crm_csv import build_crm_csv
 
     out = Path(cfg["out"]) / "bench-crm.csv"
-    built = build_crm_csv(crm_export(cfg["sftp"]), parse_day(cfg["day"]), OPTIN_NAMES, out, out.name,
-                          root=Path(cfg["warehouse"]), **cfg.get("csv_kwargs", {}))
+    built = build_crm_csv(
+        crm_export(cfg["sftp"]),
+        parse_day(cfg["day"]),
+        OPTIN_NAMES,
+        out,
+        out.name,
+        root=Path(cfg["warehouse"]),
+        **cfg.get("csv_kwargs", {}),
+    )
     return built.rows, built.bytes, {"path": str(out)}
 
 
@@ -122,8 +133,15 @@ def json_build(cfg: dict):
     from beop_assets.exports.global_ndjson import build_global_ndjson
 
     out = Path(cfg["out"]) / "bench-global.ndjson.gz"
-    built = build_global_ndjson(global_export(cfg["gcs"]), parse_day(cfg["day"]), out, out.name,
-                                root=Path(cfg["warehouse"]), level=cfg["gzip_level"], **cfg.get("json_kwargs", {}))
+    built = build_global_ndjson(
+        global_export(cfg["gcs"]),
+        parse_day(cfg["day"]),
+        out,
+        out.name,
+        root=Path(cfg["warehouse"]),
+        level=cfg["gzip_level"],
+        **cfg.get("json_kwargs", {}),
+    )
     return built.rows, built.bytes, {"path": str(out)}
 
 
@@ -140,16 +158,25 @@ def verify_gzip(cfg: dict):
                 size += len(line)
         counts[name], digests[name], plain[name] = count, digest.hexdigest(), size
     gzip_t = subprocess.run(["gzip", "-t", str(ours)], capture_output=True, text=True)
-    extra = {"lines_ours": counts["ours"], "lines_anchor": counts["anchor"],
-             "same_lines": digests["ours"] == digests["anchor"], "plain_bytes": plain["ours"],
-             "plain_bytes_anchor": plain["anchor"], "gzip_t_ok": gzip_t.returncode == 0,
-             "gz_bytes": ours.stat().st_size, "gz_bytes_anchor": anchor.stat().st_size}
+    extra = {
+        "lines_ours": counts["ours"],
+        "lines_anchor": counts["anchor"],
+        "same_lines": digests["ours"] == digests["anchor"],
+        "plain_bytes": plain["ours"],
+        "plain_bytes_anchor": plain["anchor"],
+        "gzip_t_ok": gzip_t.returncode == 0,
+        "gz_bytes": ours.stat().st_size,
+        "gz_bytes_anchor": anchor.stat().st_size,
+    }
     if not extra["same_lines"]:  # say where they first differ (both are in the same row order)
         with gzip.open(ours, "rb") as a, gzip.open(anchor, "rb") as b:
-            for number, (x, y) in enumerate(zip(a, b), 1):
+            for number, (x, y) in enumerate(zip(a, b, strict=False), 1):
                 if x != y:
-                    extra["first_difference"] = {"line": number, "ours": x[:300].decode(errors="replace"),
-                                                 "anchor": y[:300].decode(errors="replace")}
+                    extra["first_difference"] = {
+                        "line": number,
+                        "ours": x[:300].decode(errors="replace"),
+                        "anchor": y[:300].decode(errors="replace"),
+                    }
                     break
     return counts["ours"], ours.stat().st_size, extra
 
@@ -163,7 +190,9 @@ def sftp_delivery(cfg: dict):
     receipt = sftp.deliver_file("bench-crm", target, path, "bench-crm.csv")
     # What every delivery pays whatever the size: connect, key exchange, authentication, directory check.
     started = time.perf_counter()
-    with sftp_session("bench-crm", target, load_credentials("bench-crm", target), timeout=30, path=target.directory) as s:
+    with sftp_session(
+        "bench-crm", target, load_credentials("bench-crm", target), timeout=30, path=target.directory
+    ) as s:
         s.stat(target.directory)
     return cfg["rows"], receipt.bytes, {"attempts": receipt.attempts, "setup_s": time.perf_counter() - started}
 
@@ -175,10 +204,26 @@ def sftp_anchor(cfg: dict):
     batch = Path(cfg["out"]) / "sftp-batch.txt"
     batch.write_text(f"put {path} {target['directory']}/openssh-anchor.csv\n")
     done = subprocess.run(
-        ["sftp", "-q", "-b", str(batch), "-P", str(target["port"]), "-i", cfg["client_key"],
-         "-o", f"UserKnownHostsFile={target['known_hosts_file']}", "-o", "StrictHostKeyChecking=yes",
-         "-o", "BatchMode=yes", f"{target['username']}@{target['host']}"],
-        capture_output=True, text=True)
+        [
+            "sftp",
+            "-q",
+            "-b",
+            str(batch),
+            "-P",
+            str(target["port"]),
+            "-i",
+            cfg["client_key"],
+            "-o",
+            f"UserKnownHostsFile={target['known_hosts_file']}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            f"{target['username']}@{target['host']}",
+        ],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode:
         raise RuntimeError(f"sftp failed: {done.stderr}")
     return cfg["rows"], path.stat().st_size, {}
@@ -209,8 +254,9 @@ def dagster_batch(cfg: dict):
 
     dagster_instance = instance()
     started = time.perf_counter()
-    outcomes = run_day(parse_day(cfg["day"]), cfg.get("export_ids"), echo=lambda _line: None,
-                       dagster_instance=dagster_instance)
+    outcomes = run_day(
+        parse_day(cfg["day"]), cfg.get("export_ids"), echo=lambda _line: None, dagster_instance=dagster_instance
+    )
     wall = time.perf_counter() - started
     durations, steps = [], []
     for outcome in outcomes:
@@ -218,25 +264,42 @@ def dagster_batch(cfg: dict):
         if record and record.start_time and record.end_time:
             durations.append(record.end_time - record.start_time)
         if outcome.run_id:
-            steps.append(sum((s.end_time or 0) - (s.start_time or 0)
-                             for s in dagster_instance.get_run_step_stats(outcome.run_id)))
+            steps.append(
+                sum(
+                    (s.end_time or 0) - (s.start_time or 0) for s in dagster_instance.get_run_step_stats(outcome.run_id)
+                )
+            )
     statuses: dict[str, int] = {}
     for outcome in outcomes:
         statuses[outcome.status] = statuses.get(outcome.status, 0) + 1
     failed = [f"{o.export_id}: {o.error}" for o in outcomes if o.status != "delivered"][:3]
-    return len(outcomes), 0, {
-        "statuses": statuses, "failed": failed, "run_day_s": wall,
-        "mean_run_s": sum(durations) / len(durations) if durations else None,
-        "mean_steps_s": sum(steps) / len(steps) if steps else None,
-    }
+    return (
+        len(outcomes),
+        0,
+        {
+            "statuses": statuses,
+            "failed": failed,
+            "run_day_s": wall,
+            "mean_run_s": sum(durations) / len(durations) if durations else None,
+            "mean_steps_s": sum(steps) / len(steps) if steps else None,
+        },
+    )
 
 
 STAGES = {
-    "generate": generate, "load_anchor": load_anchor_stage, "load": load,
-    "csv_anchor": csv_anchor, "csv": csv_build,
-    "json_anchor": json_anchor_stage, "json_plain_anchor": json_plain_anchor, "json": json_build,
+    "generate": generate,
+    "load_anchor": load_anchor_stage,
+    "load": load,
+    "csv_anchor": csv_anchor,
+    "csv": csv_build,
+    "json_anchor": json_anchor_stage,
+    "json_plain_anchor": json_plain_anchor,
+    "json": json_build,
     "verify_gzip": verify_gzip,
-    "sftp": sftp_delivery, "sftp_anchor": sftp_anchor, "gcs": gcs_delivery, "gcs_anchor": gcs_anchor,
+    "sftp": sftp_delivery,
+    "sftp_anchor": sftp_anchor,
+    "gcs": gcs_delivery,
+    "gcs_anchor": gcs_anchor,
     "dagster": dagster_batch,
 }
 
@@ -250,8 +313,21 @@ def main() -> None:
     started = time.perf_counter()
     rows, size, extra = STAGES[stage](cfg)
     seconds = time.perf_counter() - started
-    print("BENCH-RESULT " + dump({"stage": stage, "seconds": seconds, "cpu_s": _cpu_s() - cpu, "rows": rows,
-                                  "bytes": size, "baseline_rss_mb": baseline, "extra": extra}), flush=True)
+    print(
+        "BENCH-RESULT "
+        + dump(
+            {
+                "stage": stage,
+                "seconds": seconds,
+                "cpu_s": _cpu_s() - cpu,
+                "rows": rows,
+                "bytes": size,
+                "baseline_rss_mb": baseline,
+                "extra": extra,
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -31,9 +31,13 @@ def _intact(delivered: DeliveredFile) -> AssetCheckResult:
     expected = delivered.delivery
     return AssetCheckResult(
         passed=size == expected.bytes and digest == expected.sha256,
-        metadata={"delivered_bytes": size, "built_bytes": expected.bytes or 0,
-                  "delivered_sha256": digest, "built_sha256": expected.sha256 or "",
-                  "file_name": delivered.delivery.file_name or ""},
+        metadata={
+            "delivered_bytes": size,
+            "built_bytes": expected.bytes or 0,
+            "delivered_sha256": digest,
+            "built_sha256": expected.sha256 or "",
+            "file_name": delivered.delivery.file_name or "",
+        },
     )
 
 
@@ -64,27 +68,41 @@ def _own_account(content_ids: set, account_id: str, reference) -> AssetCheckResu
 
 # -- specific exports (CSV over SFTP) --------------------------------------------------------------
 
-@asset_check(asset="crm_export_file", partitions_def=specific_export_days,
-             description="The file on the SFTP server has the size and sha256 of the file built.")
+
+@asset_check(
+    asset="crm_export_file",
+    partitions_def=specific_export_days,
+    description="The file on the SFTP server has the size and sha256 of the file built.",
+)
 def crm_file_delivered_intact(crm_export_file: DeliveredFile) -> AssetCheckResult:
     return _intact(crm_export_file)
 
 
-@asset_check(asset="crm_export_file", partitions_def=specific_export_days,
-             description="The header row is the contract's: fixed columns, then the export's optin columns.")
-def crm_header_is_contract(context: AssetCheckExecutionContext, crm_export_file: DeliveredFile,
-                           registry: ExportRegistry) -> AssetCheckResult:
+@asset_check(
+    asset="crm_export_file",
+    partitions_def=specific_export_days,
+    description="The header row is the contract's: fixed columns, then the export's optin columns.",
+)
+def crm_header_is_contract(
+    context: AssetCheckExecutionContext, crm_export_file: DeliveredFile, registry: ExportRegistry
+) -> AssetCheckResult:
     _, export, reference = _context(context, registry)
     expected = crm_headers(export, {o: reference.optins[o].name for o in export.optins if o in reference.optins})
     header = next(_csv_records(crm_export_file), [])
-    return AssetCheckResult(passed=header == expected,
-                            metadata={"header": MetadataValue.json(header), "expected": MetadataValue.json(expected)})
+    return AssetCheckResult(
+        passed=header == expected,
+        metadata={"header": MetadataValue.json(header), "expected": MetadataValue.json(expected)},
+    )
 
 
-@asset_check(asset="crm_export_file", partitions_def=specific_export_days,
-             description="The file holds one record per participation the model selects for this export and day.")
-def crm_rows_match_model(context: AssetCheckExecutionContext, crm_export_file: DeliveredFile,
-                         registry: ExportRegistry, warehouse: Warehouse) -> AssetCheckResult:
+@asset_check(
+    asset="crm_export_file",
+    partitions_def=specific_export_days,
+    description="The file holds one record per participation the model selects for this export and day.",
+)
+def crm_rows_match_model(
+    context: AssetCheckExecutionContext, crm_export_file: DeliveredFile, registry: ExportRegistry, warehouse: Warehouse
+) -> AssetCheckResult:
     day, export, reference = _context(context, registry)
     names = {o: reference.optins[o].name for o in export.optins if o in reference.optins}
     query = crm_select(export, names, model.loaded_day_file("participations", day, warehouse.path()))
@@ -97,10 +115,14 @@ def crm_rows_match_model(context: AssetCheckExecutionContext, crm_export_file: D
     return AssetCheckResult(passed=records == expected, metadata={"file_rows": records, "model_rows": expected})
 
 
-@asset_check(asset="crm_export_file", partitions_def=specific_export_days,
-             description="Every creative in the file belongs to the export's account.")
-def crm_only_own_account(context: AssetCheckExecutionContext, crm_export_file: DeliveredFile,
-                         registry: ExportRegistry) -> AssetCheckResult:
+@asset_check(
+    asset="crm_export_file",
+    partitions_def=specific_export_days,
+    description="Every creative in the file belongs to the export's account.",
+)
+def crm_only_own_account(
+    context: AssetCheckExecutionContext, crm_export_file: DeliveredFile, registry: ExportRegistry
+) -> AssetCheckResult:
     _, export, reference = _context(context, registry)
     records = _csv_records(crm_export_file)
     header = next(records, [])
@@ -111,45 +133,71 @@ def crm_only_own_account(context: AssetCheckExecutionContext, crm_export_file: D
 
 # -- global exports (ndJSON.gz to GCS) -------------------------------------------------------------
 
-@asset_check(asset="global_export_file", partitions_def=global_export_days,
-             description="The object in the bucket has the size and sha256 of the file built.")
+
+@asset_check(
+    asset="global_export_file",
+    partitions_def=global_export_days,
+    description="The object in the bucket has the size and sha256 of the file built.",
+)
 def global_file_delivered_intact(global_export_file: DeliveredFile) -> AssetCheckResult:
     return _intact(global_export_file)
 
 
-@asset_check(asset="global_export_file", partitions_def=global_export_days,
-             description="Every line is one JSON object with the contract's keys, in the contract's order.")
+@asset_check(
+    asset="global_export_file",
+    partitions_def=global_export_days,
+    description="Every line is one JSON object with the contract's keys, in the contract's order.",
+)
 def global_lines_follow_contract(global_export_file: DeliveredFile) -> AssetCheckResult:
     bad = [n for n, record in enumerate(_ndjson_records(global_export_file), 1) if list(record) != NDJSON_KEYS]
     return AssetCheckResult(passed=not bad, metadata={"lines_with_other_keys": MetadataValue.json(bad[:20])})
 
 
-@asset_check(asset="global_export_file", partitions_def=global_export_days,
-             description="The file holds every participation of the account for the day.")
-def global_rows_match_model(context: AssetCheckExecutionContext, global_export_file: DeliveredFile,
-                            registry: ExportRegistry, warehouse: Warehouse) -> AssetCheckResult:
+@asset_check(
+    asset="global_export_file",
+    partitions_def=global_export_days,
+    description="The file holds every participation of the account for the day.",
+)
+def global_rows_match_model(
+    context: AssetCheckExecutionContext,
+    global_export_file: DeliveredFile,
+    registry: ExportRegistry,
+    warehouse: Warehouse,
+) -> AssetCheckResult:
     day, export, _ = _context(context, registry)
     con = model.reader()
     try:
         expected = con.execute(
             f"SELECT count(*) FROM read_parquet({model.sql_path(model.loaded_day_file('participations', day, warehouse.path()))})"
-            " WHERE account_id = ?", [export.account_id]).fetchone()[0]
+            " WHERE account_id = ?",
+            [export.account_id],
+        ).fetchone()[0]
     finally:
         con.close()
     lines = sum(1 for _ in _ndjson_records(global_export_file))
     return AssetCheckResult(passed=lines == expected, metadata={"file_rows": lines, "model_rows": expected})
 
 
-@asset_check(asset="global_export_file", partitions_def=global_export_days,
-             description="Every participation in the file is of a creative of the export's account.")
-def global_only_own_account(context: AssetCheckExecutionContext, global_export_file: DeliveredFile,
-                            registry: ExportRegistry) -> AssetCheckResult:
+@asset_check(
+    asset="global_export_file",
+    partitions_def=global_export_days,
+    description="Every participation in the file is of a creative of the export's account.",
+)
+def global_only_own_account(
+    context: AssetCheckExecutionContext, global_export_file: DeliveredFile, registry: ExportRegistry
+) -> AssetCheckResult:
     _, export, reference = _context(context, registry)
     creatives = {record.get("content_id") for record in _ndjson_records(global_export_file)}
     return _own_account(creatives, export.account_id, reference)
 
 
 delivery_checks = [
-    crm_file_delivered_intact, crm_header_is_contract, crm_rows_match_model, crm_only_own_account,
-    global_file_delivered_intact, global_lines_follow_contract, global_rows_match_model, global_only_own_account,
+    crm_file_delivered_intact,
+    crm_header_is_contract,
+    crm_rows_match_model,
+    crm_only_own_account,
+    global_file_delivered_intact,
+    global_lines_follow_contract,
+    global_rows_match_model,
+    global_only_own_account,
 ]

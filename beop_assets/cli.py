@@ -47,7 +47,9 @@ def validate() -> None:
 
 @main.command()
 @click.option("--date", "day", required=True, callback=_day, help="The data day, YYYY-MM-DD (UTC).")
-@click.option("--export", "export_ids", multiple=True, help="Only these exports (repeatable). Default: every enabled export.")
+@click.option(
+    "--export", "export_ids", multiple=True, help="Only these exports (repeatable). Default: every enabled export."
+)
 def run(day: date, export_ids: tuple[str, ...]) -> None:
     """Load the day, then deliver every enabled export (or those named). Exit 1 if any failed."""
     from beop_assets.daily_run import run_day
@@ -55,7 +57,9 @@ def run(day: date, export_ids: tuple[str, ...]) -> None:
     outcomes = run_day(day, list(export_ids) or None, echo=click.echo)
     width = max([len(o.export_id) for o in outcomes] + [10])
     for o in outcomes:
-        line = f"{o.export_id:<{width}}  {o.status:<9}  {o.file_name or '-'}  rows={o.rows if o.rows is not None else '-'}"
+        line = (
+            f"{o.export_id:<{width}}  {o.status:<9}  {o.file_name or '-'}  rows={o.rows if o.rows is not None else '-'}"
+        )
         if o.error:
             line += f"  error: {o.error}"
         click.echo(line)
@@ -79,8 +83,7 @@ def generate(day: date, count: int, seed: int, with_faults: bool) -> None:
     if landing.startswith("gs://"):
         raise click.UsageError("generate writes to a local landing folder; unset BEOP_LANDING or point it at a folder")
     summary = generate_day(Path(landing), day, count, seed, faults=with_faults)
-    click.echo(f"wrote {summary.participations} participations for {day} into {landing} "
-               f"({len(summary.files)} files)")
+    click.echo(f"wrote {summary.participations} participations for {day} into {landing} ({len(summary.files)} files)")
 
 
 @main.command()
@@ -93,9 +96,11 @@ def history(export_id: str | None, day: date | None, limit: int) -> None:
 
     rows = ledger.history(export_id, day, limit=limit)
     for r in rows:
-        click.echo(f"{r.started_at}  {r.export_id}  {r.data_day}  {r.status:<9}  {r.file_name}  rows={r.rows}  "
-                   f"bytes={r.bytes}  sha256={(r.sha256 or '')[:12]}  {r.destination or ''}"
-                   + (f"  error: {r.error}" if r.error else ""))
+        click.echo(
+            f"{r.started_at}  {r.export_id}  {r.data_day}  {r.status:<9}  {r.file_name}  rows={r.rows}  "
+            f"bytes={r.bytes}  sha256={(r.sha256 or '')[:12]}  {r.destination or ''}"
+            + (f"  error: {r.error}" if r.error else "")
+        )
     if not rows:
         click.echo("no deliveries recorded")
 

@@ -7,10 +7,10 @@ its delivery sensor would record it, so the UI shows CLI runs and scheduled runs
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Callable
 
 from dagster import DagsterEventType, DagsterInstance, ExecuteInProcessResult
 
@@ -82,8 +82,11 @@ def _targets(registry, export_ids: list[str] | None) -> tuple[list[tuple[str, st
         # `a|b` would crash the run and stop the exports after it; a mode that is unreadable has no
         # job) fails here, with its faults, and the others still run.
         scheduled = {i for i, _ in targets}
-        return targets, [Outcome(i, m, "failed", error="; ".join(map(str, registry.faults_of(i))))
-                         for i, m in sorted(registry.broken.items()) if i not in scheduled]
+        return targets, [
+            Outcome(i, m, "failed", error="; ".join(map(str, registry.faults_of(i))))
+            for i, m in sorted(registry.broken.items())
+            if i not in scheduled
+        ]
     targets, unknown = [], []
     for export_id in export_ids:
         mode = known.get(export_id)
@@ -95,15 +98,21 @@ def _targets(registry, export_ids: list[str] | None) -> tuple[list[tuple[str, st
     return targets, unknown
 
 
-def run_day(day: date, export_ids: list[str] | None = None, echo: Callable[[str], None] = print,
-            dagster_instance: DagsterInstance | None = None) -> list[Outcome]:
+def run_day(
+    day: date,
+    export_ids: list[str] | None = None,
+    echo: Callable[[str], None] = print,
+    dagster_instance: DagsterInstance | None = None,
+) -> list[Outcome]:
     from beop_assets.definitions import defs
     from beop_assets.jobs import EXPORT_JOBS_BY_MODE, load_participations_job
     from beop_assets.resources import ExportRegistry
 
     if not data_days.has_partition_key(day.isoformat()):
-        raise SystemExit(f"{day} is outside the data days Dagster offers (from {data_days.start:%Y-%m-%d} to today, UTC; "
-                         "set BEOP_START_DATE for older days)")
+        raise SystemExit(
+            f"{day} is outside the data days Dagster offers (from {data_days.start:%Y-%m-%d} to today, UTC; "
+            "set BEOP_START_DATE for older days)"
+        )
     dagster_instance = dagster_instance or instance()
     registry = ExportRegistry().load()
     for fault in registry.faults:
@@ -120,8 +129,11 @@ def run_day(day: date, export_ids: list[str] | None = None, echo: Callable[[str]
 
     echo(f"loading participations of {day} ...")
     load = defs.resolve_job_def(load_participations_job.name).execute_in_process(
-        partition_key=day.isoformat(), instance=dagster_instance, raise_on_error=False,
-        tags={"beop/trigger": "cli"}, run_config=QUIET,
+        partition_key=day.isoformat(),
+        instance=dagster_instance,
+        raise_on_error=False,
+        tags={"beop/trigger": "cli"},
+        run_config=QUIET,
     )
     if not load.success:
         error = f"loading {day} failed: {_root_error(load)}"
@@ -135,8 +147,11 @@ def run_day(day: date, export_ids: list[str] | None = None, echo: Callable[[str]
     for export_id, mode in targets:
         job = defs.resolve_job_def(EXPORT_JOBS_BY_MODE[mode].name)
         result = job.execute_in_process(
-            partition_key=str(export_day_key(day, export_id)), instance=dagster_instance,
-            raise_on_error=False, tags={"beop/trigger": "cli"}, run_config=QUIET,
+            partition_key=str(export_day_key(day, export_id)),
+            instance=dagster_instance,
+            raise_on_error=False,
+            tags={"beop/trigger": "cli"},
+            run_config=QUIET,
         )
         outcomes.append(_outcome(export_id, mode, result))
     return outcomes
@@ -155,6 +170,7 @@ def _outcome(export_id: str, mode: str, result: ExecuteInProcessResult) -> Outco
             evaluation = event.event_specific_data
             if not evaluation.passed:
                 outcome.status = "unverified"
-                outcome.error = ((outcome.error + "; ") if outcome.error else "") + \
-                    f"check {evaluation.check_name} failed"
+                outcome.error = (
+                    (outcome.error + "; ") if outcome.error else ""
+                ) + f"check {evaluation.check_name} failed"
     return outcome

@@ -100,9 +100,7 @@ def read_service_account_key(export_id: str, target: GcsTarget) -> dict[str, Any
     where = key_source(target)
 
     def bad(reason: str) -> PermanentDeliveryError:
-        return PermanentDeliveryError(
-            f"{where} is not a valid service-account key: {reason} (export {export_id})"
-        )
+        return PermanentDeliveryError(f"{where} is not a valid service-account key: {reason} (export {export_id})")
 
     text = _key_text(export_id, target)
     try:
@@ -114,8 +112,7 @@ def read_service_account_key(export_id: str, target: GcsTarget) -> dict[str, Any
     if info.get("type") != "service_account":
         kind = info.get("type")
         shown = isinstance(kind, str) and len(kind) < 40
-        raise bad(f'"type" is {kind!r}, expected "service_account"' if shown
-                  else 'no "type": "service_account"')
+        raise bad(f'"type" is {kind!r}, expected "service_account"' if shown else 'no "type": "service_account"')
     missing = [f for f in REQUIRED_KEY_FIELDS if not (isinstance(info.get(f), str) and info[f].strip())]
     if missing:
         raise bad("missing or empty " + ", ".join(missing))

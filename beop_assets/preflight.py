@@ -7,7 +7,7 @@ exists and accepts a write (a probe object written and deleted). Says exactly wh
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from beop_assets.delivery import gcs, sftp
 from beop_assets.delivery.errors import DeliveryError

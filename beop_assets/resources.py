@@ -17,7 +17,6 @@ from beop_assets.exports.registry import Registry, load_registry
 from beop_assets.landing.reference import Reference, ReferenceDataError
 from beop_assets.landing.zone import staged_reference
 
-
 SPOOL_RETENTION_S = 24 * 3600
 
 

@@ -7,7 +7,6 @@
   skipping exports already delivered for that day.
 """
 
-
 from datetime import date
 
 from dagster import (
@@ -71,7 +70,9 @@ def export_registry_sensor(context: SensorEvaluationContext, registry: ExportReg
 
 def _already_delivered(instance, mode: str, day: date, export_id: str) -> bool:
     records = instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=EXPORT_ASSET_BY_MODE[mode], asset_partitions=[str(export_day_key(day, export_id))]),
+        AssetRecordsFilter(
+            asset_key=EXPORT_ASSET_BY_MODE[mode], asset_partitions=[str(export_day_key(day, export_id))]
+        ),
         limit=1,
     )
     return bool(records.records)
@@ -92,8 +93,12 @@ def delivery_requests(registry_resource: ExportRegistry, instance, day: date, lo
                 continue
             key = export_day_key(day, export_id)
             requests.append(
-                RunRequest(run_key=f"deliver-{key}@load-{load_id}", job_name=job.name, partition_key=key,
-                           tags={"beop/trigger": "day-loaded"})
+                RunRequest(
+                    run_key=f"deliver-{key}@load-{load_id}",
+                    job_name=job.name,
+                    partition_key=key,
+                    tags={"beop/trigger": "day-loaded"},
+                )
             )
     return requests
 
@@ -132,7 +137,9 @@ def _loaded_days(context: SensorEvaluationContext, asset_event: EventLogEntry) -
         after = None
     while after is not None:
         page = context.instance.fetch_materializations(
-            AssetRecordsFilter(asset_key=AssetKey("participations"), after_storage_id=after), limit=500, ascending=True,
+            AssetRecordsFilter(asset_key=AssetKey("participations"), after_storage_id=after),
+            limit=500,
+            ascending=True,
         )
         loads += [(record.partition_key, _load_id(record.event_log_entry)) for record in page.records]
         after = page.records[-1].storage_id if page.has_more and page.records else None

@@ -22,7 +22,9 @@ def test_validate_exits_0_on_a_good_registry_and_1_with_every_fault(product):
     assert good.exit_code == 0, good.output
     assert "ok    acme-crm" in good.output and "0 fault(s)" in good.output
 
-    product.write_registry([product.crm("acme-crm", campaigns=["cmp_2"]), product.global_("acme-all", account_id="a_404")])
+    product.write_registry(
+        [product.crm("acme-crm", campaigns=["cmp_2"]), product.global_("acme-all", account_id="a_404")]
+    )
     bad = invoke("validate")
     assert bad.exit_code == 1
     assert re.search(r"FAULT line \d+: export 'acme-crm': campaigns\[0\]: .*another account", bad.output), bad.output
@@ -31,14 +33,19 @@ def test_validate_exits_0_on_a_good_registry_and_1_with_every_fault(product):
 
 def test_run_prints_one_line_per_export_and_exits_1_when_one_failed(product):
     product.landing.write_events(DAY, [product.landing.event("p_1")])
-    product.write_registry([product.crm("acme-crm"), product.crm("broken-dir", sftp={"directory": "/nope"}),
-                            product.global_("acme-all")])
+    product.write_registry(
+        [product.crm("acme-crm"), product.crm("broken-dir", sftp={"directory": "/nope"}), product.global_("acme-all")]
+    )
     result = invoke("run", "--date", "2026-11-25")
     assert result.exit_code == 1, result.output
-    lines = {line.split()[0]: line for line in result.output.splitlines() if line.split()
-             and line.split()[0] in ("acme-crm", "broken-dir", "acme-all")}
-    assert re.match(r"acme-crm\s+delivered\s+20261126_crm-participation_acme-crm_[0-9a-f-]{36}\.csv\s+rows=1$",
-                    lines["acme-crm"])
+    lines = {
+        line.split()[0]: line
+        for line in result.output.splitlines()
+        if line.split() and line.split()[0] in ("acme-crm", "broken-dir", "acme-all")
+    }
+    assert re.match(
+        r"acme-crm\s+delivered\s+20261126_crm-participation_acme-crm_[0-9a-f-]{36}\.csv\s+rows=1$", lines["acme-crm"]
+    )
     assert re.match(r"acme-all\s+delivered\s+2026-11-26_acme\.ndjson\.gz\s+rows=1$", lines["acme-all"])
     assert "failed" in lines["broken-dir"] and "/nope" in lines["broken-dir"]
     assert "2 delivered, 1 failed" in result.output
@@ -67,8 +74,14 @@ def test_run_with_a_malformed_registry_fails_without_a_traceback(product):
 
 
 def test_check_reports_what_is_wrong_per_export(product):
-    product.write_registry([product.crm("acme-crm"), product.crm("no-dir", sftp={"directory": "/nope"}),
-                            product.global_("acme-all"), product.global_("no-bucket", gcs={"bucket": "no-such-bucket"})])
+    product.write_registry(
+        [
+            product.crm("acme-crm"),
+            product.crm("no-dir", sftp={"directory": "/nope"}),
+            product.global_("acme-all"),
+            product.global_("no-bucket", gcs={"bucket": "no-such-bucket"}),
+        ]
+    )
     result = invoke("check")
     assert result.exit_code == 1
     assert re.search(r"ok    acme-crm: .*host key .* matches .*writable", result.output), result.output

@@ -25,9 +25,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Callable
 
 import duckdb
 import pytest
@@ -149,20 +149,28 @@ class Processes:
         self.started: list[subprocess.Popen] = []
         self.names: dict[int, str] = {}
 
-    def start(self, name: str, script: str, *args: str, env: dict[str, str] | None = None,
-              stdout: Path | None = None) -> subprocess.Popen:
+    def start(
+        self, name: str, script: str, *args: str, env: dict[str, str] | None = None, stdout: Path | None = None
+    ) -> subprocess.Popen:
         out = stdout or self.folder / f"{name}.out"
         with open(out, "w") as out_file, open(self.folder / f"{name}.err", "w") as err_file:
-            proc = subprocess.Popen([sys.executable, "-c", script, *args], cwd=REPO, stdout=out_file,
-                                    stderr=err_file, env={**os.environ, **(env or {})})
+            proc = subprocess.Popen(
+                [sys.executable, "-c", script, *args],
+                cwd=REPO,
+                stdout=out_file,
+                stderr=err_file,
+                env={**os.environ, **(env or {})},
+            )
         proc.out_path, proc.err_path = out, self.folder / f"{name}.err"  # type: ignore[attr-defined]
         self.started.append(proc)
         self.names[proc.pid] = name
         return proc
 
     def describe(self, proc: subprocess.Popen) -> str:
-        return (f"{self.names[proc.pid]} (pid {proc.pid}, exit {proc.returncode}):\n"
-                f"stdout: {proc.out_path.read_text()[-3000:]}\nstderr: {proc.err_path.read_text()[-3000:]}")
+        return (
+            f"{self.names[proc.pid]} (pid {proc.pid}, exit {proc.returncode}):\n"
+            f"stdout: {proc.out_path.read_text()[-3000:]}\nstderr: {proc.err_path.read_text()[-3000:]}"
+        )
 
     def wait(self, proc: subprocess.Popen, timeout: float = RUN_TIMEOUT_S) -> dict:
         """Wait (bounded) for a run process; its last stdout line, a JSON object."""
@@ -208,8 +216,7 @@ def _blocked_on(lock_file: Path) -> set[int]:
     waiting = set()
     for line in Path("/proc/locks").read_text().splitlines():
         fields = line.split()
-        if len(fields) > 5 and fields[1] == "->" and fields[2] == "FLOCK" and \
-                int(fields[6].rsplit(":", 1)[1]) == inode:
+        if len(fields) > 5 and fields[1] == "->" and fields[2] == "FLOCK" and int(fields[6].rsplit(":", 1)[1]) == inode:
             waiting.add(int(fields[5]))
     return waiting
 
@@ -247,7 +254,8 @@ def test_export_runs_never_wait_for_the_model_writers_and_two_loads_serialize(pr
         for mode, partitions in EXPORT_PARTITIONS_BY_MODE.items():
             instance.add_dynamic_partitions(partitions.name, [i for i, m in modes.items() if m == mode])
         loaded_a = defs.resolve_job_def(load_participations_job.name).execute_in_process(
-            partition_key=DAY_A.isoformat(), instance=instance, raise_on_error=False, run_config=daily_run.QUIET)
+            partition_key=DAY_A.isoformat(), instance=instance, raise_on_error=False, run_config=daily_run.QUIET
+        )
         assert loaded_a.success, daily_run._root_error(loaded_a)
 
         lock_file = wh / ".model.lock"
@@ -256,16 +264,23 @@ def test_export_runs_never_wait_for_the_model_writers_and_two_loads_serialize(pr
             # DuckDB's own lock too: a process opening beop.duckdb in any mode would now fail.
             held = duckdb.connect(str(warehouse.database_file(wh)))
             try:
-                loaders = [processes.start("load-dagster", _RUN, "dagster-load", DAY_B.isoformat()),
-                           processes.start("load-direct", _RUN, "direct-load", DAY_B.isoformat())]
-                exporters = {i: processes.start(f"export-{i}", _RUN, m, DAY_A.isoformat(), i,
-                                                env={"BEOP_EXPORT_THREADS": "1"})
-                             for i, m in modes.items()}
+                loaders = [
+                    processes.start("load-dagster", _RUN, "dagster-load", DAY_B.isoformat()),
+                    processes.start("load-direct", _RUN, "direct-load", DAY_B.isoformat()),
+                ]
+                exporters = {
+                    i: processes.start(f"export-{i}", _RUN, m, DAY_A.isoformat(), i, env={"BEOP_EXPORT_THREADS": "1"})
+                    for i, m in modes.items()
+                }
                 outcomes = {i: processes.wait(p) for i, p in exporters.items()}
                 # Both writers reach the model lock and wait for it; none has failed on it.
-                _wait_until(lambda: {p.pid for p in loaders} <= _blocked_on(lock_file) or
-                            any(p.poll() is not None for p in loaders), RUN_TIMEOUT_S,
-                            lambda: "loaders never blocked on the model lock")
+                _wait_until(
+                    lambda: (
+                        {p.pid for p in loaders} <= _blocked_on(lock_file) or any(p.poll() is not None for p in loaders)
+                    ),
+                    RUN_TIMEOUT_S,
+                    lambda: "loaders never blocked on the model lock",
+                )
                 assert all(p.poll() is None for p in loaders), "\n".join(map(processes.describe, loaders))
                 assert {p.pid for p in loaders} <= _blocked_on(lock_file)
             finally:
@@ -274,8 +289,9 @@ def test_export_runs_never_wait_for_the_model_writers_and_two_loads_serialize(pr
         loads = [processes.wait(p) for p in loaders]
 
         # Every export run succeeded and its delivery checks passed, under the held locks.
-        assert {i: (o["success"], o["status"]) for i, o in outcomes.items()} == \
-            {i: (True, "delivered") for i in modes}, outcomes
+        assert {i: (o["success"], o["status"]) for i, o in outcomes.items()} == {
+            i: (True, "delivered") for i in modes
+        }, outcomes
         runs = instance.get_runs()
         assert len(runs) == 2 + len(modes)  # load A, the Dagster load of B, the exports
         assert {r.status.value for r in runs} == {"SUCCESS"}
@@ -288,10 +304,13 @@ def test_export_runs_never_wait_for_the_model_writers_and_two_loads_serialize(pr
             records = sum(1 for _ in csv.reader(handle)) - 1  # the header
         assert records == outcomes[export_id]["rows"] > 0, export_id
     from google.cloud import storage
+
     objects = sorted(b.name for b in storage.Client.create_anonymous_client().list_blobs(product.bucket))
     assert objects == sorted(f"{prefix}{outcomes[i]['file_name']}" for i, prefix in global_prefixes.items())
-    account_rows = _scalar(f"SELECT count(*) FROM read_parquet({warehouse.sql_path(landing.parquet('participations', DAY_A))})"
-                           " WHERE account_id = 'a_1'")
+    account_rows = _scalar(
+        f"SELECT count(*) FROM read_parquet({warehouse.sql_path(landing.parquet('participations', DAY_A))})"
+        " WHERE account_id = 'a_1'"
+    )
     assert all(outcomes[i]["rows"] == account_rows for i in global_prefixes)
     delivered = ledger.history(day=DAY_A)
     assert sorted((d.export_id, d.status) for d in delivered) == sorted((i, "delivered") for i in modes)
@@ -309,8 +328,9 @@ def test_export_runs_never_wait_for_the_model_writers_and_two_loads_serialize(pr
     assert _scalar(f"SELECT count(*) FROM read_parquet({parquet['rejected_participations']})") == 0
     assert not [p for p in wh.rglob("*.tmp")]  # no temporary Parquet left behind
     with duckdb.connect(str(warehouse.database_file(wh)), read_only=True) as db:
-        by_day = db.execute("SELECT day, count(*), count(DISTINCT participation_id) FROM participations "
-                            "GROUP BY day ORDER BY day").fetchall()
+        by_day = db.execute(
+            "SELECT day, count(*), count(DISTINCT participation_id) FROM participations GROUP BY day ORDER BY day"
+        ).fetchall()
         assert by_day == [(DAY_A, A_ROWS, A_ROWS), (DAY_B, B_ROWS, B_ROWS)]
         assert db.execute("SELECT count(*) FROM optins WHERE day = ?", [DAY_B]).fetchone()[0] == optins_b
         assert db.execute("SELECT count(*) FROM rejected_participations").fetchone()[0] == 0
@@ -323,7 +343,8 @@ def _fingerprint(day: date) -> dict:
     try:
         rows, total = con.execute(
             "SELECT count(*), coalesce(sum(hash(participation_id || '|' || coalesce(email, '') || '|' || "
-            f"CAST(timestamp AS VARCHAR)) % 1000003), 0) FROM read_parquet({path})").fetchone()
+            f"CAST(timestamp AS VARCHAR)) % 1000003), 0) FROM read_parquet({path})"
+        ).fetchone()
     finally:
         con.close()
     return {"rows": rows, "fingerprint": int(total)}
@@ -335,6 +356,7 @@ def test_a_parquet_day_replaced_while_it_is_read_is_seen_whole(landing_env, tmp_
     generate_day(new_landing, DAY_C, C_NEW_ROWS, seed=12)
     from beop_assets.landing.zone import staged_day
     from beop_assets.model.day_loader import load_day
+
     with staged_day(DAY_C, str(old_landing)) as staged:
         load_day(staged)
     old = _fingerprint(DAY_C)
@@ -342,13 +364,18 @@ def test_a_parquet_day_replaced_while_it_is_read_is_seen_whole(landing_env, tmp_
 
     stop = tmp_path / "stop-reading"
     observations = tmp_path / "observations.jsonl"
-    reader = processes.start("reader", _READ_LOOP, DAY_C.isoformat(), str(stop), str(RUN_TIMEOUT_S),
-                             stdout=observations)
-    _wait_until(lambda: observations.read_text().count("\n") >= 1 or reader.poll() is not None, RUN_TIMEOUT_S,
-                lambda: processes.describe(reader))
+    reader = processes.start(
+        "reader", _READ_LOOP, DAY_C.isoformat(), str(stop), str(RUN_TIMEOUT_S), stdout=observations
+    )
+    _wait_until(
+        lambda: observations.read_text().count("\n") >= 1 or reader.poll() is not None,
+        RUN_TIMEOUT_S,
+        lambda: processes.describe(reader),
+    )
     # Reloads with other contents, then back, then other again: three replacements of every Parquet file.
-    reloads = processes.start("reloads", _RELOADS, DAY_C.isoformat(), str(new_landing), str(old_landing),
-                              str(new_landing))
+    reloads = processes.start(
+        "reloads", _RELOADS, DAY_C.isoformat(), str(new_landing), str(old_landing), str(new_landing)
+    )
     assert processes.wait_exit(reloads) == 0, processes.describe(reloads)
     stop.touch()
     assert processes.wait_exit(reader) == 0, processes.describe(reader)

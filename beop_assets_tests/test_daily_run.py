@@ -17,16 +17,21 @@ from beop_assets.delivery import ledger
 from beop_assets.exports.crm_columns import FIXED_COLUMNS
 
 DAY = date(2026, 11, 25)
-CSV_NAME = re.compile(r"^20261126_(crm-participation|crm-optin)_[a-z0-9-]+_[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\.csv$")
+CSV_NAME = re.compile(
+    r"^20261126_(crm-participation|crm-optin)_[a-z0-9-]+_[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\.csv$"
+)
 
 
 def _day_of_events(zone):
-    zone.write_events(DAY, [
-        zone.event("p_1", email="jane@example.com", optins=[{"optin_id": "o_1", "optin_value": True}]),
-        zone.event("p_2", content_id="c_2"),
-        zone.event("p_3", account_id="a_2", content_id="c_9"),
-        "{broken json",
-    ])
+    zone.write_events(
+        DAY,
+        [
+            zone.event("p_1", email="jane@example.com", optins=[{"optin_id": "o_1", "optin_value": True}]),
+            zone.event("p_2", content_id="c_2"),
+            zone.event("p_3", account_id="a_2", content_id="c_9"),
+            "{broken json",
+        ],
+    )
 
 
 def _by_id(outcomes):
@@ -35,13 +40,15 @@ def _by_id(outcomes):
 
 def test_every_enabled_export_is_delivered_once_and_recorded(product):
     _day_of_events(product.landing)
-    product.write_registry([
-        product.crm("acme-participations", campaigns=["cmp_1"], optins=["o_1", "o_2"]),
-        product.crm("acme-optins", type="crm-optin", optins=["o_1"]),
-        product.global_("acme-all"),
-        product.global_("globex-all", account_id="a_2", gcs={"prefix": "globex/"}),
-        product.crm("acme-disabled", enabled=False),
-    ])
+    product.write_registry(
+        [
+            product.crm("acme-participations", campaigns=["cmp_1"], optins=["o_1", "o_2"]),
+            product.crm("acme-optins", type="crm-optin", optins=["o_1"]),
+            product.global_("acme-all"),
+            product.global_("globex-all", account_id="a_2", gcs={"prefix": "globex/"}),
+            product.crm("acme-disabled", enabled=False),
+        ]
+    )
     outcomes = _by_id(run_day(DAY, dagster_instance=product.instance))
 
     assert sorted(outcomes) == ["acme-all", "acme-optins", "acme-participations", "globex-all"]
@@ -58,6 +65,7 @@ def test_every_enabled_export_is_delivered_once_and_recorded(product):
     assert rows == [["jane@example.com"] + [""] * 10 + ["c_1", "Quiz", "cmp_1", "Winter contest", "true", ""]]
 
     from google.cloud import storage
+
     client = storage.Client.create_anonymous_client()
     blobs = {b.name: b for b in client.list_blobs(product.bucket)}
     assert sorted(blobs) == ["2026-11-26_acme.ndjson.gz", "globex/2026-11-26_globex.ndjson.gz"]
@@ -75,8 +83,12 @@ def test_delivery_checks_pass_and_metadata_reaches_the_instance(product):
     outcomes = _by_id(run_day(DAY, dagster_instance=product.instance))
     assert outcomes["acme-participations"].status == "delivered"
 
-    checks = [r.event_log_entry.dagster_event.event_specific_data for r in product.instance.get_event_records(
-        EventRecordsFilter(event_type=DagsterEventType.ASSET_CHECK_EVALUATION))]
+    checks = [
+        r.event_log_entry.dagster_event.event_specific_data
+        for r in product.instance.get_event_records(
+            EventRecordsFilter(event_type=DagsterEventType.ASSET_CHECK_EVALUATION)
+        )
+    ]
     assert len(checks) == 8 and all(c.passed for c in checks), [(c.check_name, c.passed) for c in checks]
 
     record = product.instance.get_latest_materialization_event(AssetKey("crm_export_file"))
@@ -88,13 +100,15 @@ def test_delivery_checks_pass_and_metadata_reaches_the_instance(product):
 
 def test_a_failing_export_never_stops_the_others(product):
     _day_of_events(product.landing)
-    product.write_registry([
-        product.crm("missing-dir", sftp={"directory": "/no/such/dir"}),
-        product.global_("missing-bucket", gcs={"bucket": "no-such-bucket-anywhere"}),
-        product.crm("foreign-campaign", campaigns=["cmp_2"]),  # a campaign of account a_2
-        product.crm("good-one"),
-        product.global_("good-global"),
-    ])
+    product.write_registry(
+        [
+            product.crm("missing-dir", sftp={"directory": "/no/such/dir"}),
+            product.global_("missing-bucket", gcs={"bucket": "no-such-bucket-anywhere"}),
+            product.crm("foreign-campaign", campaigns=["cmp_2"]),  # a campaign of account a_2
+            product.crm("good-one"),
+            product.global_("good-global"),
+        ]
+    )
     outcomes = _by_id(run_day(DAY, dagster_instance=product.instance))
 
     assert outcomes["good-one"].status == outcomes["good-global"].status == "delivered"
@@ -116,6 +130,7 @@ def test_an_empty_day_still_delivers_a_header_and_an_empty_gzip(product):
     (csv_file,) = product.upload_dir.iterdir()
     assert csv_file.read_bytes().count(b"\r\n") == 1 and csv_file.read_bytes().endswith(b"\r\n")  # the header alone
     from google.cloud import storage
+
     (blob,) = storage.Client.create_anonymous_client().list_blobs(product.bucket)
     assert gzip.decompress(blob.download_as_bytes(raw_download=True)) == b""
 
@@ -128,8 +143,10 @@ def test_rerunning_a_day_adds_a_new_csv_and_replaces_the_gcs_object(product):
     assert first["acme-participations"].file_name != second["acme-participations"].file_name  # new UUID per run
     assert len(list(product.upload_dir.iterdir())) == 2
     from google.cloud import storage
+
     assert [b.name for b in storage.Client.create_anonymous_client().list_blobs(product.bucket)] == [
-        "2026-11-26_acme.ndjson.gz"]
+        "2026-11-26_acme.ndjson.gz"
+    ]
 
 
 def test_named_exports_only_and_unknown_names_fail_clearly(product):

@@ -16,7 +16,7 @@ def rows(path, sql="SELECT * FROM t"):
     con.execute(f"CREATE VIEW t AS SELECT * FROM read_parquet('{path}')")
     cur = con.execute(sql)
     names = [d[0] for d in cur.description]
-    return [dict(zip(names, r)) for r in cur.fetchall()]
+    return [dict(zip(names, r, strict=False)) for r in cur.fetchall()]
 
 
 def rejected(zone):
@@ -28,23 +28,62 @@ def rejected(zone):
     [
         ("{not json", "invalid_json"),
         ("[1, 2, 3]", "not_an_object"),
-        (json.dumps({"timestamp": "2026-11-25T10:00:00Z", "account_id": "a_1", "content_id": "c_1"}),
-         "missing_participation_id"),
+        (
+            json.dumps({"timestamp": "2026-11-25T10:00:00Z", "account_id": "a_1", "content_id": "c_1"}),
+            "missing_participation_id",
+        ),
         (json.dumps({"participation_id": "p", "account_id": "a_1", "content_id": "c_1"}), "missing_timestamp"),
-        (json.dumps({"participation_id": "p", "timestamp": "2026-11-25T10:00:00Z", "content_id": "c_1"}),
-         "missing_account_id"),
-        (json.dumps({"participation_id": "p", "timestamp": "2026-11-25T10:00:00Z", "account_id": "a_1"}),
-         "missing_content_id"),
-        (json.dumps({"participation_id": "p", "timestamp": "yesterday", "account_id": "a_1", "content_id": "c_1"}),
-         "invalid_timestamp"),
-        (json.dumps({"participation_id": "p", "timestamp": "2026-11-26T00:00:00.000Z", "account_id": "a_1",
-                     "content_id": "c_1"}), "timestamp_outside_day"),
-        (json.dumps({"participation_id": "p", "timestamp": "2026-11-25T10:00:00Z", "account_id": "a_404",
-                     "content_id": "c_1"}), "unknown_account"),
-        (json.dumps({"participation_id": "p", "timestamp": "2026-11-25T10:00:00Z", "account_id": "a_1",
-                     "content_id": "c_404"}), "unknown_content"),
-        (json.dumps({"participation_id": "p", "timestamp": "2026-11-25T10:00:00Z", "account_id": "a_1",
-                     "content_id": "c_9"}), "content_of_another_account"),
+        (
+            json.dumps({"participation_id": "p", "timestamp": "2026-11-25T10:00:00Z", "content_id": "c_1"}),
+            "missing_account_id",
+        ),
+        (
+            json.dumps({"participation_id": "p", "timestamp": "2026-11-25T10:00:00Z", "account_id": "a_1"}),
+            "missing_content_id",
+        ),
+        (
+            json.dumps({"participation_id": "p", "timestamp": "yesterday", "account_id": "a_1", "content_id": "c_1"}),
+            "invalid_timestamp",
+        ),
+        (
+            json.dumps(
+                {
+                    "participation_id": "p",
+                    "timestamp": "2026-11-26T00:00:00.000Z",
+                    "account_id": "a_1",
+                    "content_id": "c_1",
+                }
+            ),
+            "timestamp_outside_day",
+        ),
+        (
+            json.dumps(
+                {
+                    "participation_id": "p",
+                    "timestamp": "2026-11-25T10:00:00Z",
+                    "account_id": "a_404",
+                    "content_id": "c_1",
+                }
+            ),
+            "unknown_account",
+        ),
+        (
+            json.dumps(
+                {
+                    "participation_id": "p",
+                    "timestamp": "2026-11-25T10:00:00Z",
+                    "account_id": "a_1",
+                    "content_id": "c_404",
+                }
+            ),
+            "unknown_content",
+        ),
+        (
+            json.dumps(
+                {"participation_id": "p", "timestamp": "2026-11-25T10:00:00Z", "account_id": "a_1", "content_id": "c_9"}
+            ),
+            "content_of_another_account",
+        ),
     ],
 )
 def test_each_rejection_reason_is_kept_with_file_and_line(landing_zone, line, reason):
@@ -60,10 +99,13 @@ def test_each_rejection_reason_is_kept_with_file_and_line(landing_zone, line, re
 
 
 def test_timestamp_with_offset_is_converted_to_utc_before_the_day_check(landing_zone):
-    landing_zone.write_events(DAY, [
-        landing_zone.event("p_late", timestamp="2026-11-26T00:30:00+01:00"),  # 23:30 UTC on the 25th
-        landing_zone.event("p_early", timestamp="2026-11-25T00:30:00+01:00"),  # 23:30 UTC on the 24th
-    ])
+    landing_zone.write_events(
+        DAY,
+        [
+            landing_zone.event("p_late", timestamp="2026-11-26T00:30:00+01:00"),  # 23:30 UTC on the 25th
+            landing_zone.event("p_early", timestamp="2026-11-25T00:30:00+01:00"),  # 23:30 UTC on the 24th
+        ],
+    )
     load = landing_zone.load(DAY)
     assert load.participations == 1
     (row,) = rows(landing_zone.parquet("participations", DAY))
@@ -87,9 +129,14 @@ def test_plain_and_gzipped_files_of_a_day_are_both_loaded(landing_zone):
     landing_zone.write_events(DAY, [landing_zone.event("p_plain")], name="part-0.ndjson")
     landing_zone.write_events(DAY, [landing_zone.event("p_gz")], name="part-1.ndjson.gz")
     load = landing_zone.load(DAY)
-    assert sorted(r["participation_id"] for r in rows(landing_zone.parquet("participations", DAY))) == ["p_gz", "p_plain"]
-    assert load.lines_by_file == {"participations/date=2026-11-25/part-0.ndjson": 1,
-                                  "participations/date=2026-11-25/part-1.ndjson.gz": 1}
+    assert sorted(r["participation_id"] for r in rows(landing_zone.parquet("participations", DAY))) == [
+        "p_gz",
+        "p_plain",
+    ]
+    assert load.lines_by_file == {
+        "participations/date=2026-11-25/part-0.ndjson": 1,
+        "participations/date=2026-11-25/part-1.ndjson.gz": 1,
+    }
 
 
 def test_rerunning_a_day_replaces_it_in_parquet_and_in_the_duckdb_file(landing_zone):
@@ -113,7 +160,9 @@ def test_other_days_are_untouched_by_a_reload(landing_zone):
     landing_zone.load(DAY)
     con = duckdb.connect(str(warehouse.database_file(landing_zone.warehouse)), read_only=True)
     assert con.execute("SELECT day, count(*) FROM participations GROUP BY 1 ORDER BY 1").fetchall() == [
-        (other, 1), (DAY, 1)]
+        (other, 1),
+        (DAY, 1),
+    ]
     con.close()
 
 
@@ -130,10 +179,18 @@ def test_a_day_never_loaded_is_an_error_for_exports_not_an_empty_file(landing_zo
 
 
 def test_optins_are_flattened_with_their_reference_name_and_text_of_the_same_account(landing_zone):
-    landing_zone.write_events(DAY, [landing_zone.event("p_1", optins=[
-        {"optin_id": "o_1", "optin_email": "j@example.com", "optin_value": True},
-        {"optin_id": "o_9", "optin_value": False},  # an optin of account a_2: its text must not leak
-    ])])
+    landing_zone.write_events(
+        DAY,
+        [
+            landing_zone.event(
+                "p_1",
+                optins=[
+                    {"optin_id": "o_1", "optin_email": "j@example.com", "optin_value": True},
+                    {"optin_id": "o_9", "optin_value": False},  # an optin of account a_2: its text must not leak
+                ],
+            )
+        ],
+    )
     landing_zone.load(DAY)
     optins = {r["optin_id"]: r for r in rows(landing_zone.parquet("optins", DAY))}
     assert optins["o_1"]["optin_text"] == "Get our news" and optins["o_1"]["optin_value"] is True
@@ -145,7 +202,10 @@ def test_reference_names_are_attached_to_each_participation(landing_zone):
     landing_zone.load(DAY)
     by_id = {r["participation_id"]: r for r in rows(landing_zone.parquet("participations", DAY))}
     assert (by_id["p_1"]["username"], by_id["p_1"]["content_name"], by_id["p_1"]["campaign_name"]) == (
-        "acme", "Quiz", "Winter contest")
+        "acme",
+        "Quiz",
+        "Winter contest",
+    )
     assert by_id["p_2"]["campaign_id"] is None and by_id["p_2"]["campaign_name"] is None
 
 

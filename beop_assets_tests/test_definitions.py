@@ -16,12 +16,17 @@ def test_definitions_load_with_every_asset_group_job_schedule_and_sensor():
     graph = defs.resolve_asset_graph()
     groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
     assert groups == {
-        "participations": "participation_model", "optins": "participation_model",
+        "participations": "participation_model",
+        "optins": "participation_model",
         "rejected_participations": "participation_model",
-        "crm_export_file": "specific_exports", "global_export_file": "global_exports",
+        "crm_export_file": "specific_exports",
+        "global_export_file": "global_exports",
     }
     assert {j.name for j in defs.resolve_all_job_defs()} >= {
-        "load_participations", "deliver_specific_exports", "deliver_global_exports"}
+        "load_participations",
+        "deliver_specific_exports",
+        "deliver_global_exports",
+    }
     repository = defs.get_repository_def()
     assert [s.name for s in repository.schedule_defs] == ["nightly_participations_schedule"]
     assert sorted(s.name for s in repository.sensor_defs) == ["deliver_loaded_days_sensor", "export_registry_sensor"]
@@ -35,7 +40,9 @@ def test_model_is_daily_and_exports_are_date_by_export():
         partitions = graph.get(AssetKey(key)).partitions_def
         assert isinstance(partitions, MultiPartitionsDefinition)
         assert {d.name: getattr(d.partitions_def, "name", None) for d in partitions.partitions_defs} == {
-            "date": None, "export": dynamic}
+            "date": None,
+            "export": dynamic,
+        }
         assert graph.get(AssetKey(key)).parent_keys == {AssetKey("participations")}
 
 
@@ -46,11 +53,13 @@ def test_a_multi_partition_key_materializes_in_process_through_the_sftp_io_manag
     product.write_registry([product.crm("acme-crm")])
     product.instance.add_dynamic_partitions("specific_exports", ["acme-crm"])
     load = defs.resolve_job_def("load_participations").execute_in_process(
-        partition_key="2026-11-25", instance=product.instance)
+        partition_key="2026-11-25", instance=product.instance
+    )
     assert load.success
     key = MultiPartitionKey({"date": day.isoformat(), "export": "acme-crm"})
     result = defs.resolve_job_def("deliver_specific_exports").execute_in_process(
-        partition_key=key, instance=product.instance)
+        partition_key=key, instance=product.instance
+    )
     assert result.success
     (materialization,) = result.asset_materializations_for_node("crm_export_file")
     assert materialization.partition == "2026-11-25|acme-crm"
@@ -59,6 +68,11 @@ def test_a_multi_partition_key_materializes_in_process_through_the_sftp_io_manag
 
 
 def test_dagster_loads_the_workspace_file():
-    done = subprocess.run([str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr

@@ -21,6 +21,7 @@ This test never skips: a server that cannot start fails the test with that serve
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
@@ -74,14 +75,36 @@ PASSWORD_ENV = "BEOP_E2E_SFTP_PASSWORD"
 
 # SPEC section 3, in this order; then one column per selected optin.
 SPEC_CSV_COLUMNS = [
-    "email", "phone", "firstname", "lastname", "gender", "birthdate", "address-line-1", "address-line-2",
-    "address-zip-code", "address-city", "address-country", "creative-id", "creative-name", "campaign-id",
+    "email",
+    "phone",
+    "firstname",
+    "lastname",
+    "gender",
+    "birthdate",
+    "address-line-1",
+    "address-line-2",
+    "address-zip-code",
+    "address-city",
+    "address-country",
+    "creative-id",
+    "creative-name",
+    "campaign-id",
     "campaign-name",
 ]
 # SPEC section 4, keys of a line in exactly this order.
 SPEC_JSON_KEYS = [
-    "questions", "email", "optins", "forms", "page_url", "tc_string", "timestamp", "publisher_name",
-    "publisher_id", "content_id", "content_name", "content_version",
+    "questions",
+    "email",
+    "optins",
+    "forms",
+    "page_url",
+    "tc_string",
+    "timestamp",
+    "publisher_name",
+    "publisher_id",
+    "content_id",
+    "content_name",
+    "content_version",
 ]
 UUID4 = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 
@@ -172,8 +195,13 @@ class DagsterDev:
         command = [str(DAGSTER), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(self.port)]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                command, cwd=REPO_ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True,
+                command,
+                cwd=REPO_ROOT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         self._wait_until_ready()
         self.mark("dagster dev ready")
@@ -187,8 +215,10 @@ class DagsterDev:
 
     def fail(self, message: str) -> None:
         timeline = "\n".join(self.timeline) or "(nothing done yet)"
-        pytest.fail(f"{message}\n--- timeline ---\n{timeline}\n--- dagster dev output (tail) ---\n{self.output()}",
-                    pytrace=False)
+        pytest.fail(
+            f"{message}\n--- timeline ---\n{timeline}\n--- dagster dev output (tail) ---\n{self.output()}",
+            pytrace=False,
+        )
 
     def _wait_until_ready(self) -> None:
         """Until the webserver answers and the code location is loaded (bounded)."""
@@ -206,8 +236,7 @@ class DagsterDev:
                         self.repository = repositories[0]["name"]
                         return
                     if kind == "PythonError":
-                        self.fail(f"code location {LOCATION} failed to load: "
-                                  f"{entry['locationOrLoadError']['message']}")
+                        self.fail(f"code location {LOCATION} failed to load: {entry['locationOrLoadError']['message']}")
                     last = f"location {LOCATION}: {entry.get('loadStatus')}"
             except (requests.RequestException, GraphQLError) as exc:
                 last = f"{type(exc).__name__}: {exc}"
@@ -228,8 +257,7 @@ class DagsterDev:
         return {}
 
     def gql(self, query: str, variables: dict | None = None) -> dict:
-        response = requests.post(f"{self.url}/graphql", json={"query": query, "variables": variables or {}},
-                                 timeout=60)
+        response = requests.post(f"{self.url}/graphql", json={"query": query, "variables": variables or {}}, timeout=60)
         if response.status_code != 200:
             raise GraphQLError(f"GraphQL HTTP {response.status_code}: {response.text[:2000]}")
         body = response.json()
@@ -245,22 +273,16 @@ class DagsterDev:
         family = _family(process.pid)  # before signalling: orphans get re-parented
         if process.poll() is None:
             os.kill(process.pid, signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                pass
         deadline = time.monotonic() + 10
         while _alive(family | _family(process.pid)) and time.monotonic() < deadline:
             time.sleep(0.2)
         for pid in _alive(family | _family(process.pid)):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
         time.sleep(0.2)
         survivors = _alive(family | _family(process.pid))
         assert not survivors, f"processes of `dagster dev` survived SIGKILL: {sorted(survivors)}"
@@ -310,7 +332,10 @@ class DagsterDev:
         )["assetNodes"]
         return {
             node["assetKey"]["path"][-1]: {
-                key for dim in node["partitionKeysByDimension"] if dim["name"] == "export" for key in dim["partitionKeys"]
+                key
+                for dim in node["partitionKeysByDimension"]
+                if dim["name"] == "export"
+                for key in dim["partitionKeys"]
             }
             for node in data
         }
@@ -363,14 +388,19 @@ class DagsterDev:
 
     def run_errors(self, run_id: str) -> str:
         """The error messages of a run's failure events, for a failure message."""
-        return "\n".join(
-            f"{e['__typename']} {e.get('stepKey') or ''}: {(e.get('error') or {}).get('message') or e.get('message')}"
-            for e in self.run_events(run_id) if e["__typename"] in ("ExecutionStepFailureEvent", "RunFailureEvent")
-        ) or "(no failure event)"
+        return (
+            "\n".join(
+                f"{e['__typename']} {e.get('stepKey') or ''}: {(e.get('error') or {}).get('message') or e.get('message')}"
+                for e in self.run_events(run_id)
+                if e["__typename"] in ("ExecutionStepFailureEvent", "RunFailureEvent")
+            )
+            or "(no failure event)"
+        )
 
 
-def _wait(what: str, timeout: float, probe: Callable[[], Any], server: DagsterDev,
-          done: Callable[[Any], bool] = bool) -> Any:
+def _wait(
+    what: str, timeout: float, probe: Callable[[], Any], server: DagsterDev, done: Callable[[Any], bool] = bool
+) -> Any:
     """Poll `probe` until `done(result)`; fail with the last result and the server's output after `timeout`."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -394,7 +424,9 @@ def _wait_for_backfill(server: DagsterDev, backfill_id: str, expected_runs: int,
         failed = [r for r in backfill["runs"] if r["status"] in ("FAILURE", "CANCELED")]
         if failed or backfill["status"] in ("FAILED", "COMPLETED_FAILED", "CANCELED", "CANCELING", "FAILING"):
             details = "\n".join(f"run {r['runId']} ({r['jobName']}): {server.run_errors(r['runId'])}" for r in failed)
-            server.fail(f"backfill {backfill_id} failed: status {backfill['status']}, error {backfill['error']}\n{details}")
+            server.fail(
+                f"backfill {backfill_id} failed: status {backfill['status']}, error {backfill['error']}\n{details}"
+            )
         return backfill
 
     def done(backfill: dict) -> bool:
@@ -403,8 +435,13 @@ def _wait_for_backfill(server: DagsterDev, backfill_id: str, expected_runs: int,
             return len(runs) == expected_runs and all(r["status"] == "SUCCESS" for r in runs)
         return backfill["status"] == "COMPLETED_SUCCESS"
 
-    backfill = _wait(f"backfill {backfill_id} ({'its runs' if runs_only else 'complete'})", BACKFILL_TIMEOUT,
-                     probe, server, done=done)
+    backfill = _wait(
+        f"backfill {backfill_id} ({'its runs' if runs_only else 'complete'})",
+        BACKFILL_TIMEOUT,
+        probe,
+        server,
+        done=done,
+    )
     assert len(backfill["runs"]) == expected_runs, backfill
     assert all(r["status"] == "SUCCESS" for r in backfill["runs"]), backfill
     return backfill
@@ -428,15 +465,17 @@ class World:
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("BEOP_", "DAGSTER_", "STORAGE_EMULATOR"))}
-        env.update({
-            "BEOP_LANDING": str(self.landing),
-            "BEOP_WAREHOUSE": str(self.warehouse),
-            "BEOP_EXPORTS": str(self.registry),
-            "DAGSTER_HOME": str(self.dagster_home),
-            "STORAGE_EMULATOR_HOST": self.emulator.url,
-            PASSWORD_ENV: self.sshd.password,
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "BEOP_LANDING": str(self.landing),
+                "BEOP_WAREHOUSE": str(self.warehouse),
+                "BEOP_EXPORTS": str(self.registry),
+                "DAGSTER_HOME": str(self.dagster_home),
+                "STORAGE_EMULATOR_HOST": self.emulator.url,
+                PASSWORD_ENV: self.sshd.password,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         return env
 
     def write_registry(self, exports: list[dict]) -> None:
@@ -447,13 +486,30 @@ class World:
 
     def exports(self) -> list[dict]:
         return [
-            {"id": CRM_ID, "account_id": "a_1", "mode": "specific", "type": "crm-participation", "name": CRM_NAME,
-             "campaigns": CRM_CAMPAIGNS, "contents": CRM_CONTENTS, "optins": CRM_OPTINS,
-             "sftp": {"host": self.sshd.host, "port": self.sshd.port, "username": self.sshd.username,
-                      "directory": str(self.sshd.upload_dir), "password_env": PASSWORD_ENV,
-                      "known_hosts_file": str(self.sshd.known_hosts_path)}},
-            {"id": GLOBAL_ID, "account_id": GLOBAL_ACCOUNT, "mode": "global",
-             "gcs": {"bucket": BUCKET, "prefix": PREFIX, "credentials_file": str(self.key_file)}},
+            {
+                "id": CRM_ID,
+                "account_id": "a_1",
+                "mode": "specific",
+                "type": "crm-participation",
+                "name": CRM_NAME,
+                "campaigns": CRM_CAMPAIGNS,
+                "contents": CRM_CONTENTS,
+                "optins": CRM_OPTINS,
+                "sftp": {
+                    "host": self.sshd.host,
+                    "port": self.sshd.port,
+                    "username": self.sshd.username,
+                    "directory": str(self.sshd.upload_dir),
+                    "password_env": PASSWORD_ENV,
+                    "known_hosts_file": str(self.sshd.known_hosts_path),
+                },
+            },
+            {
+                "id": GLOBAL_ID,
+                "account_id": GLOBAL_ACCOUNT,
+                "mode": "global",
+                "gcs": {"bucket": BUCKET, "prefix": PREFIX, "credentials_file": str(self.key_file)},
+            },
         ]
 
 
@@ -509,8 +565,10 @@ def _events(landing: Path, day: date) -> list[dict]:
 def _expected_crm_contents(landing: Path, day: date) -> Counter:
     campaign_of = {c["content_id"]: c["campaign_id"] for c in _reference(landing, "contents")}
     return Counter(
-        e["content_id"] for e in _events(landing, day)
-        if e["account_id"] == "a_1" and (campaign_of[e["content_id"]] in CRM_CAMPAIGNS or e["content_id"] in CRM_CONTENTS)
+        e["content_id"]
+        for e in _events(landing, day)
+        if e["account_id"] == "a_1"
+        and (campaign_of[e["content_id"]] in CRM_CAMPAIGNS or e["content_id"] in CRM_CONTENTS)
     )
 
 
@@ -547,11 +605,17 @@ def test_backfill_delivers_new_exports_through_the_daemon(world: World, dagster_
     # 1. Add two exports to the registry while everything runs; the daemon's registry sensor registers them.
     world.write_registry(world.exports())
     # The loads do not depend on the export partitions: launch them while the registry sensor catches up.
-    load_backfill = server.launch_backfill({
-        "assetSelection": [{"path": ["participations"]}, {"path": ["optins"]}, {"path": ["rejected_participations"]}],
-        "partitionNames": [day.isoformat() for day in DAYS],
-        "title": "e2e: load two days",
-    })
+    load_backfill = server.launch_backfill(
+        {
+            "assetSelection": [
+                {"path": ["participations"]},
+                {"path": ["optins"]},
+                {"path": ["rejected_participations"]},
+            ],
+            "partitionNames": [day.isoformat() for day in DAYS],
+            "title": "e2e: load two days",
+        }
+    )
     _wait(
         "the export_registry_sensor to register the new exports",
         REGISTRY_SYNC_TIMEOUT,
@@ -564,14 +628,21 @@ def test_backfill_delivers_new_exports_through_the_daemon(world: World, dagster_
     # 2. Wait for the loads, then backfill both exports over both days.
     _wait_for_backfill(server, load_backfill, expected_runs=len(DAYS), runs_only=True)
     server.mark("both days loaded")
-    export_backfill = server.launch_backfill({
-        "partitionsByAssets": [
-            {"assetKey": {"path": ["crm_export_file"]}, "partitions": {"ranges": [{"start": k, "end": k} for k in crm_keys]}},
-            {"assetKey": {"path": ["global_export_file"]},
-             "partitions": {"ranges": [{"start": k, "end": k} for k in global_keys]}},
-        ],
-        "title": "e2e: deliver the new exports for two days",
-    })
+    export_backfill = server.launch_backfill(
+        {
+            "partitionsByAssets": [
+                {
+                    "assetKey": {"path": ["crm_export_file"]},
+                    "partitions": {"ranges": [{"start": k, "end": k} for k in crm_keys]},
+                },
+                {
+                    "assetKey": {"path": ["global_export_file"]},
+                    "partitions": {"ranges": [{"start": k, "end": k} for k in global_keys]},
+                },
+            ],
+            "title": "e2e: deliver the new exports for two days",
+        }
+    )
     load = _wait_for_backfill(server, load_backfill, expected_runs=len(DAYS))
     server.mark("load backfill complete")
     exports = _wait_for_backfill(server, export_backfill, expected_runs=len(crm_keys) + len(global_keys))
@@ -594,8 +665,14 @@ def test_backfill_delivers_new_exports_through_the_daemon(world: World, dagster_
     tick = _wait(
         "a tick of the restarted deliver_loaded_days_sensor",
         SENSOR_TICK_TIMEOUT,
-        lambda: next((t for t in server.sensor("deliver_loaded_days_sensor")["sensorState"]["ticks"]
-                      if t["timestamp"] >= started and t["status"] != "STARTED"), None),
+        lambda: next(
+            (
+                t
+                for t in server.sensor("deliver_loaded_days_sensor")["sensorState"]["ticks"]
+                if t["timestamp"] >= started and t["status"] != "STARTED"
+            ),
+            None,
+        ),
         server,
     )
     server.mark("restarted delivery sensor ticked")
@@ -626,13 +703,13 @@ def _assert_sftp_files(world: World) -> dict[date, str]:
         assert not raw.startswith(b"\xef\xbb\xbf"), "UTF-8 without BOM"
         rows = list(csv.reader(io.StringIO(raw.decode("utf-8"), newline="")))
         assert rows[0] == SPEC_CSV_COLUMNS + _expected_optin_headers(world.landing)
-        records = [dict(zip(rows[0], row)) for row in rows[1:]]
+        records = [dict(zip(rows[0], row, strict=False)) for row in rows[1:]]
         assert all(len(row) == len(rows[0]) for row in rows[1:])
         expected = _expected_crm_contents(world.landing, day)
         assert sum(expected.values()) > 0, "the generated day should select some participations"
         assert Counter(r["creative-id"] for r in records) == expected
         for record in records:
-            for optin_column in rows[0][len(SPEC_CSV_COLUMNS):]:
+            for optin_column in rows[0][len(SPEC_CSV_COLUMNS) :]:
                 assert record[optin_column] in ("true", "false", ""), record
     return by_day
 
@@ -641,7 +718,9 @@ def _assert_gcs_objects(world: World) -> None:
     """Exactly one gzip ndJSON object per day in the bucket, named and shaped as SPEC section 4 says."""
     client = world.emulator.client()
     blobs = {blob.name: blob for blob in client.list_blobs(BUCKET)}
-    expected_names = {f"{PREFIX}{(day + timedelta(days=1)).isoformat()}_{GLOBAL_USERNAME}.ndjson.gz": day for day in DAYS}
+    expected_names = {
+        f"{PREFIX}{(day + timedelta(days=1)).isoformat()}_{GLOBAL_USERNAME}.ndjson.gz": day for day in DAYS
+    }
     assert set(blobs) == set(expected_names), sorted(blobs)
     contents = {c["content_id"]: c for c in _reference(world.landing, "contents")}
     for name, day in expected_names.items():
@@ -662,12 +741,15 @@ def _assert_gcs_objects(world: World) -> None:
 def _assert_delivery_checks_passed(server: DagsterDev, runs: list[dict]) -> None:
     """Each export run also ran every delivery check of its asset on what it delivered, and all passed."""
     graph = defs.resolve_asset_graph()
-    checks_of = {asset: {k.name for k in graph.asset_check_keys if k.asset_key == AssetKey(asset)}
-                 for asset in ("crm_export_file", "global_export_file")}
+    checks_of = {
+        asset: {k.name for k in graph.asset_check_keys if k.asset_key == AssetKey(asset)}
+        for asset in ("crm_export_file", "global_export_file")
+    }
     for run in runs:
         asset = "crm_export_file" if _partition(run).endswith(f"|{CRM_ID}") else "global_export_file"
-        evaluations = [e["evaluation"] for e in server.run_events(run["runId"])
-                       if e["__typename"] == "AssetCheckEvaluationEvent"]
+        evaluations = [
+            e["evaluation"] for e in server.run_events(run["runId"]) if e["__typename"] == "AssetCheckEvaluationEvent"
+        ]
         assert checks_of[asset] and {e["checkName"] for e in evaluations} == checks_of[asset], (run, evaluations)
         assert all(e["success"] and e["partition"] == _partition(run) for e in evaluations), (run, evaluations)
 

@@ -83,8 +83,9 @@ def test_empty_day_delivers_a_valid_empty_gzip(gcs_bucket, gcs_target, tmp_path)
     assert copy.read_bytes() == data and gzip.decompress(data) == b""
 
 
-def test_large_file_goes_through_a_chunked_resumable_upload(gcs_emulator, gcs_bucket, gcs_target, tmp_path,
-                                                              monkeypatch):
+def test_large_file_goes_through_a_chunked_resumable_upload(
+    gcs_emulator, gcs_bucket, gcs_target, tmp_path, monkeypatch
+):
     calls = {"resumable": [], "multipart": 0}
     resumable, multipart = storage.Blob._do_resumable_upload, storage.Blob._do_multipart_upload
 
@@ -115,12 +116,15 @@ def test_large_file_goes_through_a_chunked_resumable_upload(gcs_emulator, gcs_bu
     assert len(gzip.decompress(copy.read_bytes())) == gcs.CHUNK_SIZE + 1024 * 1024
 
 
-@pytest.mark.parametrize("prefix, expected", [
-    ("exports/", f"exports/{FILE}"),
-    ("exports", f"exports/{FILE}"),
-    ("", FILE),
-    ("a/b/c", f"a/b/c/{FILE}"),
-])
+@pytest.mark.parametrize(
+    "prefix, expected",
+    [
+        ("exports/", f"exports/{FILE}"),
+        ("exports", f"exports/{FILE}"),
+        ("", FILE),
+        ("a/b/c", f"a/b/c/{FILE}"),
+    ],
+)
 def test_object_name_joins_the_prefix(prefix, expected, gcs_bucket, gcs_target, tmp_path):
     target = gcs_target(gcs_bucket, prefix=prefix)
     assert gcs.object_name(target, FILE) == expected
@@ -146,8 +150,9 @@ def test_redelivery_replaces_the_days_object(gcs_bucket, gcs_target, tmp_path):
 
 
 @pytest.mark.parametrize("via", ["file", "env"])
-def test_missing_bucket_fails_at_once_naming_bucket_and_export(via, gcs_emulator, gcs_target, tmp_path,
-                                                                caplog, fast_retries):
+def test_missing_bucket_fails_at_once_naming_bucket_and_export(
+    via, gcs_emulator, gcs_target, tmp_path, caplog, fast_retries
+):
     write_gzip(tmp_path / FILE, [])
     with pytest.raises(PermanentDeliveryError) as raised:
         gcs.deliver_file(EXPORT, gcs_target("no-such-bucket", via=via), tmp_path / FILE, FILE)
@@ -166,14 +171,14 @@ def _bad_keys(good: dict) -> dict[str, str]:
         "private key not a string": json.dumps({**good, "private_key": 12345678}),
         "corrupt private key": json.dumps({**good, "private_key": bad_pem}),
         "truncated private key": json.dumps(
-            {**good, "private_key": good["private_key"][:400] + "\n-----END PRIVATE KEY-----\n"}),
+            {**good, "private_key": good["private_key"][:400] + "\n-----END PRIVATE KEY-----\n"}
+        ),
     }
 
 
 @pytest.mark.parametrize("via", ["file", "env"])
 @pytest.mark.parametrize("case", list(_bad_keys({"private_key": "", "client_email": ""})))
-def test_malformed_key_fails_clearly_without_showing_it(case, via, gcs_bucket, gcs_key, gcs_target, tmp_path,
-                                                        caplog):
+def test_malformed_key_fails_clearly_without_showing_it(case, via, gcs_bucket, gcs_key, gcs_target, tmp_path, caplog):
     key_text = _bad_keys(gcs_key.info)[case]
     target = gcs_target(gcs_bucket, via=via, key_text=key_text)
     where = target.credentials_file or target.credentials_env
@@ -194,8 +199,9 @@ def test_malformed_key_fails_clearly_without_showing_it(case, via, gcs_bucket, g
 def test_missing_key_file_and_unset_variable(gcs_bucket, gcs_target, tmp_path):
     write_gzip(tmp_path / FILE, [])
     missing = tmp_path / "nowhere" / "key.json"
-    with pytest.raises(PermanentDeliveryError,
-                       match=f"credentials file {missing} does not exist \\(export {EXPORT}\\)"):
+    with pytest.raises(
+        PermanentDeliveryError, match=f"credentials file {missing} does not exist \\(export {EXPORT}\\)"
+    ):
         gcs.deliver_file(EXPORT, gcs_target(gcs_bucket, key_file=missing), tmp_path / FILE, FILE)
     with pytest.raises(PermanentDeliveryError, match="is a directory"):
         gcs.deliver_file(EXPORT, gcs_target(gcs_bucket, key_file=tmp_path), tmp_path / FILE, FILE)
@@ -227,22 +233,24 @@ def test_production_client_uses_the_customer_key(monkeypatch, gcs_key, gcs_targe
     assert client.api_endpoint == "https://storage.googleapis.com"
 
 
-def test_emulator_down_is_retried_then_transient(private_gcs_emulator, gcs_target, tmp_path, caplog,
-                                                 fast_retries):
+def test_emulator_down_is_retried_then_transient(private_gcs_emulator, gcs_target, tmp_path, caplog, fast_retries):
     emulator = private_gcs_emulator()
     emulator.create_bucket("acme-beop")
     emulator.stop()
     write_gzip(tmp_path / FILE, [])
-    with caplog.at_level(logging.WARNING, logger="beop_assets.delivery.retry"):
-        with pytest.raises(TransientDeliveryError) as raised:
-            gcs.deliver_file(EXPORT, gcs_target("acme-beop"), tmp_path / FILE, FILE)
+    with (
+        caplog.at_level(logging.WARNING, logger="beop_assets.delivery.retry"),
+        pytest.raises(TransientDeliveryError) as raised,
+    ):
+        gcs.deliver_file(EXPORT, gcs_target("acme-beop"), tmp_path / FILE, FILE)
     assert f"gs://acme-beop/{FILE}" in str(raised.value) and EXPORT in str(raised.value)
     assert caplog.text.count("retrying") == 2  # 3 attempts
 
 
 @pytest.mark.parametrize("big", [False, True], ids=["multipart", "resumable"])
-def test_emulator_restarted_during_retries_delivers_exactly_one_object(big, private_gcs_emulator, gcs_target,
-                                                                        tmp_path, monkeypatch):
+def test_emulator_restarted_during_retries_delivers_exactly_one_object(
+    big, private_gcs_emulator, gcs_target, tmp_path, monkeypatch
+):
     """The server is down at the first attempt and comes back (filesystem backend: the bucket
     survives) from a timer thread started by the first retry."""
     monkeypatch.setenv("BEOP_DELIVERY_BACKOFF", "0.2")
@@ -251,10 +259,7 @@ def test_emulator_restarted_during_retries_delivers_exactly_one_object(big, priv
     emulator.create_bucket("acme-beop")
     emulator.stop()
     local = tmp_path / FILE
-    if big:
-        data = write_big_gzip(local, gcs.CHUNK_SIZE + 1)
-    else:
-        data = write_gzip(local, [{"participation_id": "p_1"}])
+    data = write_big_gzip(local, gcs.CHUNK_SIZE + 1) if big else write_gzip(local, [{"participation_id": "p_1"}])
 
     timers: list[threading.Timer] = []
 
@@ -282,7 +287,8 @@ def test_emulator_restarted_during_retries_delivers_exactly_one_object(big, priv
 
 
 def test_server_restarted_mid_upload_restarts_the_upload_and_no_partial_object_is_visible(
-        private_gcs_emulator, gcs_target, tmp_path, monkeypatch):
+    private_gcs_emulator, gcs_target, tmp_path, monkeypatch
+):
     """After the first chunk of a resumable upload, nothing is visible under any name; then the
     server restarts (the session is lost: 404 on the upload id) and the whole upload is redone."""
     from google.cloud.storage._media.requests import upload as media_upload
@@ -316,8 +322,9 @@ def test_server_restarted_mid_upload_restarts_the_upload_and_no_partial_object_i
 def test_check_target_passes_and_leaves_nothing_behind(gcs_bucket, gcs_key, gcs_target):
     target = gcs_target(gcs_bucket, prefix="exports")
     lines = gcs.check_target(EXPORT, target)
-    assert lines[0].startswith(f"credentials file {gcs_key.path} is a valid service-account key for "
-                               f"{gcs_key.info['client_email']}")
+    assert lines[0].startswith(
+        f"credentials file {gcs_key.path} is a valid service-account key for {gcs_key.info['client_email']}"
+    )
     assert lines[1:] == [
         f"bucket {gcs_bucket} exists",
         f"gs://{gcs_bucket}/exports/ is writable (probe object written, read back and deleted)",
@@ -338,19 +345,28 @@ def test_check_target_reports_missing_bucket_and_down_server(gcs_target, private
     assert "retrying" not in caplog.text  # one attempt: an operator is waiting
 
 
-@pytest.mark.parametrize("exc, kind, text", [
-    (api_exceptions.Forbidden("nope"), PermanentDeliveryError,
-     f"write denied to gs://b-1/o.gz for export {EXPORT}: check the service account's role"),
-    (api_exceptions.Unauthorized("nope"), PermanentDeliveryError, "write denied to gs://b-1/o.gz"),
-    (api_exceptions.NotFound("POST /b/b-1/o"), PermanentDeliveryError,
-     f"bucket b-1 does not exist (export {EXPORT})"),
-    (api_exceptions.NotFound("PUT /o?upload_id=SESSIONSECRET"), TransientDeliveryError, "upload session"),
-    (api_exceptions.TooManyRequests("slow down"), TransientDeliveryError, "HTTP 429"),
-    (api_exceptions.ServiceUnavailable("later"), TransientDeliveryError, "HTTP 503"),
-    (api_exceptions.BadRequest("bad"), PermanentDeliveryError, "refused"),
-    (requests.ConnectionError("refused ?upload_id=SESSIONSECRET"), TransientDeliveryError, "gs://b-1/o.gz"),
-    (requests.Timeout("slow"), TransientDeliveryError, EXPORT),
-])
+@pytest.mark.parametrize(
+    "exc, kind, text",
+    [
+        (
+            api_exceptions.Forbidden("nope"),
+            PermanentDeliveryError,
+            f"write denied to gs://b-1/o.gz for export {EXPORT}: check the service account's role",
+        ),
+        (api_exceptions.Unauthorized("nope"), PermanentDeliveryError, "write denied to gs://b-1/o.gz"),
+        (
+            api_exceptions.NotFound("POST /b/b-1/o"),
+            PermanentDeliveryError,
+            f"bucket b-1 does not exist (export {EXPORT})",
+        ),
+        (api_exceptions.NotFound("PUT /o?upload_id=SESSIONSECRET"), TransientDeliveryError, "upload session"),
+        (api_exceptions.TooManyRequests("slow down"), TransientDeliveryError, "HTTP 429"),
+        (api_exceptions.ServiceUnavailable("later"), TransientDeliveryError, "HTTP 503"),
+        (api_exceptions.BadRequest("bad"), PermanentDeliveryError, "refused"),
+        (requests.ConnectionError("refused ?upload_id=SESSIONSECRET"), TransientDeliveryError, "gs://b-1/o.gz"),
+        (requests.Timeout("slow"), TransientDeliveryError, EXPORT),
+    ],
+)
 def test_error_classification(exc, kind, text):
     error = gcs.translate(exc, EXPORT, "b-1", "o.gz")
     assert type(error) is kind

@@ -20,8 +20,10 @@ def test_a_day_is_loaded_from_a_gs_landing_zone(landing_zone, gcs_bucket, tmp_pa
             bucket.blob(f"landing/{path.relative_to(landing_zone.root)}").upload_from_filename(str(path))
 
     with staged_day(DAY, f"gs://{gcs_bucket}/landing") as staged:
-        assert sorted(staged.files) == ["participations/date=2026-11-25/a.ndjson",
-                                        "participations/date=2026-11-25/b.ndjson.gz"]
+        assert sorted(staged.files) == [
+            "participations/date=2026-11-25/a.ndjson",
+            "participations/date=2026-11-25/b.ndjson.gz",
+        ]
         load = load_day(staged, tmp_path / "warehouse")
     assert (load.participations, load.rejected) == (3, 0)
     assert not staged.reference_folder.exists()  # the scratch copies are removed afterwards

@@ -6,7 +6,7 @@ import gzip
 import json
 import re
 from collections import Counter
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +19,27 @@ N = 5000  # two files, one of them gzip
 REQUIRED = ("participation_id", "timestamp", "account_id", "content_id")
 OPTIONAL = ("email", "tc_string", "page_url", "questions", "optins", "forms")
 EVENT_KEYS = {
-    "participation_id", "timestamp", "account_id", "content_id", "content_version",
-    "publisher_id", "publisher_name", *OPTIONAL,
+    "participation_id",
+    "timestamp",
+    "account_id",
+    "content_id",
+    "content_version",
+    "publisher_id",
+    "publisher_name",
+    *OPTIONAL,
 }
 FIELD_TYPES = {
-    "email", "phone", "firstname", "lastname", "gender", "birthdate", "address-line-1", "address-line-2",
-    "address-zip-code", "address-city", "address-country",
+    "email",
+    "phone",
+    "firstname",
+    "lastname",
+    "gender",
+    "birthdate",
+    "address-line-1",
+    "address-line-2",
+    "address-zip-code",
+    "address-city",
+    "address-country",
 }
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 PHONE = re.compile(r"^\+33 [67] \d\d \d\d \d\d \d\d$")
@@ -90,7 +105,10 @@ def test_summary_and_files(generated):
     assert names == ["part-00000.ndjson", "part-00001.ndjson.gz"]
     assert [p.name for p in summary.files] == names
     assert [p.name for p in summary.reference_files] == [
-        "accounts.ndjson", "campaigns.ndjson", "contents.ndjson", "optins.ndjson",
+        "accounts.ndjson",
+        "campaigns.ndjson",
+        "contents.ndjson",
+        "optins.ndjson",
     ]
     assert (landing / "participations" / "date=2026-11-25").is_dir()
 
@@ -148,7 +166,7 @@ def test_every_event_is_valid_per_spec(generated, events):
     accounts = {a["account_id"] for a in ref["accounts"]}
     content_account = {c["content_id"]: c["account_id"] for c in ref["contents"]}
     optin_account = {o["optin_id"]: o["account_id"] for o in ref["optins"]}
-    day_start = datetime(2026, 11, 25, tzinfo=timezone.utc)
+    day_start = datetime(2026, 11, 25, tzinfo=UTC)
 
     for e in events:
         assert set(e) <= EVENT_KEYS, set(e) - EVENT_KEYS
@@ -232,8 +250,11 @@ def test_events_are_varied(events):
     assert {f["field_type"] for f in fields} == FIELD_TYPES | {None}
     assert any(f["field_type"] is None and f["field_name"] == "Commentaire" for f in fields)
     # an email only in the form (the CSV's fallback) happens
-    assert any(not e.get("email") and any(f["field_type"] == "email" for form in e.get("forms") or []
-                                          for f in form["form_data"]) for e in events)
+    assert any(
+        not e.get("email")
+        and any(f["field_type"] == "email" for form in e.get("forms") or [] for f in form["form_data"])
+        for e in events
+    )
 
     texts = [q[k] for e in events for q in e.get("questions") or [] for k in ("question_text", "answer_text")]
     texts += [f["field_value"] or "" for f in fields] + [e["publisher_name"] for e in events]

@@ -41,7 +41,7 @@ def table(zone, name: str, sql: str = "SELECT * FROM t ORDER BY ALL") -> list[di
         con.execute(f"CREATE VIEW t AS SELECT * FROM read_parquet('{zone.parquet(name, DAY)}')")
         cursor = con.execute(sql)
         names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
+        return [dict(zip(names, row, strict=False)) for row in cursor.fetchall()]
     finally:
         con.close()
 
@@ -51,16 +51,22 @@ def loaded_ids(zone) -> list[str]:
 
 
 def rejected(zone) -> list[dict]:
-    return table(zone, "rejected_participations",
-                 "SELECT source_file, line_number, reason, detail FROM t ORDER BY source_file, line_number")
+    return table(
+        zone,
+        "rejected_participations",
+        "SELECT source_file, line_number, reason, detail FROM t ORDER BY source_file, line_number",
+    )
 
 
 def good_lines(zone, count: int, prefix: str = "p") -> list[str]:
-    return [json.dumps(zone.event(f"{prefix}_{i:04d}", page_url=f"https://journal.example/{i}/" + "x" * 200))
-            for i in range(count)]
+    return [
+        json.dumps(zone.event(f"{prefix}_{i:04d}", page_url=f"https://journal.example/{i}/" + "x" * 200))
+        for i in range(count)
+    ]
 
 
 # -- files that cannot be read whole ---------------------------------------------------------------
+
 
 def test_truncated_gzip_keeps_every_line_before_the_cut_and_counts_the_cut(landing_zone):
     lines = good_lines(landing_zone, 200)
@@ -125,8 +131,12 @@ def test_binary_garbage_file_is_rejected_line_by_line_and_the_good_file_next_to_
 def test_an_invalid_utf8_line_among_good_ones_is_rejected_alone_with_its_line_number(landing_zone):
     good = good_lines(landing_zone, 4)
     bad = b'{"participation_id": "p_bad", "email": "caf\xe9@example.com"}'  # latin-1, not UTF-8
-    body = b"".join(line.encode() + b"\n" for line in good[:2]) + bad + b"\n" + \
-        b"".join(line.encode() + b"\n" for line in good[2:])
+    body = (
+        b"".join(line.encode() + b"\n" for line in good[:2])
+        + bad
+        + b"\n"
+        + b"".join(line.encode() + b"\n" for line in good[2:])
+    )
     folder = landing_zone.day_folder(DAY)
     folder.mkdir(parents=True)
     (folder / "mixed.ndjson").write_bytes(body)
@@ -141,23 +151,31 @@ def test_an_invalid_utf8_line_among_good_ones_is_rejected_alone_with_its_line_nu
 
 # -- lines that are too much -----------------------------------------------------------------------
 
+
 def test_a_10_mb_valid_line_is_loaded_and_a_10_mb_invalid_one_is_rejected(landing_zone):
     answer = "y" * TEN_MB
-    big = landing_zone.event("p_big", questions=[{"question_id": "q_1", "question_text": "Why?",
-                                                  "answer_text": answer}])
-    landing_zone.write_events(DAY, [
-        landing_zone.event("p_before"),
-        big,
-        "{" + "z" * TEN_MB,  # 10 MB that is not JSON
-        landing_zone.event("p_after"),
-    ])
+    big = landing_zone.event(
+        "p_big", questions=[{"question_id": "q_1", "question_text": "Why?", "answer_text": answer}]
+    )
+    landing_zone.write_events(
+        DAY,
+        [
+            landing_zone.event("p_before"),
+            big,
+            "{" + "z" * TEN_MB,  # 10 MB that is not JSON
+            landing_zone.event("p_after"),
+        ],
+    )
 
     load = landing_zone.load(DAY)
 
     assert (load.lines, load.participations, load.rejected_by_reason) == (4, 3, {"invalid_json": 1})
     assert sorted(loaded_ids(landing_zone)) == ["p_after", "p_before", "p_big"]
-    (stored,) = table(landing_zone, "participations",
-                      "SELECT length(questions[1].answer_text) AS n FROM t WHERE participation_id = 'p_big'")
+    (stored,) = table(
+        landing_zone,
+        "participations",
+        "SELECT length(questions[1].answer_text) AS n FROM t WHERE participation_id = 'p_big'",
+    )
     assert stored["n"] == TEN_MB
     (fault,) = rejected(landing_zone)
     assert fault["line_number"] == 3
@@ -185,16 +203,20 @@ def test_deeply_nested_json_is_loaded_without_crashing(landing_zone):
 
 # -- lines of another day --------------------------------------------------------------------------
 
+
 def test_timestamps_outside_the_folders_utc_day_are_rejected(landing_zone):
-    landing_zone.write_events(DAY, [
-        landing_zone.event("p_first_ms", timestamp="2026-11-25T00:00:00.000Z"),
-        landing_zone.event("p_last_ms", timestamp="2026-11-25T23:59:59.999Z"),
-        landing_zone.event("p_day_before", timestamp="2026-11-24T23:59:59.999Z"),
-        landing_zone.event("p_day_after", timestamp="2026-11-26T00:00:00.000Z"),
-        landing_zone.event("p_local_evening", timestamp="2026-11-25T23:30:00-02:00"),  # 01:30 UTC the 26th
-        landing_zone.event("p_epoch", timestamp="1970-01-01T00:00:00Z"),
-        landing_zone.event("p_far_future", timestamp="9999-12-31T23:59:59Z"),
-    ])
+    landing_zone.write_events(
+        DAY,
+        [
+            landing_zone.event("p_first_ms", timestamp="2026-11-25T00:00:00.000Z"),
+            landing_zone.event("p_last_ms", timestamp="2026-11-25T23:59:59.999Z"),
+            landing_zone.event("p_day_before", timestamp="2026-11-24T23:59:59.999Z"),
+            landing_zone.event("p_day_after", timestamp="2026-11-26T00:00:00.000Z"),
+            landing_zone.event("p_local_evening", timestamp="2026-11-25T23:30:00-02:00"),  # 01:30 UTC the 26th
+            landing_zone.event("p_epoch", timestamp="1970-01-01T00:00:00Z"),
+            landing_zone.event("p_far_future", timestamp="9999-12-31T23:59:59Z"),
+        ],
+    )
 
     load = landing_zone.load(DAY)
 
@@ -209,8 +231,9 @@ CONTROL = "<" + "".join(chr(c) for c in range(0x20)) + "\x7f\u2028\u2029\u0085>"
 
 
 def _ndjson(zone) -> list[dict]:
-    export = GlobalExport(id="acme-all", account_id="a_1", mode="global",
-                          gcs=GcsTarget(bucket="acme-beop", credentials_env="UNUSED"))
+    export = GlobalExport(
+        id="acme-all", account_id="a_1", mode="global", gcs=GcsTarget(bucket="acme-beop", credentials_env="UNUSED")
+    )
     out = zone.root.parent / "spool" / "acme-all.ndjson.gz"
     build_global_ndjson(export, DAY, out, out.name, root=zone.warehouse)
     data = gzip.decompress(out.read_bytes())
@@ -220,12 +243,22 @@ def _ndjson(zone) -> list[dict]:
 
 def test_every_control_character_is_loaded_and_written_back_exactly(landing_zone):
     event = landing_zone.event(
-        "p_ctrl", email=CONTROL, publisher_name=CONTROL, page_url=CONTROL, tc_string=CONTROL,
+        "p_ctrl",
+        email=CONTROL,
+        publisher_name=CONTROL,
+        page_url=CONTROL,
+        tc_string=CONTROL,
         questions=[{"question_id": "q_1", "question_text": CONTROL, "answer_text": CONTROL}],
-        forms=[{"form_id": "f_1", "form_name": CONTROL, "form_data": [
-            {"field_id": "fd_1", "field_name": CONTROL, "field_type": "firstname", "field_value": CONTROL},
-            {"field_id": "fd_2", "field_name": "City", "field_type": "address-city", "field_value": CONTROL},
-        ]}],
+        forms=[
+            {
+                "form_id": "f_1",
+                "form_name": CONTROL,
+                "form_data": [
+                    {"field_id": "fd_1", "field_name": CONTROL, "field_type": "firstname", "field_value": CONTROL},
+                    {"field_id": "fd_2", "field_name": "City", "field_type": "address-city", "field_value": CONTROL},
+                ],
+            }
+        ],
     )
     source = json.dumps(event)  # every control character is \u-escaped in the landing file
     assert all(chr(c) not in source for c in range(0x20))
@@ -235,15 +268,26 @@ def test_every_control_character_is_loaded_and_written_back_exactly(landing_zone
     assert (load.lines, load.participations, load.rejected) == (2, 2, 0)
 
     # CSV, read back as a customer reads RFC 4180 (Python's csv module).
-    export = SpecificExport(id="acme-crm", account_id="a_1", mode="specific", type="crm-participation",
-                            name="Control", campaigns=["cmp_1"],
-                            sftp=SftpTarget(host="sftp.example.com", username="u", directory="/in",
-                                            password_env="UNUSED", insecure_skip_host_key_check=True))
+    export = SpecificExport(
+        id="acme-crm",
+        account_id="a_1",
+        mode="specific",
+        type="crm-participation",
+        name="Control",
+        campaigns=["cmp_1"],
+        sftp=SftpTarget(
+            host="sftp.example.com",
+            username="u",
+            directory="/in",
+            password_env="UNUSED",
+            insecure_skip_host_key_check=True,
+        ),
+    )
     out = landing_zone.root.parent / "spool" / "control.csv"
     built = build_crm_csv(export, DAY, {}, out, out.name, root=landing_zone.warehouse)
     header, *records = list(csv.reader(io.StringIO(out.read_bytes().decode("utf-8"), newline="")))
     assert built.rows == 2 and len(records) == 2
-    by_id = {row[header.index("email")]: dict(zip(header, row)) for row in records}
+    by_id = {row[header.index("email")]: dict(zip(header, row, strict=False)) for row in records}
     row = by_id[CONTROL]
     assert (row["firstname"], row["address-city"], row["creative-id"]) == (CONTROL, CONTROL, "c_1")
 
@@ -258,6 +302,7 @@ def test_every_control_character_is_loaded_and_written_back_exactly(landing_zone
 
 
 # -- odd but harmless files ------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("gz", [False, True])
 def test_a_file_with_a_utf8_bom_loads_every_line(landing_zone, gz):
@@ -281,7 +326,12 @@ def test_a_day_whose_only_file_is_empty_loads_as_an_empty_day(landing_zone):
     load = landing_zone.load(DAY)
 
     assert (load.files, load.lines, load.participations, load.optins, load.rejected) == (
-        [f"{FOLDER}/empty.ndjson"], 0, 0, 0, 0)
+        [f"{FOLDER}/empty.ndjson"],
+        0,
+        0,
+        0,
+        0,
+    )
     assert load.lines_by_file == {f"{FOLDER}/empty.ndjson": 0}
     assert loaded_ids(landing_zone) == [] and rejected(landing_zone) == []
     assert _ndjson(landing_zone) == []  # the day exists: exports deliver an empty file, not an error

@@ -44,18 +44,20 @@ WRONG_PASSWORD_ENV = "BEOP_TEST_MISCONF_WRONG_PASSWORD"
 
 
 def _day(zone) -> None:
-    zone.write_events(DAY, [
-        zone.event("p_1", email="jane@example.com"),
-        zone.event("p_2", content_id="c_2"),
-        zone.event("p_3", account_id="a_2", content_id="c_9"),
-    ])
+    zone.write_events(
+        DAY,
+        [
+            zone.event("p_1", email="jane@example.com"),
+            zone.event("p_2", content_id="c_2"),
+            zone.event("p_3", account_id="a_2", content_id="c_9"),
+        ],
+    )
 
 
 def _stranger_key(tmp_path):
     """A valid ed25519 private key that the server has never been told about."""
     path = tmp_path / "stranger_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "stranger", "-f", str(path)],
-                   check=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "stranger", "-f", str(path)], check=True)
     return path
 
 
@@ -74,16 +76,29 @@ def whole_product(sshd, gcs_emulator, _rsa_private_key_pem, tmp_path_factory):
     home = root / "dagster_home"
     home.mkdir()
     with pytest.MonkeyPatch.context() as env, DagsterInstance.ephemeral() as instance:
-        for name, value in {"BEOP_LANDING": landing.root, "BEOP_WAREHOUSE": landing.warehouse,
-                            "BEOP_EXPORTS": root / "exports.yaml", "DAGSTER_HOME": home,
-                            SFTP_PASSWORD_ENV: sshd.password, WRONG_PASSWORD_ENV: "WRONG-pw-Zq81x",
-                            "BEOP_DELIVERY_BACKOFF": "0.05"}.items():  # nothing here is transient anyway
+        for name, value in {
+            "BEOP_LANDING": landing.root,
+            "BEOP_WAREHOUSE": landing.warehouse,
+            "BEOP_EXPORTS": root / "exports.yaml",
+            "DAGSTER_HOME": home,
+            SFTP_PASSWORD_ENV: sshd.password,
+            WRONG_PASSWORD_ENV: "WRONG-pw-Zq81x",
+            "BEOP_DELIVERY_BACKOFF": "0.05",
+        }.items():  # nothing here is transient anyway
             env.setenv(name, str(value))
         yield Product(
-            landing=landing, registry_file=root / "exports.yaml", bucket=bucket, upload_dir=upload_dir,
-            sftp=lambda: SftpTarget(host=sshd.host, port=sshd.port, username=sshd.username,
-                                    directory=str(upload_dir), password_env=SFTP_PASSWORD_ENV,
-                                    known_hosts_file=str(sshd.known_hosts_path)),
+            landing=landing,
+            registry_file=root / "exports.yaml",
+            bucket=bucket,
+            upload_dir=upload_dir,
+            sftp=lambda: SftpTarget(
+                host=sshd.host,
+                port=sshd.port,
+                username=sshd.username,
+                directory=str(upload_dir),
+                password_env=SFTP_PASSWORD_ENV,
+                known_hosts_file=str(sshd.known_hosts_path),
+            ),
             gcs=lambda bucket: GcsTarget(bucket=bucket, credentials_file=str(key)),
             instance=instance,
         )
@@ -109,31 +124,44 @@ def broken_day(whole_product, sshd, tmp_path_factory):
         "missing_key": tmp_path / "no-such-key.json",
     }
     where["malformed_key"].write_text('{"type": "service_account", "private_key": "-----BEGIN')  # cut short
-    product.write_registry([
-        product.crm("good-crm"),
-        product.global_("good-global"),
-        product.crm("wrong-password", sftp={"password_env": WRONG_PASSWORD_ENV}),
-        product.crm("wrong-key", sftp={"password_env": None, "private_key_file": str(where["stranger_key"])}),
-        product.crm("unknown-host-key", sftp={"known_hosts_file": str(where["empty_known_hosts"])}),
-        product.crm("changed-host-key", sftp={"known_hosts_file": str(where["changed_known_hosts"])}),
-        product.crm("missing-directory", sftp={"directory": str(where["missing_directory"])}),
-        product.crm("read-only-directory", sftp={"directory": str(where["read_only_directory"])}),
-        product.global_("missing-bucket", gcs={"bucket": "no-such-bucket-misconf"}),
-        product.global_("malformed-key", gcs={"credentials_file": str(where["malformed_key"])}),
-        product.global_("missing-key", gcs={"credentials_file": str(where["missing_key"])}),
-        product.global_("unknown-account", account_id="a_404"),
-        product.crm("foreign-campaign", campaigns=["cmp_2"]),  # a campaign of account a_2
-        product.crm("twice"),
-        product.crm("twice", name="Twice again"),
-    ])
+    product.write_registry(
+        [
+            product.crm("good-crm"),
+            product.global_("good-global"),
+            product.crm("wrong-password", sftp={"password_env": WRONG_PASSWORD_ENV}),
+            product.crm("wrong-key", sftp={"password_env": None, "private_key_file": str(where["stranger_key"])}),
+            product.crm("unknown-host-key", sftp={"known_hosts_file": str(where["empty_known_hosts"])}),
+            product.crm("changed-host-key", sftp={"known_hosts_file": str(where["changed_known_hosts"])}),
+            product.crm("missing-directory", sftp={"directory": str(where["missing_directory"])}),
+            product.crm("read-only-directory", sftp={"directory": str(where["read_only_directory"])}),
+            product.global_("missing-bucket", gcs={"bucket": "no-such-bucket-misconf"}),
+            product.global_("malformed-key", gcs={"credentials_file": str(where["malformed_key"])}),
+            product.global_("missing-key", gcs={"credentials_file": str(where["missing_key"])}),
+            product.global_("unknown-account", account_id="a_404"),
+            product.crm("foreign-campaign", campaigns=["cmp_2"]),  # a campaign of account a_2
+            product.crm("twice"),
+            product.crm("twice", name="Twice again"),
+        ]
+    )
     echoed: list[str] = []
     outcomes = {o.export_id: o for o in run_day(DAY, dagster_instance=product.instance, echo=echoed.append)}
     return outcomes, where, echoed
 
 
-BROKEN = ["wrong-password", "wrong-key", "unknown-host-key", "changed-host-key", "missing-directory",
-          "read-only-directory", "missing-bucket", "malformed-key", "missing-key", "unknown-account",
-          "foreign-campaign", "twice"]
+BROKEN = [
+    "wrong-password",
+    "wrong-key",
+    "unknown-host-key",
+    "changed-host-key",
+    "missing-directory",
+    "read-only-directory",
+    "missing-bucket",
+    "malformed-key",
+    "missing-key",
+    "unknown-account",
+    "foreign-campaign",
+    "twice",
+]
 
 
 def test_the_good_exports_deliver_whatever_the_others_get_wrong(broken_day, whole_product):
@@ -159,27 +187,50 @@ def test_every_broken_export_fails_on_its_own_with_one_line_that_names_it(broken
         assert "\n" not in outcome.error and "Traceback" not in outcome.error, outcome
 
 
-@pytest.mark.parametrize("export_id, expected", [
-    # SFTP: each message names user@host:port, the path, and what to fix.
-    ("wrong-password", [r"beoptest@{address}", r"authentication as 'beoptest' failed",
-                        rf"password from \${WRONG_PASSWORD_ENV}", r"check the username and the credential"]),
-    ("wrong-key", [r"beoptest@{address}", r"authentication as 'beoptest' failed",
-                   r"private key file {stranger_key}"]),
-    ("unknown-host-key", [r"{address}", r"is not in known_hosts", r"{empty_known_hosts}", r"ssh-keyscan -p \d+"]),
-    ("changed-host-key", [r"{address}", r"does not match known_hosts_file {changed_known_hosts}",
-                          r"confirm the new key with the customer"]),
-    ("missing-directory", [r"{address}", r"{missing_directory}", r"does not exist", r"fix `directory`"]),
-    ("read-only-directory", [r"{address}", r"{read_only_directory}", r"permission denied",
-                             r"write access to {read_only_directory}"]),
-    # GCS: bucket, or where the key is read from.
-    ("missing-bucket", [r"bucket no-such-bucket-misconf does not exist \(export missing-bucket\)"]),
-    ("malformed-key", [r"credentials file {malformed_key} is not a valid service-account key: not valid JSON"]),
-    ("missing-key", [r"credentials file {missing_key} does not exist \(export missing-key\)"]),
-    # The registry: the field at fault.
-    ("unknown-account", [r"export 'unknown-account': account_id: unknown account 'a_404'"]),
-    ("foreign-campaign", [r"export 'foreign-campaign': campaigns\[0\]: campaign 'cmp_2' belongs to another account"]),
-    ("twice", [r"export 'twice': id: duplicate export id 'twice' \(2 entries\): ids must be unique"]),
-])
+@pytest.mark.parametrize(
+    "export_id, expected",
+    [
+        # SFTP: each message names user@host:port, the path, and what to fix.
+        (
+            "wrong-password",
+            [
+                r"beoptest@{address}",
+                r"authentication as 'beoptest' failed",
+                rf"password from \${WRONG_PASSWORD_ENV}",
+                r"check the username and the credential",
+            ],
+        ),
+        (
+            "wrong-key",
+            [r"beoptest@{address}", r"authentication as 'beoptest' failed", r"private key file {stranger_key}"],
+        ),
+        ("unknown-host-key", [r"{address}", r"is not in known_hosts", r"{empty_known_hosts}", r"ssh-keyscan -p \d+"]),
+        (
+            "changed-host-key",
+            [
+                r"{address}",
+                r"does not match known_hosts_file {changed_known_hosts}",
+                r"confirm the new key with the customer",
+            ],
+        ),
+        ("missing-directory", [r"{address}", r"{missing_directory}", r"does not exist", r"fix `directory`"]),
+        (
+            "read-only-directory",
+            [r"{address}", r"{read_only_directory}", r"permission denied", r"write access to {read_only_directory}"],
+        ),
+        # GCS: bucket, or where the key is read from.
+        ("missing-bucket", [r"bucket no-such-bucket-misconf does not exist \(export missing-bucket\)"]),
+        ("malformed-key", [r"credentials file {malformed_key} is not a valid service-account key: not valid JSON"]),
+        ("missing-key", [r"credentials file {missing_key} does not exist \(export missing-key\)"]),
+        # The registry: the field at fault.
+        ("unknown-account", [r"export 'unknown-account': account_id: unknown account 'a_404'"]),
+        (
+            "foreign-campaign",
+            [r"export 'foreign-campaign': campaigns\[0\]: campaign 'cmp_2' belongs to another account"],
+        ),
+        ("twice", [r"export 'twice': id: duplicate export id 'twice' \(2 entries\): ids must be unique"]),
+    ],
+)
 def test_each_message_says_what_to_fix(broken_day, export_id, expected):
     outcomes, where, _ = broken_day
     error = outcomes[export_id].error
@@ -191,9 +242,19 @@ def test_each_message_says_what_to_fix(broken_day, export_id, expected):
 def test_delivery_faults_are_in_the_ledger_and_registry_faults_never_reach_a_server(broken_day, whole_product):
     outcomes, _, echoed = broken_day
     failed = {d.export_id: d for d in ledger.history(status="failed", root=whole_product.landing.warehouse)}
-    assert sorted(failed) == sorted(["wrong-password", "wrong-key", "unknown-host-key", "changed-host-key",
-                                     "missing-directory", "read-only-directory", "missing-bucket",
-                                     "malformed-key", "missing-key"])
+    assert sorted(failed) == sorted(
+        [
+            "wrong-password",
+            "wrong-key",
+            "unknown-host-key",
+            "changed-host-key",
+            "missing-directory",
+            "read-only-directory",
+            "missing-bucket",
+            "malformed-key",
+            "missing-key",
+        ]
+    )
     for export_id, delivery in failed.items():
         assert delivery.error and outcomes[export_id].error.split(": ", 1)[-1] in delivery.error
     # The registry's own faults are printed once each before the day runs.
@@ -205,30 +266,41 @@ def test_delivery_faults_are_in_the_ledger_and_registry_faults_never_reach_a_ser
 
 # -- faults of the registry file itself ------------------------------------------------------------
 
+
 def test_load_registry_reports_duplicates_unknown_accounts_and_foreign_selections_by_id_and_field(product):
-    product.write_registry([
-        product.crm("good-crm"),
-        product.crm("twice"), product.crm("twice"),
-        product.global_("unknown-account", account_id="a_404"),
-        product.crm("foreign-optin", optins=["o_9"]),
-        product.crm("bad-port", sftp={"port": 70000}),
-    ])
+    product.write_registry(
+        [
+            product.crm("good-crm"),
+            product.crm("twice"),
+            product.crm("twice"),
+            product.global_("unknown-account", account_id="a_404"),
+            product.crm("foreign-optin", optins=["o_9"]),
+            product.crm("bad-port", sftp={"port": 70000}),
+        ]
+    )
     registry = load_registry(product.registry_file, Reference.read(product.landing.reference_folder))
     assert sorted((f.export_id, f.field) for f in registry.faults) == [
-        ("bad-port", "sftp.port"), ("foreign-optin", "optins[0]"), ("twice", "id"), ("unknown-account", "account_id")]
+        ("bad-port", "sftp.port"),
+        ("foreign-optin", "optins[0]"),
+        ("twice", "id"),
+        ("unknown-account", "account_id"),
+    ]
     assert list(registry.exports) == ["good-crm"]
     assert all(f.line for f in registry.faults if f.export_id != "twice")
 
 
 def test_validate_prints_each_fault_with_export_and_field_and_exits_1(product):
-    product.write_registry([
-        product.crm("good-crm"),
-        product.crm("twice"), product.crm("twice"),
-        product.global_("unknown-account", account_id="a_404"),
-        product.crm("foreign-campaign", campaigns=["cmp_2"]),
-        product.crm("no-host-key-policy", sftp={"known_hosts_file": None}),
-        product.global_("Not A Slug"),
-    ])
+    product.write_registry(
+        [
+            product.crm("good-crm"),
+            product.crm("twice"),
+            product.crm("twice"),
+            product.global_("unknown-account", account_id="a_404"),
+            product.crm("foreign-campaign", campaigns=["cmp_2"]),
+            product.crm("no-host-key-policy", sftp={"known_hosts_file": None}),
+            product.global_("Not A Slug"),
+        ]
+    )
     result = CliRunner().invoke(main, ["validate"], catch_exceptions=False)
     assert result.exit_code == 1, result.output
     faults = [line for line in result.output.splitlines() if line.startswith("FAULT")]
@@ -271,8 +343,9 @@ def test_malformed_yaml_makes_validate_and_run_exit_1_with_the_reason(product):
     product.write_registry(MALFORMED_YAML)
     validate = CliRunner().invoke(main, ["validate"], catch_exceptions=False)
     assert validate.exit_code == 1
-    assert re.search(r"FAULT line 4: registry: yaml: malformed YAML in .*exports\.yaml", validate.output), \
+    assert re.search(r"FAULT line 4: registry: yaml: malformed YAML in .*exports\.yaml", validate.output), (
         validate.output
+    )
     run = CliRunner().invoke(main, ["run", "--date", DAY.isoformat()], catch_exceptions=False)
     assert run.exit_code == 1 and "malformed YAML" in run.output and "Traceback" not in run.output, run.output
 
@@ -281,8 +354,16 @@ def test_entries_that_cannot_be_scheduled_fail_alone_and_never_become_partitions
     """An id that is not a slug (`a|b` in a Dagster multi-partition key used to crash the day before the
     exports after it ran), or one id used by a specific and a global entry (no job to run it in)."""
     _day(product.landing)
-    product.write_registry([product.crm("a|b"), product.global_("c,d"), product.crm("../up"),
-                            product.crm("mixed"), product.global_("mixed"), product.crm("good-crm")])
+    product.write_registry(
+        [
+            product.crm("a|b"),
+            product.global_("c,d"),
+            product.crm("../up"),
+            product.crm("mixed"),
+            product.global_("mixed"),
+            product.crm("good-crm"),
+        ]
+    )
     echoed: list[str] = []
     outcomes = {o.export_id: o for o in run_day(DAY, dagster_instance=product.instance, echo=echoed.append)}
     assert sorted(outcomes) == ["../up", "a|b", "c,d", "good-crm", "mixed"]

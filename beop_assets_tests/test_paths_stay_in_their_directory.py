@@ -34,15 +34,34 @@ pytestmark = pytest.mark.timeout(300)
 
 DAY = date(2026, 11, 25)
 DELIVERY = uuid.UUID("12345678-1234-4234-8234-123456789abc")
-HOSTILE = ["../../etc/passwd", "a/b\\c", "..", ".", "...", "/", "\\", ".hidden", "😀🎉", "", " ", "\x00",
-           "C:\\Windows\\system32", "~/.ssh/authorized_keys", "%2e%2e%2f", "..%2F..%2F", "name\nwith newline",
-           "\u202etxt.exe", "ＡＢ／ＣＤ", "․․／", "a" * 300]
+HOSTILE = [
+    "../../etc/passwd",
+    "a/b\\c",
+    "..",
+    ".",
+    "...",
+    "/",
+    "\\",
+    ".hidden",
+    "😀🎉",
+    "",
+    " ",
+    "\x00",
+    "C:\\Windows\\system32",
+    "~/.ssh/authorized_keys",
+    "%2e%2e%2f",
+    "..%2F..%2F",
+    "name\nwith newline",
+    "\u202etxt.exe",
+    "ＡＢ／ＣＤ",
+    "․․／",
+    "a" * 300,
+]
 CSV_NAME = re.compile(r"^20261126_crm-participation_[a-z0-9-]+_12345678-1234-4234-8234-123456789abc\.csv$")
 
 
 def one_segment(name: str) -> bool:
-    return bool(name) and "/" not in name and "\\" not in name and not name.startswith(".") \
-        and name not in (".", "..")
+    return bool(name) and "/" not in name and "\\" not in name and not name.startswith(".") and name not in (".", "..")
 
 
 @pytest.mark.parametrize("name", HOSTILE)
@@ -72,15 +91,45 @@ def test_a_gcs_prefix_cannot_climb_or_be_absolute(prefix):
         GcsTarget(bucket="acme-beop", prefix=prefix, credentials_env="KEY")
 
 
-SFTP = {"host": "sftp.example.com", "username": "beop", "directory": "/incoming", "password_env": "PW",
-        "known_hosts_file": "/etc/beop/known_hosts"}
+SFTP = {
+    "host": "sftp.example.com",
+    "username": "beop",
+    "directory": "/incoming",
+    "password_env": "PW",
+    "known_hosts_file": "/etc/beop/known_hosts",
+}
 
 
-@pytest.mark.parametrize("export_id", ["../../etc", "a/b", "a\\b", "..", ".", "😀", "a\nb", "a b", "", "a|b",
-                                       "a,b", "-x", "X", "a" * 101, "/abs", "acme_crm"])
+@pytest.mark.parametrize(
+    "export_id",
+    [
+        "../../etc",
+        "a/b",
+        "a\\b",
+        "..",
+        ".",
+        "😀",
+        "a\nb",
+        "a b",
+        "",
+        "a|b",
+        "a,b",
+        "-x",
+        "X",
+        "a" * 101,
+        "/abs",
+        "acme_crm",
+    ],
+)
 def test_export_ids_that_are_not_slugs_are_rejected_by_the_registry(landing_zone, tmp_path, export_id):
-    entry = {"account_id": "a_1", "mode": "specific", "type": "crm-participation", "name": "Export",
-             "campaigns": ["cmp_1"], "sftp": SFTP}
+    entry = {
+        "account_id": "a_1",
+        "mode": "specific",
+        "type": "crm-participation",
+        "name": "Export",
+        "campaigns": ["cmp_1"],
+        "sftp": SFTP,
+    }
     path = tmp_path / "exports.yaml"
     path.write_text(yaml.safe_dump({"exports": [{"id": "good-crm", **entry}, {"id": export_id, **entry}]}))
     registry = load_registry(path, Reference.read(landing_zone.reference_folder))
@@ -97,16 +146,19 @@ def _all_files(root: Path) -> set[Path]:
 def test_a_real_delivery_with_hostile_names_lands_inside_the_configured_places(product, sshd):
     accounts = [{"account_id": "a_1", "username": "../evil"}, {"account_id": "a_2", "username": "a/b"}]
     product.landing.write_reference(accounts=accounts)
-    product.landing.write_events(DAY, [product.landing.event("p_1"),
-                                       product.landing.event("p_2", account_id="a_2", content_id="c_9")])
+    product.landing.write_events(
+        DAY, [product.landing.event("p_1"), product.landing.event("p_2", account_id="a_2", content_id="c_9")]
+    )
     before = _all_files(sshd.home)
-    product.write_registry([
-        product.crm("dots", name="../../etc/passwd"),
-        product.crm("slashes", name="a/b\\c/../../.."),
-        product.crm("emoji", name="😀🎉"),
-        product.global_("evil-username", gcs={"prefix": "exports/acme"}),
-        product.global_("backslash-username", account_id="a_2", gcs={"prefix": "exports/globex/"}),
-    ])
+    product.write_registry(
+        [
+            product.crm("dots", name="../../etc/passwd"),
+            product.crm("slashes", name="a/b\\c/../../.."),
+            product.crm("emoji", name="😀🎉"),
+            product.global_("evil-username", gcs={"prefix": "exports/acme"}),
+            product.global_("backslash-username", account_id="a_2", gcs={"prefix": "exports/globex/"}),
+        ]
+    )
     outcomes = {o.export_id: o for o in run_day(DAY, dagster_instance=product.instance, echo=lambda _: None)}
     assert {o.status for o in outcomes.values()} == {"delivered"}, outcomes
 
@@ -121,7 +173,12 @@ def test_a_real_delivery_with_hostile_names_lands_inside_the_configured_places(p
     # GCS: exactly two objects, each directly under its export's prefix.
     names = sorted(b.name for b in storage.Client.create_anonymous_client().list_blobs(product.bucket))
     assert names == ["exports/acme/2026-11-26__evil.ndjson.gz", "exports/globex/2026-11-26_a_b.ndjson.gz"]
-    assert gcs.object_name(GcsTarget(bucket=product.bucket, prefix="exports/acme", credentials_env="K"),
-                           global_file_name(accounts[0]["username"], DAY)) == names[0]
+    assert (
+        gcs.object_name(
+            GcsTarget(bucket=product.bucket, prefix="exports/acme", credentials_env="K"),
+            global_file_name(accounts[0]["username"], DAY),
+        )
+        == names[0]
+    )
     # The reference data was hostile, the default one untouched for other tests.
     assert DEFAULT_REFERENCE["accounts"][0]["username"] == "acme"

@@ -35,18 +35,22 @@ def specific(export_id, extra="", sftp=SFTP, kind="crm-participation"):
     mode: specific
     type: {kind}
     name: My export
-{textwrap.indent(textwrap.dedent(extra).strip(), '    ') if extra.strip() else ''}
-{textwrap.indent(textwrap.dedent(sftp).strip(), '    ')}
+{textwrap.indent(textwrap.dedent(extra).strip(), "    ") if extra.strip() else ""}
+{textwrap.indent(textwrap.dedent(sftp).strip(), "    ")}
 """
 
 
 def test_a_valid_registry_loads_every_export(tmp_path, reference):
-    text = "exports:" + specific("acme-crm", "campaigns: [cmp_1]\noptins: [o_1, o_2]") + """
+    text = (
+        "exports:"
+        + specific("acme-crm", "campaigns: [cmp_1]\noptins: [o_1, o_2]")
+        + """
   - id: acme-global
     account_id: a_1
     mode: global
     gcs: {bucket: acme-beop, prefix: exports/, credentials_env: ACME_KEY}
 """
+    )
     registry = registry_of(tmp_path, text, reference)
     assert registry.faults == []
     assert sorted(registry.exports) == ["acme-crm", "acme-global"]
@@ -54,8 +58,13 @@ def test_a_valid_registry_loads_every_export(tmp_path, reference):
 
 
 def test_each_fault_names_the_export_the_field_and_the_line(tmp_path, reference):
-    text = "exports:" + specific("ok-one", "campaigns: [cmp_1]") + specific(
-        "bad-port", "campaigns: [cmp_1]", sftp=SFTP.replace("username: beop", "username: beop\n      port: 70000"))
+    text = (
+        "exports:"
+        + specific("ok-one", "campaigns: [cmp_1]")
+        + specific(
+            "bad-port", "campaigns: [cmp_1]", sftp=SFTP.replace("username: beop", "username: beop\n      port: 70000")
+        )
+    )
     registry = registry_of(tmp_path, text, reference)
     (fault,) = registry.faults
     assert (fault.export_id, fault.field) == ("bad-port", "sftp.port")
@@ -66,13 +75,16 @@ def test_each_fault_names_the_export_the_field_and_the_line(tmp_path, reference)
         registry.get("bad-port")
 
 
-@pytest.mark.parametrize("extra, field, words", [
-    ("", "(entry)", "at least one campaign or content"),
-    ("campaigns: [cmp_2]", "campaigns[0]", "belongs to another account"),
-    ("contents: [c_9]", "contents[0]", "belongs to another account"),
-    ("campaigns: [cmp_1]\noptins: [o_9]", "optins[0]", "belongs to another account"),
-    ("campaigns: [cmp_404]", "campaigns[0]", "unknown campaign"),
-])
+@pytest.mark.parametrize(
+    "extra, field, words",
+    [
+        ("", "(entry)", "at least one campaign or content"),
+        ("campaigns: [cmp_2]", "campaigns[0]", "belongs to another account"),
+        ("contents: [c_9]", "contents[0]", "belongs to another account"),
+        ("campaigns: [cmp_1]\noptins: [o_9]", "optins[0]", "belongs to another account"),
+        ("campaigns: [cmp_404]", "campaigns[0]", "unknown campaign"),
+    ],
+)
 def test_selections_are_checked_against_the_account(tmp_path, reference, extra, field, words):
     registry = registry_of(tmp_path, "exports:" + specific("acme-crm", extra), reference)
     (fault,) = registry.faults
@@ -91,13 +103,18 @@ def test_an_unknown_account_is_a_fault(tmp_path, reference):
     assert (fault.field, fault.message) == ("account_id", "unknown account 'a_404'")
 
 
-@pytest.mark.parametrize("sftp, words", [
-    (SFTP.replace("      password_env: ACME_PASSWORD\n", ""), "exactly one of password_env"),
-    (SFTP.replace("password_env: ACME_PASSWORD", "password_env: A\n      private_key_file: /k"),
-     "exactly one of password_env"),
-    (SFTP.replace("      known_hosts_file: /etc/beop/known_hosts\n", ""), "known_hosts_file is required"),
-    (SFTP.replace("password_env: ACME_PASSWORD", "password: hunter2"), "Extra inputs are not permitted"),
-])
+@pytest.mark.parametrize(
+    "sftp, words",
+    [
+        (SFTP.replace("      password_env: ACME_PASSWORD\n", ""), "exactly one of password_env"),
+        (
+            SFTP.replace("password_env: ACME_PASSWORD", "password_env: A\n      private_key_file: /k"),
+            "exactly one of password_env",
+        ),
+        (SFTP.replace("      known_hosts_file: /etc/beop/known_hosts\n", ""), "known_hosts_file is required"),
+        (SFTP.replace("password_env: ACME_PASSWORD", "password: hunter2"), "Extra inputs are not permitted"),
+    ],
+)
 def test_sftp_credentials_and_host_keys_are_only_referenced(tmp_path, reference, sftp, words):
     registry = registry_of(tmp_path, "exports:" + specific("acme-crm", "campaigns: [cmp_1]", sftp=sftp), reference)
     assert any(words in f.message for f in registry.faults), registry.faults
@@ -105,8 +122,12 @@ def test_sftp_credentials_and_host_keys_are_only_referenced(tmp_path, reference,
 
 
 def test_duplicate_ids_fail_every_entry_with_that_id(tmp_path, reference):
-    text = "exports:" + specific("twice", "campaigns: [cmp_1]") + specific("twice", "campaigns: [cmp_1]") + \
-        specific("once", "campaigns: [cmp_1]")
+    text = (
+        "exports:"
+        + specific("twice", "campaigns: [cmp_1]")
+        + specific("twice", "campaigns: [cmp_1]")
+        + specific("once", "campaigns: [cmp_1]")
+    )
     registry = registry_of(tmp_path, text, reference)
     assert [(f.export_id, f.field) for f in registry.faults] == [("twice", "id")]
     assert list(registry.exports) == ["once"] and registry.scheduled_ids("specific") == ["once", "twice"]

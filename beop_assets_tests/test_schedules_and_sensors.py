@@ -73,14 +73,27 @@ def test_nightly_schedule_runs_the_load_job_at_0015_utc():
 # Helpers: a registry file against the landing zone's reference data, ticks as the daemon runs them
 # --------------------------------------------------------------------------------------------------
 
-SFTP = {"host": "sftp.example.com", "username": "beop", "directory": "/incoming", "password_env": "UNUSED_PASSWORD",
-        "known_hosts_file": "/etc/beop/known_hosts"}
+SFTP = {
+    "host": "sftp.example.com",
+    "username": "beop",
+    "directory": "/incoming",
+    "password_env": "UNUSED_PASSWORD",
+    "known_hosts_file": "/etc/beop/known_hosts",
+}
 GCS = {"bucket": "acme-beop", "credentials_file": "/etc/beop/acme-key.json"}
 
 
 def crm(export_id: str, **fields: Any) -> dict:
-    return {"id": export_id, "account_id": "a_1", "mode": "specific", "type": "crm-participation",
-            "name": export_id.title(), "campaigns": ["cmp_1"], "sftp": SFTP, **fields}
+    return {
+        "id": export_id,
+        "account_id": "a_1",
+        "mode": "specific",
+        "type": "crm-participation",
+        "name": export_id.title(),
+        "campaigns": ["cmp_1"],
+        "sftp": SFTP,
+        **fields,
+    }
 
 
 def global_(export_id: str, **fields: Any) -> dict:
@@ -93,8 +106,9 @@ class Registry:
         self.resource = ExportRegistry(path=str(path), landing=str(zone.root))
 
     def write(self, exports: list[dict] | str) -> None:
-        self.path.write_text(exports if isinstance(exports, str) else yaml.safe_dump({"exports": exports}),
-                             encoding="utf-8")
+        self.path.write_text(
+            exports if isinstance(exports, str) else yaml.safe_dump({"exports": exports}), encoding="utf-8"
+        )
 
 
 @pytest.fixture
@@ -109,8 +123,9 @@ def instance() -> Iterator[DagsterInstance]:
 
 
 def tick(sensor, instance: DagsterInstance, registry: Registry, cursor: str | None = None) -> SensorExecutionData:
-    context = build_sensor_context(instance=instance, cursor=cursor, definitions=defs,
-                                   resources={"registry": registry.resource})
+    context = build_sensor_context(
+        instance=instance, cursor=cursor, definitions=defs, resources={"registry": registry.resource}
+    )
     with partition_loading_context(dynamic_partitions_store=instance):
         return sensor.evaluate_tick(context)
 
@@ -237,8 +252,9 @@ def test_registry_sensor_keeps_every_partition_when_the_reference_data_is_missin
 def scheduled(instance, registry) -> Registry:
     """A registry of three scheduled exports (two specific, one global), all registered as partitions,
     plus a disabled one and an enabled one the registry sensor has not registered yet."""
-    registry.write([crm("acme-crm"), crm("acme-crm-2"), crm("acme-off", enabled=False), crm("acme-new"),
-                    global_("acme-all")])
+    registry.write(
+        [crm("acme-crm"), crm("acme-crm-2"), crm("acme-off", enabled=False), crm("acme-new"), global_("acme-all")]
+    )
     instance.add_dynamic_partitions("specific_exports", ["acme-crm", "acme-crm-2"])
     instance.add_dynamic_partitions("global_exports", ["acme-all"])
     return registry
@@ -290,7 +306,8 @@ def test_delivery_sensor_delivers_every_day_loaded_between_two_ticks(instance, s
         load(instance, day)
     second = tick(deliver_loaded_days_sensor, instance, scheduled, cursor=first.cursor)
     assert sorted(r.partition_key for r in second.run_requests) == sorted(
-        f"{day}|{export_id}" for day in ("2026-11-21", "2026-11-22", "2026-11-23")
+        f"{day}|{export_id}"
+        for day in ("2026-11-21", "2026-11-22", "2026-11-23")
         for export_id in ("acme-crm", "acme-crm-2", "acme-all")
     )
     assert len({r.run_key for r in second.run_requests}) == 9

@@ -34,10 +34,12 @@ DAY = date(2026, 11, 25)
 WRONG_PASSWORD = "WRONG-pw-Zq81x"
 RIGHT_PASSPHRASE = "right-passphrase-Vb72kq"
 WRONG_PASSPHRASE = "WRONG-passphrase-Hk42"
-MALFORMED_SSH_KEY = ("-----BEGIN OPENSSH PRIVATE KEY-----\n"
-                     "SSHKEYSECRET-Tq94LmZx0a8bPq5Rr2Ws\n"
-                     "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ-SECRETTAIL-9f\n"
-                     "-----END OPENSSH PRIVATE KEY-----\n")
+MALFORMED_SSH_KEY = (
+    "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+    "SSHKEYSECRET-Tq94LmZx0a8bPq5Rr2Ws\n"
+    "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ-SECRETTAIL-9f\n"
+    "-----END OPENSSH PRIVATE KEY-----\n"
+)
 GCS_PEM_SECRET = "GCSKEYSECRET-Lm3Qp8Zr1Vx7Tn5Wk2"
 GCS_NOT_JSON = "GCSNOTJSONSECRET-Jd83Kq {not json"
 
@@ -62,23 +64,32 @@ def key_body(text: str) -> list[str]:
 def locked_key(sshd, tmp_path) -> str:
     """An ed25519 key protected by RIGHT_PASSPHRASE, authorized on the server; returns its text."""
     path = tmp_path / "locked_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", RIGHT_PASSPHRASE, "-C", "locked", "-f", str(path)],
-                   check=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", RIGHT_PASSPHRASE, "-C", "locked", "-f", str(path)], check=True
+    )
     sshd.authorize_key(path.with_name(path.name + ".pub").read_text())
     return path.read_text()
 
 
-def test_no_secret_appears_in_any_log_event_metadata_error_or_ledger(product, sshd, gcs_key, locked_key, tmp_path,
-                                                                     monkeypatch, caplog, capfd):
+def test_no_secret_appears_in_any_log_event_metadata_error_or_ledger(
+    product, sshd, gcs_key, locked_key, tmp_path, monkeypatch, caplog, capfd
+):
     caplog.set_level(logging.DEBUG)
-    gcs_malformed = json.dumps({**gcs_key.info, "private_key":
-                                f"-----BEGIN PRIVATE KEY-----\n{GCS_PEM_SECRET}\n-----END PRIVATE KEY-----\n"})
+    gcs_malformed = json.dumps(
+        {**gcs_key.info, "private_key": f"-----BEGIN PRIVATE KEY-----\n{GCS_PEM_SECRET}\n-----END PRIVATE KEY-----\n"}
+    )
     not_json_file = tmp_path / "not-json-key.json"
     not_json_file.write_text(GCS_NOT_JSON)
-    for name, value in {"wrong_password": WRONG_PASSWORD, "key": sshd.client_key_text,
-                        "malformed_key": MALFORMED_SSH_KEY, "locked_key": locked_key,
-                        "right_passphrase": RIGHT_PASSPHRASE, "wrong_passphrase": WRONG_PASSPHRASE,
-                        "gcs_key": gcs_key.text, "gcs_malformed": gcs_malformed}.items():
+    for name, value in {
+        "wrong_password": WRONG_PASSWORD,
+        "key": sshd.client_key_text,
+        "malformed_key": MALFORMED_SSH_KEY,
+        "locked_key": locked_key,
+        "right_passphrase": RIGHT_PASSPHRASE,
+        "wrong_passphrase": WRONG_PASSPHRASE,
+        "gcs_key": gcs_key.text,
+        "gcs_malformed": gcs_malformed,
+    }.items():
         monkeypatch.setenv(ENV[name], value)
     secrets = {
         "the SFTP password": sshd.password,
@@ -97,28 +108,51 @@ def test_no_secret_appears_in_any_log_event_metadata_error_or_ledger(product, ss
 
     no_password = {"password_env": None}
     product.landing.write_events(DAY, [product.landing.event("p_1", email="jane@example.com")])
-    product.write_registry([
-        product.crm("sftp-password"),
-        product.crm("sftp-wrong-password", sftp={"password_env": ENV["wrong_password"]}),
-        product.crm("sftp-key", sftp={**no_password, "private_key_env": ENV["key"]}),
-        product.crm("sftp-malformed-key", sftp={**no_password, "private_key_env": ENV["malformed_key"]}),
-        product.crm("sftp-locked-key", sftp={**no_password, "private_key_env": ENV["locked_key"],
-                                             "private_key_passphrase_env": ENV["right_passphrase"]}),
-        product.crm("sftp-wrong-passphrase", sftp={**no_password, "private_key_env": ENV["locked_key"],
-                                                   "private_key_passphrase_env": ENV["wrong_passphrase"]}),
-        product.global_("gcs-key", gcs={"credentials_file": None, "credentials_env": ENV["gcs_key"]}),
-        product.global_("gcs-malformed-key", gcs={"credentials_file": None, "credentials_env": ENV["gcs_malformed"]}),
-        product.global_("gcs-not-json-key", gcs={"credentials_file": str(not_json_file)}),
-    ])
+    product.write_registry(
+        [
+            product.crm("sftp-password"),
+            product.crm("sftp-wrong-password", sftp={"password_env": ENV["wrong_password"]}),
+            product.crm("sftp-key", sftp={**no_password, "private_key_env": ENV["key"]}),
+            product.crm("sftp-malformed-key", sftp={**no_password, "private_key_env": ENV["malformed_key"]}),
+            product.crm(
+                "sftp-locked-key",
+                sftp={
+                    **no_password,
+                    "private_key_env": ENV["locked_key"],
+                    "private_key_passphrase_env": ENV["right_passphrase"],
+                },
+            ),
+            product.crm(
+                "sftp-wrong-passphrase",
+                sftp={
+                    **no_password,
+                    "private_key_env": ENV["locked_key"],
+                    "private_key_passphrase_env": ENV["wrong_passphrase"],
+                },
+            ),
+            product.global_("gcs-key", gcs={"credentials_file": None, "credentials_env": ENV["gcs_key"]}),
+            product.global_(
+                "gcs-malformed-key", gcs={"credentials_file": None, "credentials_env": ENV["gcs_malformed"]}
+            ),
+            product.global_("gcs-not-json-key", gcs={"credentials_file": str(not_json_file)}),
+        ]
+    )
     echoed: list[str] = []
     outcomes = {o.export_id: o for o in run_day(DAY, dagster_instance=product.instance, echo=echoed.append)}
 
     # The secrets were really used: good credentials delivered, bad ones failed for what they are.
     status = {i: o.status for i, o in outcomes.items()}
-    assert status == {"sftp-password": "delivered", "sftp-wrong-password": "failed", "sftp-key": "delivered",
-                      "sftp-malformed-key": "failed", "sftp-locked-key": "delivered",
-                      "sftp-wrong-passphrase": "failed", "gcs-key": "delivered", "gcs-malformed-key": "failed",
-                      "gcs-not-json-key": "failed"}, outcomes
+    assert status == {
+        "sftp-password": "delivered",
+        "sftp-wrong-password": "failed",
+        "sftp-key": "delivered",
+        "sftp-malformed-key": "failed",
+        "sftp-locked-key": "delivered",
+        "sftp-wrong-passphrase": "failed",
+        "gcs-key": "delivered",
+        "gcs-malformed-key": "failed",
+        "gcs-not-json-key": "failed",
+    }, outcomes
     assert "authentication as 'beoptest' failed" in outcomes["sftp-wrong-password"].error
     assert f"cannot load the private key from ${ENV['malformed_key']}" in outcomes["sftp-malformed-key"].error
     assert f"cannot load the private key from ${ENV['locked_key']}" in outcomes["sftp-wrong-passphrase"].error
@@ -128,8 +162,8 @@ def test_no_secret_appears_in_any_log_event_metadata_error_or_ledger(product, ss
     # Everything an operator or the UI can read.
     captured = capfd.readouterr()
     places: dict[str, str] = {
-        "python logging (DEBUG)": caplog.text + "\n".join(
-            f"{r.getMessage()} {r.args!r} {r.exc_text or ''}" for r in caplog.records),
+        "python logging (DEBUG)": caplog.text
+        + "\n".join(f"{r.getMessage()} {r.args!r} {r.exc_text or ''}" for r in caplog.records),
         "stdout": captured.out,
         "stderr": captured.err,
         "run_day's printed lines": "\n".join(echoed),
@@ -144,13 +178,18 @@ def test_no_secret_appears_in_any_log_event_metadata_error_or_ledger(product, ss
         events = product.instance.all_logs(run.run_id)
         assert events
         places[f"event log of run {run.run_id} ({run.job_name})"] = "\n".join(
-            serialize_value(event) + "\n" + str(event) for event in events)
+            serialize_value(event) + "\n" + str(event) for event in events
+        )
     for folder in (product.landing.warehouse, tmp_path / "dagster_home"):
         for path in (p for p in folder.rglob("*") if p.is_file()):
             places[f"file {path}"] = path.read_bytes().decode("utf-8", "replace")
 
-    leaks = [f"{what} found in {where}" for where, text in places.items()
-             for what, secret in secrets.items() if secret in text]
+    leaks = [
+        f"{what} found in {where}"
+        for where, text in places.items()
+        for what, secret in secrets.items()
+        if secret in text
+    ]
     assert not leaks, "\n".join(leaks)
     # The searches did see the runs: the failures' messages and the deliveries are in those places.
     assert "sftp-wrong-password" in places["stderr"] + places["python logging (DEBUG)"]

@@ -13,7 +13,7 @@ import subprocess
 import threading
 import time
 import traceback
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -28,7 +28,7 @@ CSV = (
     "email,firstname,creative-name\r\n"
     'jane@example.com,"Jane ""JJ""","Concours, été 🎉\nligne 2"\r\n'
     "zoé@example.fr,Zoé,\t tab\r\n"
-).encode("utf-8")
+).encode()
 
 
 @pytest.fixture
@@ -57,15 +57,16 @@ def _full_text(error: BaseException) -> str:
 
 
 @pytest.mark.parametrize("auth", ["password", "key_file", "key_env"])
-def test_delivers_the_file_byte_identical_under_its_final_name(auth, sftp_target, upload_dir, csv_file,
-                                                               tmp_path):
+def test_delivers_the_file_byte_identical_under_its_final_name(auth, sftp_target, upload_dir, csv_file, tmp_path):
     target = sftp_target(auth)
     receipt = deliver_file("acme-crm", target, csv_file, "20261126_crm-participation_x_1.csv")
 
     assert receipt == SftpReceipt(
         remote_path=f"{upload_dir}/20261126_crm-participation_x_1.csv",
         file_name="20261126_crm-participation_x_1.csv",
-        bytes=len(CSV), duration_s=receipt.duration_s, attempts=1,
+        bytes=len(CSV),
+        duration_s=receipt.duration_s,
+        attempts=1,
     )
     assert _names(upload_dir) == ["20261126_crm-participation_x_1.csv"]  # no .part left behind
     assert (upload_dir / "20261126_crm-participation_x_1.csv").read_bytes() == CSV
@@ -75,11 +76,17 @@ def test_delivers_the_file_byte_identical_under_its_final_name(auth, sftp_target
     assert list_files("acme-crm", target) == ["20261126_crm-participation_x_1.csv"]
 
 
-@pytest.mark.parametrize("key_type, source, passphrase", [
-    ("rsa", "file", None), ("ecdsa", "env", None), ("ed25519", "file", "beop-key-passphrase-42"),
-])
-def test_key_types_and_passphrase(key_type, source, passphrase, sshd, sftp_target, upload_dir, csv_file,
-                                  tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "key_type, source, passphrase",
+    [
+        ("rsa", "file", None),
+        ("ecdsa", "env", None),
+        ("ed25519", "file", "beop-key-passphrase-42"),
+    ],
+)
+def test_key_types_and_passphrase(
+    key_type, source, passphrase, sshd, sftp_target, upload_dir, csv_file, tmp_path, monkeypatch
+):
     key = tmp_path / f"id_{key_type}"
     subprocess.run(["ssh-keygen", "-q", "-t", key_type, "-N", passphrase or "", "-f", str(key)], check=True)
     sshd.authorize_key(key.with_suffix(".pub").read_text())
@@ -91,8 +98,7 @@ def test_key_types_and_passphrase(key_type, source, passphrase, sshd, sftp_targe
         target = sftp_target("key_file", private_key_file=str(key), **extra)
     else:
         monkeypatch.setenv("BEOP_TEST_OTHER_KEY", key.read_text())
-        target = sftp_target("key_file", private_key_file=None, private_key_env="BEOP_TEST_OTHER_KEY",
-                             **extra)
+        target = sftp_target("key_file", private_key_file=None, private_key_env="BEOP_TEST_OTHER_KEY", **extra)
 
     deliver_file("acme-crm", target, csv_file, "k.csv")
     assert (upload_dir / "k.csv").read_bytes() == CSV
@@ -134,8 +140,7 @@ def test_insecure_opt_out_connects_without_known_hosts_and_warns(sftp_target, up
 # -- permanent failures: fail at once, say what to fix, leave nothing --------------------------------
 
 
-def test_wrong_password_fails_at_once_without_revealing_it(sshd, sftp_target, upload_dir, csv_file,
-                                                           monkeypatch):
+def test_wrong_password_fails_at_once_without_revealing_it(sshd, sftp_target, upload_dir, csv_file, monkeypatch):
     target = sftp_target()
     monkeypatch.setenv(SFTP_PASSWORD_ENV, "WRONG-pw-Zq81-distinctive")
     with pytest.raises(PermanentDeliveryError) as caught:
@@ -289,8 +294,9 @@ def big_file(tmp_path: Path) -> Path:
     return path
 
 
-def test_server_killed_mid_upload_is_retried_and_nothing_partial_is_left(private_sshd, sftp_target, big_file,
-                                                                         monkeypatch):
+def test_server_killed_mid_upload_is_retried_and_nothing_partial_is_left(
+    private_sshd, sftp_target, big_file, monkeypatch
+):
     monkeypatch.setenv("BEOP_DELIVERY_BACKOFF", "0.1")
     monkeypatch.setenv("BEOP_DELIVERY_ATTEMPTS", "5")
     target = sftp_target(server=private_sshd)
@@ -326,10 +332,8 @@ def test_server_stalled_mid_upload_times_out_and_is_retried(private_sshd, sftp_t
             receipt = deliver_file("acme-crm", target, big_file, "big.csv", timeout=2.0)
     finally:
         for pid in frozen:  # never let a stale session resume
-            try:
+            with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
     assert fired.is_set() and frozen and receipt.attempts >= 2
     assert _names(directory) == ["big.csv"]
     assert (directory / "big.csv").read_bytes() == big_file.read_bytes()

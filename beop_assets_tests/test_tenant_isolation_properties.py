@@ -17,7 +17,7 @@ import gzip
 import io
 import json
 import tempfile
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +41,9 @@ from beop_assets_tests.fixtures.landing import LandingZone
 
 DAY = date(2026, 11, 25)
 ACCOUNTS = ("a_1", "a_2", "a_3")
-SFTP = SftpTarget(host="sftp.example.com", username="beop", directory="/in", password_env="UNUSED",
-                  insecure_skip_host_key_check=True)
+SFTP = SftpTarget(
+    host="sftp.example.com", username="beop", directory="/in", password_env="UNUSED", insecure_skip_host_key_check=True
+)
 GCS = GcsTarget(bucket="tenant-bucket", credentials_env="UNUSED")
 
 
@@ -65,8 +66,29 @@ ALL_OPTINS = [o for a in ACCOUNTS for o in optins_of(a)] + ["o_unknown"]
 # -- strategies ------------------------------------------------------------------------------------
 
 _unicode = st.text(st.characters(blacklist_categories=("Cs",)), max_size=10)
-_tricky = st.sampled_from(['"', ",", "\n", "\r\n", "\r", "\t", "😀", "=1+1", "+33 6", "-", "@", " ", "\\",
-                           "\x00", "\u2028", "é", '""', "\ufeff", "Ｗ"])
+_tricky = st.sampled_from(
+    [
+        '"',
+        ",",
+        "\n",
+        "\r\n",
+        "\r",
+        "\t",
+        "😀",
+        "=1+1",
+        "+33 6",
+        "-",
+        "@",
+        " ",
+        "\\",
+        "\x00",
+        "\u2028",
+        "é",
+        '""',
+        "\ufeff",
+        "Ｗ",
+    ]
+)
 TEXT = st.lists(st.one_of(_unicode, _tricky), max_size=4).map("".join)
 MAYBE = st.one_of(st.none(), TEXT)
 
@@ -77,34 +99,41 @@ def events_of(draw, account: str) -> list[dict[str, Any]]:
     events = []
     for i in range(count):
         millis = draw(st.integers(min_value=0, max_value=86_399_999))
-        when = datetime(DAY.year, DAY.month, DAY.day, tzinfo=timezone.utc) + timedelta(milliseconds=millis)
-        field = st.fixed_dictionaries({
-            "field_id": st.just("fd"), "field_name": MAYBE,
-            "field_type": st.sampled_from(FORM_FIELD_COLUMNS + ("text", "Email", "")),
-            "field_value": MAYBE,
-        })
-        form = st.fixed_dictionaries({"form_id": TEXT, "form_name": MAYBE,
-                                      "form_data": st.lists(field, max_size=4)})
-        optin = st.fixed_dictionaries({
-            "optin_id": st.sampled_from(ALL_OPTINS), "optin_email": MAYBE,
-            "optin_value": st.one_of(st.none(), st.booleans()),
-        })
+        when = datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC) + timedelta(milliseconds=millis)
+        field = st.fixed_dictionaries(
+            {
+                "field_id": st.just("fd"),
+                "field_name": MAYBE,
+                "field_type": st.sampled_from(FORM_FIELD_COLUMNS + ("text", "Email", "")),
+                "field_value": MAYBE,
+            }
+        )
+        form = st.fixed_dictionaries({"form_id": TEXT, "form_name": MAYBE, "form_data": st.lists(field, max_size=4)})
+        optin = st.fixed_dictionaries(
+            {
+                "optin_id": st.sampled_from(ALL_OPTINS),
+                "optin_email": MAYBE,
+                "optin_value": st.one_of(st.none(), st.booleans()),
+            }
+        )
         question = st.fixed_dictionaries({"question_id": TEXT, "question_text": MAYBE, "answer_text": MAYBE})
-        events.append({
-            "participation_id": f"p_{account}_{i}",
-            "timestamp": when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z",
-            "account_id": account,
-            "content_id": draw(st.sampled_from(contents_of(account))),
-            "content_version": draw(st.one_of(st.none(), st.integers(-10**12, 10**12))),
-            "publisher_id": draw(MAYBE),
-            "publisher_name": draw(MAYBE),
-            "page_url": draw(MAYBE),
-            "tc_string": draw(MAYBE),
-            "email": draw(MAYBE),
-            "questions": draw(st.one_of(st.none(), st.lists(question, max_size=2))),
-            "optins": draw(st.one_of(st.none(), st.lists(optin, max_size=4))),
-            "forms": draw(st.one_of(st.none(), st.lists(form, max_size=2))),
-        })
+        events.append(
+            {
+                "participation_id": f"p_{account}_{i}",
+                "timestamp": when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z",
+                "account_id": account,
+                "content_id": draw(st.sampled_from(contents_of(account))),
+                "content_version": draw(st.one_of(st.none(), st.integers(-(10**12), 10**12))),
+                "publisher_id": draw(MAYBE),
+                "publisher_name": draw(MAYBE),
+                "page_url": draw(MAYBE),
+                "tc_string": draw(MAYBE),
+                "email": draw(MAYBE),
+                "questions": draw(st.one_of(st.none(), st.lists(question, max_size=2))),
+                "optins": draw(st.one_of(st.none(), st.lists(optin, max_size=4))),
+                "forms": draw(st.one_of(st.none(), st.lists(form, max_size=2))),
+            }
+        )
     return events
 
 
@@ -116,44 +145,70 @@ def scenarios(draw) -> dict[str, Any]:
     events = {account: draw(events_of(account)) for account in accounts}
     selections = []
     for account in accounts:
-        creatives = draw(st.lists(st.sampled_from(ALL_CAMPAIGNS + ALL_CONTENTS), min_size=1, max_size=4,
-                                  unique=True))
-        selections.append(SpecificExport(
-            id=f"{account.replace('_', '-')}-participations", account_id=account, mode="specific",
-            type="crm-participation", name="Participations", sftp=SFTP,
-            campaigns=[c for c in creatives if c.startswith("cmp_")],
-            contents=[c for c in creatives if c.startswith("c_")],
-            optins=draw(st.lists(st.sampled_from(ALL_OPTINS), max_size=3)),
-            neutralize_formulas=draw(st.booleans()),
-        ))
+        creatives = draw(st.lists(st.sampled_from(ALL_CAMPAIGNS + ALL_CONTENTS), min_size=1, max_size=4, unique=True))
+        selections.append(
+            SpecificExport(
+                id=f"{account.replace('_', '-')}-participations",
+                account_id=account,
+                mode="specific",
+                type="crm-participation",
+                name="Participations",
+                sftp=SFTP,
+                campaigns=[c for c in creatives if c.startswith("cmp_")],
+                contents=[c for c in creatives if c.startswith("c_")],
+                optins=draw(st.lists(st.sampled_from(ALL_OPTINS), max_size=3)),
+                neutralize_formulas=draw(st.booleans()),
+            )
+        )
         narrow = draw(st.lists(st.sampled_from(ALL_CAMPAIGNS + ALL_CONTENTS), max_size=2, unique=True))
-        selections.append(SpecificExport(
-            id=f"{account.replace('_', '-')}-optins", account_id=account, mode="specific", type="crm-optin",
-            name="Optins", sftp=SFTP,
-            campaigns=[c for c in narrow if c.startswith("cmp_")],
-            contents=[c for c in narrow if c.startswith("c_")],
-            optins=draw(st.lists(st.sampled_from(ALL_OPTINS), min_size=1, max_size=3)),
-            neutralize_formulas=draw(st.booleans()),
-        ))
+        selections.append(
+            SpecificExport(
+                id=f"{account.replace('_', '-')}-optins",
+                account_id=account,
+                mode="specific",
+                type="crm-optin",
+                name="Optins",
+                sftp=SFTP,
+                campaigns=[c for c in narrow if c.startswith("cmp_")],
+                contents=[c for c in narrow if c.startswith("c_")],
+                optins=draw(st.lists(st.sampled_from(ALL_OPTINS), min_size=1, max_size=3)),
+                neutralize_formulas=draw(st.booleans()),
+            )
+        )
     return {"accounts": accounts, "names": names, "texts": texts, "events": events, "specific": selections}
 
 
 # -- the landing zone of one example ---------------------------------------------------------------
 
+
 def reference(scenario) -> dict[str, list[dict[str, Any]]]:
     names, texts = scenario["names"], scenario["texts"]
     return {
         "accounts": [{"account_id": a, "username": f"user-{a}"} for a in ACCOUNTS],
-        "campaigns": [{"campaign_id": campaign_of(a), "account_id": a, "name": names[campaign_of(a)]}
-                      for a in ACCOUNTS],
-        "contents": [{"content_id": c, "account_id": a, "campaign_id": campaign_of(a) if c.endswith("_1") else None,
-                      "name": names[c], "version": 1} for a in ACCOUNTS for c in contents_of(a)],
-        "optins": [{"optin_id": o, "account_id": a, "content_id": contents_of(a)[0], "name": names[o],
-                    "text": texts[o]} for a in ACCOUNTS for o in optins_of(a)],
+        "campaigns": [
+            {"campaign_id": campaign_of(a), "account_id": a, "name": names[campaign_of(a)]} for a in ACCOUNTS
+        ],
+        "contents": [
+            {
+                "content_id": c,
+                "account_id": a,
+                "campaign_id": campaign_of(a) if c.endswith("_1") else None,
+                "name": names[c],
+                "version": 1,
+            }
+            for a in ACCOUNTS
+            for c in contents_of(a)
+        ],
+        "optins": [
+            {"optin_id": o, "account_id": a, "content_id": contents_of(a)[0], "name": names[o], "text": texts[o]}
+            for a in ACCOUNTS
+            for o in optins_of(a)
+        ],
     }
 
 
 # -- what SPEC says the files hold, in plain Python ------------------------------------------------
+
 
 def owner(item_id: str) -> str | None:
     for account in ACCOUNTS:
@@ -209,7 +264,10 @@ def expected_csv(scenario, export: SpecificExport) -> list[list[str]]:
         values: list[str | None] = [
             event["email"] if event["email"] not in (None, "") else first_form_value(event, "email"),
             *(first_form_value(event, t) for t in FORM_FIELD_COLUMNS[1:]),
-            event["content_id"], names[event["content_id"]], cmp, names[cmp] if cmp else None,
+            event["content_id"],
+            names[event["content_id"]],
+            cmp,
+            names[cmp] if cmp else None,
         ]
         if export.neutralize_formulas:
             values = [f"'{v}" if v and v[0] in FORMULA_TRIGGERS else v for v in values]
@@ -221,23 +279,64 @@ def expected_ndjson(scenario, account: str) -> list[list]:
     names, texts = scenario["names"], scenario["texts"]
     records = []
     for e in own_events(scenario, account):
-        records.append([
-            ("questions", [[("question_id", q["question_id"]), ("question_text", q["question_text"]),
-                            ("anwser_text", q["answer_text"])] for q in e["questions"] or []]),
-            ("email", e["email"]),
-            ("optins", [[("optin_email", o["optin_email"]),
-                         ("optin_text", texts[o["optin_id"]] if owner(o["optin_id"]) == account else None),
-                         ("optin_id", o["optin_id"]), ("optin_value", o["optin_value"])]
-                        for o in e["optins"] or []]),
-            ("forms", [[("form_id", f["form_id"]), ("form_name", f["form_name"]),
-                        ("form_data", [[("field_id", d["field_id"]), ("field_name", d["field_name"]),
-                                        ("field_type", d["field_type"]), ("field_value", d["field_value"])]
-                                       for d in f["form_data"]])] for f in e["forms"] or []]),
-            ("page_url", e["page_url"]), ("tc_string", e["tc_string"]), ("timestamp", e["timestamp"]),
-            ("publisher_name", e["publisher_name"]), ("publisher_id", e["publisher_id"]),
-            ("content_id", e["content_id"]), ("content_name", names[e["content_id"]]),
-            ("content_version", e["content_version"]),
-        ])
+        records.append(
+            [
+                (
+                    "questions",
+                    [
+                        [
+                            ("question_id", q["question_id"]),
+                            ("question_text", q["question_text"]),
+                            ("anwser_text", q["answer_text"]),
+                        ]
+                        for q in e["questions"] or []
+                    ],
+                ),
+                ("email", e["email"]),
+                (
+                    "optins",
+                    [
+                        [
+                            ("optin_email", o["optin_email"]),
+                            ("optin_text", texts[o["optin_id"]] if owner(o["optin_id"]) == account else None),
+                            ("optin_id", o["optin_id"]),
+                            ("optin_value", o["optin_value"]),
+                        ]
+                        for o in e["optins"] or []
+                    ],
+                ),
+                (
+                    "forms",
+                    [
+                        [
+                            ("form_id", f["form_id"]),
+                            ("form_name", f["form_name"]),
+                            (
+                                "form_data",
+                                [
+                                    [
+                                        ("field_id", d["field_id"]),
+                                        ("field_name", d["field_name"]),
+                                        ("field_type", d["field_type"]),
+                                        ("field_value", d["field_value"]),
+                                    ]
+                                    for d in f["form_data"]
+                                ],
+                            ),
+                        ]
+                        for f in e["forms"] or []
+                    ],
+                ),
+                ("page_url", e["page_url"]),
+                ("tc_string", e["tc_string"]),
+                ("timestamp", e["timestamp"]),
+                ("publisher_name", e["publisher_name"]),
+                ("publisher_id", e["publisher_id"]),
+                ("content_id", e["content_id"]),
+                ("content_name", names[e["content_id"]]),
+                ("content_version", e["content_version"]),
+            ]
+        )
     return records
 
 
@@ -255,6 +354,7 @@ def _as_lists(value: Any) -> Any:
 
 
 # -- the property ----------------------------------------------------------------------------------
+
 
 @settings(max_examples=25, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())

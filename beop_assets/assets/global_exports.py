@@ -4,7 +4,6 @@ The JSON layout is built in `exports/global_ndjson.py`; the upload in `delivery/
 `GcsDeliveryIOManager`.
 """
 
-
 from dagster import AssetDep, AssetExecutionContext, asset
 
 from beop_assets import settings
@@ -33,7 +32,13 @@ def global_export_file(context: AssetExecutionContext, registry: ExportRegistry,
         raise RegistryError(f"export {export_id!r} is a {export.mode} export, not a global one")
     username = loaded.reference.accounts[export.account_id]
     file_name = global_file_name(username, day)
-    built = build_global_ndjson(export, day, warehouse.spool(export_id, context.run_id) / file_name, file_name,
-                                root=warehouse.path(), level=settings.current().gzip_level)
+    built = build_global_ndjson(
+        export,
+        day,
+        warehouse.spool(export_id, context.run_id) / file_name,
+        file_name,
+        root=warehouse.path(),
+        level=settings.current().gzip_level,
+    )
     context.log.info(f"{export_id} {day}: built {file_name} ({built.rows} rows, {built.bytes} bytes)")
     return built

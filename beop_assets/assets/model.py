@@ -4,7 +4,6 @@ The three tables come from one pass over the day's landing files, so they are on
 They are the only writers of the DuckDB file, hence the `duckdb_model` pool (limit 1; see README).
 """
 
-
 from datetime import date
 
 from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, MetadataValue, multi_asset
@@ -62,8 +61,9 @@ def participation_model(context: AssetExecutionContext, warehouse: Warehouse):
             "rows": MetadataValue.int(load.participations),
             "lines_read": MetadataValue.int(load.lines),
             "rejected": MetadataValue.int(load.rejected),
-            "files": MetadataValue.md("\n".join(f"- `{n}`: {c} lines" for n, c in load.lines_by_file.items())
-                                      or "(no files)"),
+            "files": MetadataValue.md(
+                "\n".join(f"- `{n}`: {c} lines" for n, c in load.lines_by_file.items()) or "(no files)"
+            ),
             "parquet": MetadataValue.path(str(model_warehouse.day_file("participations", day, root))),
         },
     )

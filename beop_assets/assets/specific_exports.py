@@ -4,7 +4,6 @@ The columns are decided in `exports/crm_columns.py`; the file is built in `expor
 the upload (with its retries) is in `delivery/sftp.py`, driven by `SftpDeliveryIOManager`.
 """
 
-
 from dagster import AssetDep, AssetExecutionContext, asset
 
 from beop_assets.exports.crm_csv import build_crm_csv
@@ -13,6 +12,7 @@ from beop_assets.exports.file_names import crm_file_name, delivery_uuid
 from beop_assets.exports.registry import RegistryError, SpecificExport
 from beop_assets.partitions import SAME_DATA_DAY, specific_export_days, split_export_day_key
 from beop_assets.resources import ExportRegistry, Warehouse
+
 
 @asset(
     partitions_def=specific_export_days,
@@ -32,7 +32,13 @@ def crm_export_file(context: AssetExecutionContext, registry: ExportRegistry, wa
     reference = loaded.reference
     optin_names = {o: reference.optins[o].name for o in export.optins if o in reference.optins}
     file_name = crm_file_name(export.type, export.name, day, delivery_uuid(context.run_id, context.partition_key))
-    built = build_crm_csv(export, day, optin_names, warehouse.spool(export_id, context.run_id) / file_name, file_name,
-                          root=warehouse.path())
+    built = build_crm_csv(
+        export,
+        day,
+        optin_names,
+        warehouse.spool(export_id, context.run_id) / file_name,
+        file_name,
+        root=warehouse.path(),
+    )
     context.log.info(f"{export_id} {day}: built {file_name} ({built.rows} rows, {built.bytes} bytes)")
     return built

@@ -27,9 +27,9 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import google_crc32c
 import requests
@@ -100,20 +100,30 @@ def _status(exc: BaseException) -> int | None:
     return getattr(response, "status_code", None)
 
 
-def translate(exc: BaseException, export_id: str, bucket: str, name: str,
-              action: str = "write") -> DeliveryError:
+def translate(exc: BaseException, export_id: str, bucket: str, name: str, action: str = "write") -> DeliveryError:
     """Turn a google-cloud-storage / google-auth / requests error into what the retry loop and the
     operator need: permanent (fix something) or transient (retry), naming export, bucket, object."""
     uri = f"gs://{bucket}/{name}"
     status = _status(exc)
-    if isinstance(exc, (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
-                        ConnectionError, TimeoutError,
-                        auth_exceptions.TransportError, DataCorruption)):
+    if isinstance(
+        exc,
+        (
+            requests.ConnectionError,
+            requests.Timeout,
+            requests.exceptions.ChunkedEncodingError,
+            ConnectionError,
+            TimeoutError,
+            auth_exceptions.TransportError,
+            DataCorruption,
+        ),
+    ):
         return TransientDeliveryError(f"{action} of {uri} failed for export {export_id}: {_brief(exc)}")
     if isinstance(exc, auth_exceptions.RefreshError):
         cls = TransientDeliveryError if getattr(exc, "retryable", False) else PermanentDeliveryError
-        return cls(f"Google rejected the credentials of export {export_id} ({action} of {uri}): "
-                   "the service-account key may be revoked or deleted")
+        return cls(
+            f"Google rejected the credentials of export {export_id} ({action} of {uri}): "
+            "the service-account key may be revoked or deleted"
+        )
     if status in (401, 403):
         return PermanentDeliveryError(f"{action} denied to {uri} for export {export_id}: {ROLE_HINT}")
     if status == 404:
@@ -139,8 +149,9 @@ def _translated(export_id: str, bucket: str, name: str, action: str = "write") -
         raise translate(exc, export_id, bucket, name, action) from exc
 
 
-def deliver_file(export_id: str, target: GcsTarget, local_path: Path, file_name: str, *,
-                 timeout: float = 60.0) -> GcsReceipt:
+def deliver_file(
+    export_id: str, target: GcsTarget, local_path: Path, file_name: str, *, timeout: float = 60.0
+) -> GcsReceipt:
     """Upload `local_path` as `object_name(target, file_name)` with the export's own key, replacing
     the object of that name if any, and verify it. Raises PermanentDeliveryError at once for what a
     retry cannot fix, TransientDeliveryError once the retry policy is exhausted.
@@ -159,8 +170,9 @@ def deliver_file(export_id: str, target: GcsTarget, local_path: Path, file_name:
             blob = client.bucket(target.bucket).blob(name)
             if size > RESUMABLE_THRESHOLD:
                 blob.chunk_size = CHUNK_SIZE
-            blob.upload_from_filename(str(local_path), content_type=CONTENT_TYPE, checksum="crc32c",
-                                      retry=None, timeout=timeout)
+            blob.upload_from_filename(
+                str(local_path), content_type=CONTENT_TYPE, checksum="crc32c", retry=None, timeout=timeout
+            )
             generation = blob.generation
             blob.reload(retry=None, timeout=timeout)
         if blob.crc32c != crc32c or blob.size != size:
@@ -171,10 +183,16 @@ def deliver_file(export_id: str, target: GcsTarget, local_path: Path, file_name:
         return generation or blob.generation
 
     generation, attempts = call_with_retries(attempt)
-    receipt = GcsReceipt(uri=uri, object_name=name, bytes=size, crc32c=crc32c, generation=generation,
-                         duration_s=time.monotonic() - started, attempts=attempts)
-    log.info("delivered %s (%d bytes, crc32c %s, %d attempt(s)) for export %s", uri, size, crc32c,
-             attempts, export_id)
+    receipt = GcsReceipt(
+        uri=uri,
+        object_name=name,
+        bytes=size,
+        crc32c=crc32c,
+        generation=generation,
+        duration_s=time.monotonic() - started,
+        attempts=attempts,
+    )
+    log.info("delivered %s (%d bytes, crc32c %s, %d attempt(s)) for export %s", uri, size, crc32c, attempts, export_id)
     return receipt
 
 
@@ -187,8 +205,10 @@ def check_target(export_id: str, target: GcsTarget, *, timeout: float = 30.0) ->
     """
     info = read_service_account_key(export_id, target)
     client = client_for_export(export_id, target)
-    lines = [f"{key_source(target)} is a valid service-account key for {info['client_email']}"
-             + (f" (emulator {emulator_host()}: anonymous)" if emulator_host() else "")]
+    lines = [
+        f"{key_source(target)} is a valid service-account key for {info['client_email']}"
+        + (f" (emulator {emulator_host()}: anonymous)" if emulator_host() else "")
+    ]
     bucket = client.bucket(target.bucket)
     try:
         exists = bucket.exists(retry=None, timeout=timeout)
@@ -203,8 +223,7 @@ def check_target(export_id: str, target: GcsTarget, *, timeout: float = 30.0) ->
         lines.append(f"bucket {target.bucket} exists")
     probe = bucket.blob(object_name(target, f".beop-check-{uuid.uuid4().hex}"))
     with _translated(export_id, target.bucket, probe.name):
-        probe.upload_from_string(b"beop-exports write probe\n", content_type="text/plain",
-                                 retry=None, timeout=timeout)
+        probe.upload_from_string(b"beop-exports write probe\n", content_type="text/plain", retry=None, timeout=timeout)
     try:
         with _translated(export_id, target.bucket, probe.name, action="read"):
             probe.reload(retry=None, timeout=timeout)
@@ -214,13 +233,11 @@ def check_target(export_id: str, target: GcsTarget, *, timeout: float = 30.0) ->
         with contextlib.suppress(Exception):
             probe.delete(retry=None, timeout=timeout)
         raise
-    lines.append(f"gs://{target.bucket}/{_prefix(target)} is writable "
-                 "(probe object written, read back and deleted)")
+    lines.append(f"gs://{target.bucket}/{_prefix(target)} is writable (probe object written, read back and deleted)")
     return lines
 
 
-def download_file(export_id: str, target: GcsTarget, file_name: str, local_path: Path,
-                  *, timeout: float = 60.0) -> int:
+def download_file(export_id: str, target: GcsTarget, file_name: str, local_path: Path, *, timeout: float = 60.0) -> int:
     """Download a delivered object byte for byte (`raw_download=True`: never decompressed), with the
     export's own key; returns the number of bytes written."""
     name = object_name(target, file_name)
@@ -230,7 +247,8 @@ def download_file(export_id: str, target: GcsTarget, file_name: str, local_path:
     def attempt() -> int:
         with _translated(export_id, target.bucket, name, action="download"):
             client.bucket(target.bucket).blob(name).download_to_filename(
-                str(local_path), raw_download=True, checksum="crc32c", retry=None, timeout=timeout)
+                str(local_path), raw_download=True, checksum="crc32c", retry=None, timeout=timeout
+            )
         return local_path.stat().st_size
 
     written, _ = call_with_retries(attempt)
@@ -244,8 +262,9 @@ def list_objects(export_id: str, target: GcsTarget, *, timeout: float = 60.0) ->
 
     def attempt() -> list[str]:
         with _translated(export_id, target.bucket, prefix + "*", action="list"):
-            return sorted(b.name for b in client.list_blobs(target.bucket, prefix=prefix or None,
-                                                            retry=None, timeout=timeout))
+            return sorted(
+                b.name for b in client.list_blobs(target.bucket, prefix=prefix or None, retry=None, timeout=timeout)
+            )
 
     names, _ = call_with_retries(attempt)
     return names

@@ -48,8 +48,16 @@ class _DeliveryIOManager(ConfigurableIOManager):
         export = self.registry.load().get(obj.export_id)
         root = self.warehouse.path()
         delivery_id = ledger.start(
-            export.id, self.mode, obj.day, obj.file_name, obj.rows, obj.bytes, obj.sha256,
-            self._destination(export), context.run_id, root=root,
+            export.id,
+            self.mode,
+            obj.day,
+            obj.file_name,
+            obj.rows,
+            obj.bytes,
+            obj.sha256,
+            self._destination(export),
+            context.run_id,
+            root=root,
         )
         try:
             destination, metadata, attempts = self._upload(export, obj)
@@ -58,16 +66,18 @@ class _DeliveryIOManager(ConfigurableIOManager):
             raise
         ledger.finish(delivery_id, attempts=attempts, destination=destination, root=root)
         obj.path.unlink(missing_ok=True)  # delivered: the spool keeps nothing it no longer needs
-        context.add_output_metadata({
-            "destination": MetadataValue.text(destination),
-            "file_name": MetadataValue.text(obj.file_name),
-            "rows": MetadataValue.int(obj.rows),
-            "bytes": MetadataValue.int(obj.bytes),
-            "sha256": MetadataValue.text(obj.sha256),
-            "delivery_attempts": MetadataValue.int(attempts),
-            "delivery_id": MetadataValue.int(delivery_id),
-            **metadata,
-        })
+        context.add_output_metadata(
+            {
+                "destination": MetadataValue.text(destination),
+                "file_name": MetadataValue.text(obj.file_name),
+                "rows": MetadataValue.int(obj.rows),
+                "bytes": MetadataValue.int(obj.bytes),
+                "sha256": MetadataValue.text(obj.sha256),
+                "delivery_attempts": MetadataValue.int(attempts),
+                "delivery_id": MetadataValue.int(delivery_id),
+                **metadata,
+            }
+        )
 
     def load_input(self, context: InputContext) -> DeliveredFile:
         day, export_id = split_export_day_key(context.asset_partition_key)
@@ -75,7 +85,12 @@ class _DeliveryIOManager(ConfigurableIOManager):
         if delivered is None:
             raise FileNotFoundError(f"no delivery of export {export_id!r} for {day} in the ledger")
         # One download per run and delivery, shared by every check of that run.
-        local = self.warehouse.spool(export_id, delivered.run_id or "adhoc") / "delivered" / str(delivered.id) / delivered.file_name
+        local = (
+            self.warehouse.spool(export_id, delivered.run_id or "adhoc")
+            / "delivered"
+            / str(delivered.id)
+            / delivered.file_name
+        )
         if not (local.exists() and local.stat().st_size == delivered.bytes):
             local.parent.mkdir(parents=True, exist_ok=True)
             self._download(self.registry.load().get(export_id), delivered.file_name, local)
@@ -93,11 +108,15 @@ class SftpDeliveryIOManager(_DeliveryIOManager):
     def _upload(self, export: SpecificExport, built: ExportFile) -> tuple[str, dict, int]:
         receipt = sftp.deliver_file(export.id, export.sftp, built.path, built.file_name)
         destination = f"sftp://{export.sftp.username}@{export.sftp.address}{receipt.remote_path}"
-        return destination, {
-            "remote_path": MetadataValue.path(receipt.remote_path),
-            "host": MetadataValue.text(export.sftp.address),
-            "duration_s": MetadataValue.float(round(receipt.duration_s, 3)),
-        }, receipt.attempts
+        return (
+            destination,
+            {
+                "remote_path": MetadataValue.path(receipt.remote_path),
+                "host": MetadataValue.text(export.sftp.address),
+                "duration_s": MetadataValue.float(round(receipt.duration_s, 3)),
+            },
+            receipt.attempts,
+        )
 
     def _download(self, export: SpecificExport, file_name: str, local_path: Path) -> None:
         sftp.download_file(export.id, export.sftp, file_name, local_path)
@@ -113,12 +132,16 @@ class GcsDeliveryIOManager(_DeliveryIOManager):
 
     def _upload(self, export: GlobalExport, built: ExportFile) -> tuple[str, dict, int]:
         receipt = gcs.deliver_file(export.id, export.gcs, built.path, built.file_name)
-        return receipt.uri, {
-            "object": MetadataValue.text(receipt.object_name),
-            "crc32c": MetadataValue.text(receipt.crc32c),
-            "generation": MetadataValue.int(receipt.generation or 0),
-            "duration_s": MetadataValue.float(round(receipt.duration_s, 3)),
-        }, receipt.attempts
+        return (
+            receipt.uri,
+            {
+                "object": MetadataValue.text(receipt.object_name),
+                "crc32c": MetadataValue.text(receipt.crc32c),
+                "generation": MetadataValue.int(receipt.generation or 0),
+                "duration_s": MetadataValue.float(round(receipt.duration_s, 3)),
+            },
+            receipt.attempts,
+        )
 
     def _download(self, export: GlobalExport, file_name: str, local_path: Path) -> None:
         gcs.download_file(export.id, export.gcs, file_name, local_path)

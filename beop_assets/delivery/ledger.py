@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from contextlib import closing
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from beop_assets import settings
@@ -70,11 +70,21 @@ def _connect(root: Path | None) -> sqlite3.Connection:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def start(export_id: str, mode: str, day: date, file_name: str, rows: int, size: int, sha256: str,
-          destination: str, run_id: str, root: Path | None = None) -> int:
+def start(
+    export_id: str,
+    mode: str,
+    day: date,
+    file_name: str,
+    rows: int,
+    size: int,
+    sha256: str,
+    destination: str,
+    run_id: str,
+    root: Path | None = None,
+) -> int:
     with closing(_connect(root)) as con:
         cur = con.execute(
             "INSERT INTO deliveries (export_id, mode, data_day, file_name, rows, bytes, sha256, destination, run_id,"
@@ -84,8 +94,14 @@ def start(export_id: str, mode: str, day: date, file_name: str, rows: int, size:
         return int(cur.lastrowid)
 
 
-def finish(delivery_id: int, *, error: str | None = None, attempts: int | None = None,
-           destination: str | None = None, root: Path | None = None) -> None:
+def finish(
+    delivery_id: int,
+    *,
+    error: str | None = None,
+    attempts: int | None = None,
+    destination: str | None = None,
+    root: Path | None = None,
+) -> None:
     with closing(_connect(root)) as con:
         con.execute(
             "UPDATE deliveries SET status = ?, error = ?, attempts = ?, destination = coalesce(?, destination),"
@@ -94,8 +110,13 @@ def finish(delivery_id: int, *, error: str | None = None, attempts: int | None =
         )
 
 
-def history(export_id: str | None = None, day: date | None = None, root: Path | None = None,
-            status: str | None = None, limit: int = 1000) -> list[Delivery]:
+def history(
+    export_id: str | None = None,
+    day: date | None = None,
+    root: Path | None = None,
+    status: str | None = None,
+    limit: int = 1000,
+) -> list[Delivery]:
     clauses, params = [], []
     for column, value in (("export_id", export_id), ("data_day", day and day.isoformat()), ("status", status)):
         if value:

@@ -23,14 +23,16 @@ Connection, authentication, timeouts and error classification live in `sftp_conn
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import posixpath
 import stat
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import paramiko
 
@@ -117,11 +119,13 @@ def _require_directory(sftp: paramiko.SFTPClient, export_id: str, target: SftpTa
     except FileNotFoundError:
         raise PermanentDeliveryError(
             f"{where}: the directory does not exist on {target.address}; it is never created by the export: "
-            "ask the customer to create it, or fix `directory` in the export configuration") from None
+            "ask the customer to create it, or fix `directory` in the export configuration"
+        ) from None
     except PermissionError:
         raise PermanentDeliveryError(
             f"{where}: permission denied reading the directory as {target.username!r}: "
-            "the customer must give this user access to it") from None
+            "the customer must give this user access to it"
+        ) from None
     if mode is not None and not stat.S_ISDIR(mode):
         raise PermanentDeliveryError(f"{where}: exists but is not a directory: fix `directory`")
 
@@ -148,14 +152,13 @@ def _replace(sftp: paramiko.SFTPClient, temp_path: str, final_path: str) -> None
 def _remove_quietly(sftp: paramiko.SFTPClient, path: str) -> None:
     if not sftp.get_channel().get_transport().is_active():
         return
-    try:
+    with contextlib.suppress(Exception):  # cleanup must never hide the real error
         sftp.remove(path)
-    except Exception:  # noqa: BLE001 - cleanup must never hide the real error
-        pass
 
 
-def _upload(sftp: paramiko.SFTPClient, where: str, local_path: Path, size: int, temp_path: str,
-            remote_path: str) -> None:
+def _upload(
+    sftp: paramiko.SFTPClient, where: str, local_path: Path, size: int, temp_path: str, remote_path: str
+) -> None:
     try:
         with local_path.open("rb") as source:
             _put(sftp, source, temp_path)  # pipelined writes
@@ -169,8 +172,9 @@ def _upload(sftp: paramiko.SFTPClient, where: str, local_path: Path, size: int, 
         raise
 
 
-def deliver_file(export_id: str, target: SftpTarget, local_path: Path, file_name: str, *,
-                 timeout: float = 30.0) -> SftpReceipt:
+def deliver_file(
+    export_id: str, target: SftpTarget, local_path: Path, file_name: str, *, timeout: float = 30.0
+) -> SftpReceipt:
     """Upload `local_path` as `target.directory/file_name`, atomically, retrying transient failures.
 
     Raises `PermanentDeliveryError` (fix something, then re-run) or `TransientDeliveryError` (still
@@ -195,8 +199,15 @@ def deliver_file(export_id: str, target: SftpTarget, local_path: Path, file_name
 
     _, attempts = _with_retries(attempt)
     duration = time.monotonic() - started
-    log.info("export %r: delivered %s (%d bytes) to %s in %.2f s, %d attempt(s)",
-             export_id, remote_path, size, target.address, duration, attempts)
+    log.info(
+        "export %r: delivered %s (%d bytes) to %s in %.2f s, %d attempt(s)",
+        export_id,
+        remote_path,
+        size,
+        target.address,
+        duration,
+        attempts,
+    )
     return SftpReceipt(remote_path, file_name, size, duration, attempts)
 
 
@@ -211,11 +222,15 @@ def check_target(export_id: str, target: SftpTarget, *, timeout: float = 15.0) -
     with sftp_session(export_id, target, credentials, timeout=timeout, path=target.directory) as sftp:
         key = sftp.get_channel().get_transport().get_remote_server_key()
         if target.insecure_skip_host_key_check:
-            lines.append(f"connected to {target.address}; host key {key.get_name()} {key.fingerprint} "
-                         "NOT verified (insecure_skip_host_key_check)")
+            lines.append(
+                f"connected to {target.address}; host key {key.get_name()} {key.fingerprint} "
+                "NOT verified (insecure_skip_host_key_check)"
+            )
         else:
-            lines.append(f"connected to {target.address}; host key {key.get_name()} {key.fingerprint} "
-                         f"matches {target.known_hosts_file}")
+            lines.append(
+                f"connected to {target.address}; host key {key.get_name()} {key.fingerprint} "
+                f"matches {target.known_hosts_file}"
+            )
         lines.append(f"authenticated as {target.username!r} with the {credentials.source}")
         _require_directory(sftp, export_id, target)
         lines.append(f"directory {target.directory} exists")
@@ -232,17 +247,20 @@ def check_target(export_id: str, target: SftpTarget, *, timeout: float = 15.0) -
     return lines
 
 
-def download_file(export_id: str, target: SftpTarget, file_name: str, local_path: Path, *,
-                  timeout: float = 30.0) -> int:
+def download_file(
+    export_id: str, target: SftpTarget, file_name: str, local_path: Path, *, timeout: float = 30.0
+) -> int:
     """Read a delivered file back (verification checks, tests); returns its size in bytes."""
     remote_path = _remote(export_id, target, file_name)
     credentials = load_credentials(export_id, target)
     local_path = Path(local_path)
 
     def attempt() -> int:
-        with sftp_session(export_id, target, credentials, timeout=timeout, path=remote_path) as sftp:
-            with local_path.open("wb") as out:
-                return sftp.getfo(remote_path, out)
+        with (
+            sftp_session(export_id, target, credentials, timeout=timeout, path=remote_path) as sftp,
+            local_path.open("wb") as out,
+        ):
+            return sftp.getfo(remote_path, out)
 
     return _with_retries(attempt)[0]
 

@@ -21,10 +21,10 @@ import io
 import logging
 import os
 import socket
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import paramiko
 from cryptography.hazmat.primitives import serialization
@@ -78,8 +78,11 @@ def _key_from_text(text: str, passphrase: str | None) -> paramiko.PKey:
         loaded = serialization.load_ssh_private_key(text.encode(), password=password)
     except ValueError:
         loaded = serialization.load_pem_private_key(text.encode(), password=password)
-    classes = {rsa.RSAPrivateKey: paramiko.RSAKey, ed25519.Ed25519PrivateKey: paramiko.Ed25519Key,
-               ec.EllipticCurvePrivateKey: paramiko.ECDSAKey}
+    classes = {
+        rsa.RSAPrivateKey: paramiko.RSAKey,
+        ed25519.Ed25519PrivateKey: paramiko.Ed25519Key,
+        ec.EllipticCurvePrivateKey: paramiko.ECDSAKey,
+    }
     for kind, key_class in classes.items():
         if isinstance(loaded, kind):
             return key_class.from_private_key(io.StringIO(text), password=passphrase)
@@ -105,10 +108,13 @@ def load_credentials(export_id: str, target: SftpTarget) -> Credentials:
         pkey = _key_from_text(text or Path(target.private_key_file).read_text(), passphrase)
     except (OSError, ValueError, TypeError, paramiko.SSHException, paramiko.pkey.UnknownKeyType) as exc:
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
-        raise PermanentDeliveryError(scrub(
-            f"export {export_id!r}: SFTP {target.address}: cannot load the {source}: {detail}; check the key "
-            "(ed25519, RSA or ECDSA, OpenSSH or PEM format), that it is readable, and its passphrase",
-            secrets)) from None
+        raise PermanentDeliveryError(
+            scrub(
+                f"export {export_id!r}: SFTP {target.address}: cannot load the {source}: {detail}; check the key "
+                "(ed25519, RSA or ECDSA, OpenSSH or PEM format), that it is readable, and its passphrase",
+                secrets,
+            )
+        ) from None
     return Credentials(source, pkey=pkey, secrets=secrets)
 
 
@@ -132,14 +138,18 @@ def _transport_factory(timeout: float):
         fast = [c for c in FAST_CIPHERS if c in options.ciphers]
         options.ciphers = tuple(fast + [c for c in options.ciphers if c not in fast])
         return transport
+
     return make
 
 
 def _client(export_id: str, target: SftpTarget) -> paramiko.SSHClient:
     client = paramiko.SSHClient()
     if target.insecure_skip_host_key_check:
-        log.warning("export %r: the host key of %s is NOT verified (insecure_skip_host_key_check: true)",
-                    export_id, target.address)
+        log.warning(
+            "export %r: the host key of %s is NOT verified (insecure_skip_host_key_check: true)",
+            export_id,
+            target.address,
+        )
         client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
         return client
     try:
@@ -154,16 +164,25 @@ def _client(export_id: str, target: SftpTarget) -> paramiko.SSHClient:
 
 
 @contextmanager
-def sftp_session(export_id: str, target: SftpTarget, credentials: Credentials, *, timeout: float,
-                 path: str) -> Iterator[paramiko.SFTPClient]:
+def sftp_session(
+    export_id: str, target: SftpTarget, credentials: Credentials, *, timeout: float, path: str
+) -> Iterator[paramiko.SFTPClient]:
     """An SFTP session for the body of the `with`; any failure inside it (connecting or in the body)
     comes out as a `DeliveryError` about `path`. The transport is always closed."""
     client = _client(export_id, target)
     try:
         client.connect(
-            target.host, target.port, username=target.username, password=credentials.password,
-            pkey=credentials.pkey, allow_agent=False, look_for_keys=False, timeout=timeout,
-            banner_timeout=timeout, auth_timeout=timeout, channel_timeout=timeout,
+            target.host,
+            target.port,
+            username=target.username,
+            password=credentials.password,
+            pkey=credentials.pkey,
+            allow_agent=False,
+            look_for_keys=False,
+            timeout=timeout,
+            banner_timeout=timeout,
+            auth_timeout=timeout,
+            channel_timeout=timeout,
             transport_factory=_transport_factory(timeout),
         )
         # Open the channel ourselves (not `open_sftp()`), so that the SFTP version exchange is bounded too.
@@ -179,33 +198,42 @@ def sftp_session(export_id: str, target: SftpTarget, credentials: Credentials, *
         client.close()
 
 
-def translate(exc: BaseException, export_id: str, target: SftpTarget, credentials: Credentials, *,
-              path: str, timeout: float) -> DeliveryError:
+def translate(
+    exc: BaseException, export_id: str, target: SftpTarget, credentials: Credentials, *, path: str, timeout: float
+) -> DeliveryError:
     """Classify a failure: permanent (fix the configuration or the server) or transient (retry)."""
     where = f"export {export_id!r}: SFTP {target.username}@{target.address} {path}"
     text = str(exc)
     detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     # paramiko wraps a banner read timeout in an SSHException, and when the key exchange does not
     # finish in time, `connect` only finds "No existing session": both mean the server stalled.
-    timed_out = (any(isinstance(e, TimeoutError) for e in (exc, exc.__context__, exc.__cause__))
-                 or "timeout" in text.lower() or "timed out" in text or text == "No existing session")
+    timed_out = (
+        any(isinstance(e, TimeoutError) for e in (exc, exc.__context__, exc.__cause__))
+        or "timeout" in text.lower()
+        or "timed out" in text
+        or text == "No existing session"
+    )
     if isinstance(exc, paramiko.BadHostKeyException):
         error = PermanentDeliveryError(
             f"{where}: the server's host key ({exc.key.get_name()} {exc.key.fingerprint}) does not match "
             f"known_hosts_file {target.known_hosts_file}: the key changed or this is another server; "
-            "confirm the new key with the customer before updating the file")
+            "confirm the new key with the customer before updating the file"
+        )
     elif isinstance(exc, UnknownHostKey):
         error = PermanentDeliveryError(
             f"{where}: {text} ({target.known_hosts_file}): add the server's key, checked with the customer "
-            f"(ssh-keyscan -p {target.port} {target.host})")
+            f"(ssh-keyscan -p {target.port} {target.host})"
+        )
     elif isinstance(exc, paramiko.AuthenticationException) and not timed_out:
         error = PermanentDeliveryError(
             f"{where}: authentication as {target.username!r} failed ({credentials.source}): "
-            f"check the username and the credential ({text})")
+            f"check the username and the credential ({text})"
+        )
     elif timed_out:
         error = TransientDeliveryError(
             f"{where}: no answer from the server within {timeout:g} s ({detail}); "
-            "it accepted the connection but stalled, or the network is slow")
+            "it accepted the connection but stalled, or the network is slow"
+        )
     elif isinstance(exc, (ConnectionRefusedError, paramiko.ssh_exception.NoValidConnectionsError)):
         error = TransientDeliveryError(f"{where}: connection refused: is a server up on port {target.port}?")
     elif isinstance(exc, socket.gaierror):
@@ -215,7 +243,8 @@ def translate(exc: BaseException, export_id: str, target: SftpTarget, credential
     elif isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM):
         error = PermanentDeliveryError(
             f"{where}: permission denied for {target.username!r} ({text}): the customer must give this "
-            f"user write access to {target.directory}")
+            f"user write access to {target.directory}"
+        )
     elif isinstance(exc, EOFError):
         error = TransientDeliveryError(f"{where}: the server closed the connection ({detail})")
     elif isinstance(exc, (OSError, paramiko.SSHException)):

@@ -54,8 +54,9 @@ class GcsEmulator:
     yourself, as the test fixture and the demo do).
     """
 
-    def __init__(self, port: int | None = None, backend: str = "memory", root: Path | None = None,
-                 log_level: str = "warn"):
+    def __init__(
+        self, port: int | None = None, backend: str = "memory", root: Path | None = None, log_level: str = "warn"
+    ):
         if backend not in ("memory", "filesystem"):
             raise ValueError(f"backend must be 'memory' or 'filesystem', not {backend!r}")
         self.host = "127.0.0.1"
@@ -85,25 +86,35 @@ class GcsEmulator:
         # links point back at this very address instead of storage.googleapis.com.
         command = [
             str(binary_path()),
-            "-scheme", "http",
-            "-host", self.host,
-            "-port", str(self.port),
-            "-external-url", self.url,
-            "-public-host", f"{self.host}:{self.port}",
-            "-backend", self.backend,
-            "-log-level", self.log_level,
+            "-scheme",
+            "http",
+            "-host",
+            self.host,
+            "-port",
+            str(self.port),
+            "-external-url",
+            self.url,
+            "-public-host",
+            f"{self.host}:{self.port}",
+            "-backend",
+            self.backend,
+            "-log-level",
+            self.log_level,
         ]
         if self.backend == "filesystem":
             command += ["-filesystem-root", str(self.root)]
         return command
 
-    def start(self) -> "GcsEmulator":
+    def start(self) -> GcsEmulator:
         """Start on `self.port` (the same port after a `stop()`), and wait until it answers HTTP."""
         if self.running:
             return self
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(
-                self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,  # a Ctrl-C in the demo's terminal is handled by us, not sent to it
             )
         self._wait_until_ready()
@@ -153,7 +164,7 @@ class GcsEmulator:
         self.stop()
         shutil.rmtree(self._workdir, ignore_errors=True)
 
-    def __enter__(self) -> "GcsEmulator":
+    def __enter__(self) -> GcsEmulator:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:

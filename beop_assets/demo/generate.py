@@ -87,51 +87,121 @@ CAMPAIGNS: list[dict[str, Any]] = [
 ]
 
 CONTENTS: list[dict[str, Any]] = [
-    {"content_id": "c_1", "account_id": "a_1", "campaign_id": "cmp_1",
-     "name": "Quiz de Noël 🎅", "version": 3},
-    {"content_id": "c_2", "account_id": "a_1", "campaign_id": "cmp_1",
-     "name": "Calendrier de l'Avent, jour 1", "version": 1},
-    {"content_id": "c_3", "account_id": "a_1", "campaign_id": "cmp_2",
-     "name": 'Sondage "fournitures scolaires"', "version": 2},
-    {"content_id": "c_4", "account_id": "a_1", "campaign_id": "cmp_3",
-     "name": "Concours photo ☀️📷", "version": 5},
-    {"content_id": "c_5", "account_id": "a_1", "campaign_id": None,
-     "name": "Newsletter — formulaire permanent", "version": 1},
-    {"content_id": "c_6", "account_id": "a_2", "campaign_id": "cmp_4",
-     "name": "Découvrez Globex One", "version": 2},
-    {"content_id": "c_7", "account_id": "a_2", "campaign_id": "cmp_5",
-     "name": "Programme VIP : votre avis, svp", "version": 4},
+    {"content_id": "c_1", "account_id": "a_1", "campaign_id": "cmp_1", "name": "Quiz de Noël 🎅", "version": 3},
+    {
+        "content_id": "c_2",
+        "account_id": "a_1",
+        "campaign_id": "cmp_1",
+        "name": "Calendrier de l'Avent, jour 1",
+        "version": 1,
+    },
+    {
+        "content_id": "c_3",
+        "account_id": "a_1",
+        "campaign_id": "cmp_2",
+        "name": 'Sondage "fournitures scolaires"',
+        "version": 2,
+    },
+    {"content_id": "c_4", "account_id": "a_1", "campaign_id": "cmp_3", "name": "Concours photo ☀️📷", "version": 5},
+    {
+        "content_id": "c_5",
+        "account_id": "a_1",
+        "campaign_id": None,
+        "name": "Newsletter — formulaire permanent",
+        "version": 1,
+    },
+    {"content_id": "c_6", "account_id": "a_2", "campaign_id": "cmp_4", "name": "Découvrez Globex One", "version": 2},
+    {
+        "content_id": "c_7",
+        "account_id": "a_2",
+        "campaign_id": "cmp_5",
+        "name": "Programme VIP : votre avis, svp",
+        "version": 4,
+    },
     {"content_id": "c_8", "account_id": "a_2", "campaign_id": None, "name": "Contact & démo", "version": 1},
-    {"content_id": "c_9", "account_id": "a_3", "campaign_id": "cmp_6",
-     "name": "Votre avis compte 👍", "version": 2},
-    {"content_id": "c_10", "account_id": "a_3", "campaign_id": "cmp_7",
-     "name": "Essai gratuit\nréservez maintenant", "version": 1},
-    {"content_id": "c_11", "account_id": "a_3", "campaign_id": None,
-     "name": "Quiz « culture générale »", "version": 3},
+    {"content_id": "c_9", "account_id": "a_3", "campaign_id": "cmp_6", "name": "Votre avis compte 👍", "version": 2},
+    {
+        "content_id": "c_10",
+        "account_id": "a_3",
+        "campaign_id": "cmp_7",
+        "name": "Essai gratuit\nréservez maintenant",
+        "version": 1,
+    },
+    {"content_id": "c_11", "account_id": "a_3", "campaign_id": None, "name": "Quiz « culture générale »", "version": 3},
 ]
 
 OPTINS: list[dict[str, Any]] = [
-    {"optin_id": "o_1", "account_id": "a_1", "content_id": "c_1", "name": "Newsletter ACME",
-     "text": "J'accepte de recevoir la newsletter d'ACME, ses offres & actualités 📬."},
-    {"optin_id": "o_2", "account_id": "a_1", "content_id": "c_1", "name": "Offres partenaires",
-     "text": 'J\'accepte que mes données soient transmises aux partenaires d\'ACME, "triés sur le volet".\n'
-             "Désinscription possible à tout moment."},
-    {"optin_id": "o_3", "account_id": "a_1", "content_id": "c_4", "name": "Newsletter ACME",
-     "text": "Recevoir la newsletter d'été, une fois par semaine ☀️"},
-    {"optin_id": "o_4", "account_id": "a_1", "content_id": "c_5", "name": "Règlement du jeu",
-     "text": "J'ai lu et j'accepte le règlement, y compris l'article 5 « données personnelles »."},
-    {"optin_id": "o_5", "account_id": "a_2", "content_id": "c_6", "name": "Newsletter Globex",
-     "text": "Oui, je veux être informé(e) des nouveautés Globex 🚀"},
-    {"optin_id": "o_6", "account_id": "a_2", "content_id": "c_7", "name": "Programme VIP ⭐",
-     "text": 'Adhérer au programme "VIP", gratuit et sans engagement.'},
-    {"optin_id": "o_7", "account_id": "a_2", "content_id": "c_8", "name": "Être recontacté(e), par téléphone",
-     "text": "Un conseiller peut m'appeler, du lundi au vendredi, 9h–18h."},
-    {"optin_id": "o_8", "account_id": "a_3", "content_id": "c_9", "name": "Newsletter Initech",
-     "text": "Je m'abonne à la lettre d'information d'Initech ✉️"},
-    {"optin_id": "o_9", "account_id": "a_3", "content_id": "c_10", "name": 'Offres "essai gratuit"',
-     "text": "Recevoir les offres d'essai, 2 à 3 fois par mois.\nVos données restent en Europe 🇪🇺."},
-    {"optin_id": "o_10", "account_id": "a_3", "content_id": "c_11", "name": "Jeux & concours 🎲",
-     "text": "Participer aux prochains jeux-concours d'Initech, Inc."},
+    {
+        "optin_id": "o_1",
+        "account_id": "a_1",
+        "content_id": "c_1",
+        "name": "Newsletter ACME",
+        "text": "J'accepte de recevoir la newsletter d'ACME, ses offres & actualités 📬.",
+    },
+    {
+        "optin_id": "o_2",
+        "account_id": "a_1",
+        "content_id": "c_1",
+        "name": "Offres partenaires",
+        "text": "J'accepte que mes données soient transmises aux partenaires d'ACME, \"triés sur le volet\".\n"
+        "Désinscription possible à tout moment.",
+    },
+    {
+        "optin_id": "o_3",
+        "account_id": "a_1",
+        "content_id": "c_4",
+        "name": "Newsletter ACME",
+        "text": "Recevoir la newsletter d'été, une fois par semaine ☀️",
+    },
+    {
+        "optin_id": "o_4",
+        "account_id": "a_1",
+        "content_id": "c_5",
+        "name": "Règlement du jeu",
+        "text": "J'ai lu et j'accepte le règlement, y compris l'article 5 « données personnelles ».",
+    },
+    {
+        "optin_id": "o_5",
+        "account_id": "a_2",
+        "content_id": "c_6",
+        "name": "Newsletter Globex",
+        "text": "Oui, je veux être informé(e) des nouveautés Globex 🚀",
+    },
+    {
+        "optin_id": "o_6",
+        "account_id": "a_2",
+        "content_id": "c_7",
+        "name": "Programme VIP ⭐",
+        "text": 'Adhérer au programme "VIP", gratuit et sans engagement.',
+    },
+    {
+        "optin_id": "o_7",
+        "account_id": "a_2",
+        "content_id": "c_8",
+        "name": "Être recontacté(e), par téléphone",
+        "text": "Un conseiller peut m'appeler, du lundi au vendredi, 9h–18h.",
+    },
+    {
+        "optin_id": "o_8",
+        "account_id": "a_3",
+        "content_id": "c_9",
+        "name": "Newsletter Initech",
+        "text": "Je m'abonne à la lettre d'information d'Initech ✉️",
+    },
+    {
+        "optin_id": "o_9",
+        "account_id": "a_3",
+        "content_id": "c_10",
+        "name": 'Offres "essai gratuit"',
+        "text": "Recevoir les offres d'essai, 2 à 3 fois par mois.\nVos données restent en Europe 🇪🇺.",
+    },
+    {
+        "optin_id": "o_10",
+        "account_id": "a_3",
+        "content_id": "c_11",
+        "name": "Jeux & concours 🎲",
+        "text": "Participer aux prochains jeux-concours d'Initech, Inc.",
+    },
 ]
 
 REFERENCE: dict[str, list[dict[str, Any]]] = {
@@ -155,19 +225,41 @@ PUBLISHERS: list[tuple[str, str, str]] = [  # id, name, site
 ]
 
 FIRST_NAMES: list[tuple[str, str, str]] = [  # display, email form, gender
-    ("Zoé", "zoe", "F"), ("François", "francois", "M"), ("Jürgen", "jurgen", "M"),
-    ("Ana-María", "ana-maria", "F"), ("Søren", "soren", "M"), ("Chloë", "chloe", "F"),
-    ("Łukasz", "lukasz", "M"), ("Ève", "eve", "F"), ("Jean-Luc", "jean-luc", "M"),
-    ("Amélie", "amelie", "F"), ("Mathéo", "matheo", "M"), ("Inès", "ines", "F"),
-    ("Björn", "bjorn", "M"), ("Maëlys", "maelys", "F"), ("Noah", "noah", "M"), ("Aïcha", "aicha", "F"),
+    ("Zoé", "zoe", "F"),
+    ("François", "francois", "M"),
+    ("Jürgen", "jurgen", "M"),
+    ("Ana-María", "ana-maria", "F"),
+    ("Søren", "soren", "M"),
+    ("Chloë", "chloe", "F"),
+    ("Łukasz", "lukasz", "M"),
+    ("Ève", "eve", "F"),
+    ("Jean-Luc", "jean-luc", "M"),
+    ("Amélie", "amelie", "F"),
+    ("Mathéo", "matheo", "M"),
+    ("Inès", "ines", "F"),
+    ("Björn", "bjorn", "M"),
+    ("Maëlys", "maelys", "F"),
+    ("Noah", "noah", "M"),
+    ("Aïcha", "aicha", "F"),
 ]
 
 LAST_NAMES: list[tuple[str, str]] = [
-    ("Dupont", "dupont"), ("O'Connor", "oconnor"), ("Nguyễn", "nguyen"), ("Müller", "muller"),
-    ("Lefèvre", "lefevre"), ("García", "garcia"), ("D'Artagnan", "dartagnan"),
-    ("van der Berg", "vanderberg"), ("Kowalski", "kowalski"), ("Šimić", "simic"),
-    ("Benoît-Lévêque", "benoit-leveque"), ("Ødegaard", "odegaard"), ("Martin", "martin"),
-    ("Иванова", "ivanova"), ("山田", "yamada"), ("Martínez", "martinez"),
+    ("Dupont", "dupont"),
+    ("O'Connor", "oconnor"),
+    ("Nguyễn", "nguyen"),
+    ("Müller", "muller"),
+    ("Lefèvre", "lefevre"),
+    ("García", "garcia"),
+    ("D'Artagnan", "dartagnan"),
+    ("van der Berg", "vanderberg"),
+    ("Kowalski", "kowalski"),
+    ("Šimić", "simic"),
+    ("Benoît-Lévêque", "benoit-leveque"),
+    ("Ødegaard", "odegaard"),
+    ("Martin", "martin"),
+    ("Иванова", "ivanova"),
+    ("山田", "yamada"),
+    ("Martínez", "martinez"),
 ]
 
 EMAIL_DOMAINS: list[str] = ["example.com", "example.org", "exemple.fr", "mail.example.net"]
@@ -179,7 +271,7 @@ QUESTION_TEXTS: list[str] = [
     "Colonne A\tou colonne B : laquelle choisissez-vous ?",
     "¿Qué opinas del producto? — 日本語もOK",
     "Combien de fois par semaine lisez-vous « Le Journal » ?",
-    "Qui a dit : \"Je pense, donc je suis\" ?\n(indice : un philosophe)",
+    'Qui a dit : "Je pense, donc je suis" ?\n(indice : un philosophe)',
 ]
 
 ANSWER_TEXTS: list[str] = [
@@ -200,18 +292,30 @@ ANSWER_TEXTS: list[str] = [
 FORM_NAMES: list[str] = ["Jeu-concours 🎁", "Inscription, newsletter", 'Formulaire "contact"']
 
 STREETS: list[str] = [
-    "rue de l'Église", "avenue des Champs-Élysées", 'boulevard "Saint-Michel"', "place du Marché, bât. A",
-    "chemin des Écoliers", "Hauptstraße",
+    "rue de l'Église",
+    "avenue des Champs-Élysées",
+    'boulevard "Saint-Michel"',
+    "place du Marché, bât. A",
+    "chemin des Écoliers",
+    "Hauptstraße",
 ]
 
 ADDRESS_LINE_2: list[str | None] = [
-    None, None, "Bâtiment B, 3ᵉ étage", "Apt 12\nDigicode 1234A", "c/o M. Dupont",
+    None,
+    None,
+    "Bâtiment B, 3ᵉ étage",
+    "Apt 12\nDigicode 1234A",
+    "c/o M. Dupont",
 ]
 
 PLACES: list[tuple[str, str, str]] = [  # zip code, city, country
-    ("75011", "Paris", "France"), ("69002", "Lyon", "France"), ("13001", "Marseille", "France"),
-    ("1000", "Bruxelles", "Belgique"), ("1204", "Genève", "Suisse"),
-    ("97400", "Saint-Denis", "La Réunion, France"), ("10115", "Berlin", "Deutschland"),
+    ("75011", "Paris", "France"),
+    ("69002", "Lyon", "France"),
+    ("13001", "Marseille", "France"),
+    ("1000", "Bruxelles", "Belgique"),
+    ("1204", "Genève", "Suisse"),
+    ("97400", "Saint-Denis", "La Réunion, France"),
+    ("10115", "Berlin", "Deutschland"),
     ("00118", "Roma", "Italia"),
 ]
 
@@ -367,9 +471,8 @@ def _form_sql(form_id: str, form_name: str, fields: list[tuple[str, str, str | N
     parts = [_s('[{"form_id":'), form_id, _s(',"form_name":'), form_name, _s(',"form_data":[')]
     for n, (fid, fname, ftype, expr) in enumerate(fields):
         static = (
-            ("," if n else "")
-            + f'{{"field_id":{_j(fid)},"field_name":{_j(fname)},"field_type":{_j(ftype)},"field_value":'
-        )
+            "," if n else ""
+        ) + f'{{"field_id":{_j(fid)},"field_name":{_j(fname)},"field_type":{_j(ftype)},"field_value":'
         parts += [_s(static), expr, _s("}")]
     parts.append(_s("]}]"))
     return _cat(*parts)
@@ -408,15 +511,25 @@ def _events_sql(day: dt.date, participations: int, seed: int, start: int, stop: 
         qtext = _pick(_jpool(QUESTION_TEXTS), f"((ci * 3 + {k}) % {len(QUESTION_TEXTS)})")
         answer = _pick(_jpool(ANSWER_TEXTS), r(100 + k, len(ANSWER_TEXTS)))
         return [
-            _s(f'{{"question_id":"q_{k + 1}","question_text":'), qtext,
-            _s(',"answer_text":'), answer, _s("}"),
+            _s(f'{{"question_id":"q_{k + 1}","question_text":'),
+            qtext,
+            _s(',"answer_text":'),
+            answer,
+            _s("}"),
         ]
 
     def optin(k: int) -> list[str]:
         optin_id = f"acc_optins[((optin_start + {k}) % len(acc_optins)) + 1]"
         value = f"CASE WHEN {r(200 + k, 100)} < 62 THEN 'true' ELSE 'false' END"
-        return [_s('{"optin_id":'), optin_id, _s(',"optin_email":'), "optin_email_j",
-                _s(',"optin_value":'), value, _s("}")]
+        return [
+            _s('{"optin_id":'),
+            optin_id,
+            _s(',"optin_email":'),
+            "optin_email_j",
+            _s(',"optin_value":'),
+            value,
+            _s("}"),
+        ]
 
     def listing(count: str, item, most: int) -> str:
         """`[item(0),...,item(count-1)]` for a count in 0..most."""
@@ -433,32 +546,46 @@ def _events_sql(day: dt.date, participations: int, seed: int, start: int, stop: 
         _cat(_s('"f_'), "ci::VARCHAR", _s('"')), _pick(form_names, f"(ci % {len(FORM_NAMES)})"), _FULL_FORM
     )
     short_form = _form_sql(
-        _cat(_s('"f_'), "ci::VARCHAR", _s('_s"')), _pick(form_names, f"((ci + 1) % {len(FORM_NAMES)})"),
+        _cat(_s('"f_'), "ci::VARCHAR", _s('_s"')),
+        _pick(form_names, f"((ci + 1) % {len(FORM_NAMES)})"),
         _SHORT_FORM,
     )
     page_url = _cat(
-        _s('"'), f"{_lit([s for _, _, s in PUBLISHERS])}[pi + 1]", _s("/article/"),
-        f"(1000 + {r(22, 9000)})::VARCHAR", _s("-"),
+        _s('"'),
+        f"{_lit([s for _, _, s in PUBLISHERS])}[pi + 1]",
+        _s("/article/"),
+        f"(1000 + {r(22, 9000)})::VARCHAR",
+        _s("-"),
         _pick(_lit(["noel", "sport", "cuisine", "auto", "culture"]), r(23, 5)),
-        f"CASE WHEN {r(24, 4)} = 0 THEN '?utm_source=beop&utm_medium=embed&tags=a,b' ELSE '' END", _s('"'),
+        f"CASE WHEN {r(24, 4)} = 0 THEN '?utm_source=beop&utm_medium=embed&tags=a,b' ELSE '' END",
+        _s('"'),
     )
     tc_string = _cat(
-        _s('"CP'), f"upper(to_hex(hash(i * {_DRAWS} + 25 + {base})))", _s("AAAAA"),
-        f"upper(to_hex(hash(i * {_DRAWS} + 26 + {base})))", _s('.YAAAAAAAAAAA"'),
+        _s('"CP'),
+        f"upper(to_hex(hash(i * {_DRAWS} + 25 + {base})))",
+        _s("AAAAA"),
+        f"upper(to_hex(hash(i * {_DRAWS} + 26 + {base})))",
+        _s('.YAAAAAAAAAAA"'),
     )
     timestamp = (
         f"strftime(DATE '{day.isoformat()}' + to_milliseconds((i * {slot} + {r(21, slot)}) % 86400000), "
         "'%Y-%m-%dT%H:%M:%S.%gZ')"
     )
     line = _cat(
-        _s(f'{{"participation_id":"{prefix}'), f"lpad(i::VARCHAR, {width}, '0')",
-        _s('","timestamp":"'), timestamp,
-        _s('","account_id":'), f"{_jpool(accounts)}[ai]",
-        _s(',"content_id":'), f"{_jpool([c['content_id'] for c in CONTENTS])}[ci]",
+        _s(f'{{"participation_id":"{prefix}'),
+        f"lpad(i::VARCHAR, {width}, '0')",
+        _s('","timestamp":"'),
+        timestamp,
+        _s('","account_id":'),
+        f"{_jpool(accounts)}[ai]",
+        _s(',"content_id":'),
+        f"{_jpool([c['content_id'] for c in CONTENTS])}[ci]",
         _s(',"content_version":'),
         f"(CASE WHEN {r(7, 10)} = 0 THEN greatest(1, {versions}[ci] - 1) ELSE {versions}[ci] END)::VARCHAR",
-        _s(',"publisher_id":'), f"{_jpool([p for p, _, _ in PUBLISHERS])}[pi + 1]",
-        _s(',"publisher_name":'), f"{_jpool([n for _, n, _ in PUBLISHERS])}[pi + 1]",
+        _s(',"publisher_id":'),
+        f"{_jpool([p for p, _, _ in PUBLISHERS])}[pi + 1]",
+        _s(',"publisher_name":'),
+        f"{_jpool([n for _, n, _ in PUBLISHERS])}[pi + 1]",
         optional("page_url", page_url, r(40, 100), 5, 5),
         optional("tc_string", tc_string, r(41, 100), 8, 7),
         optional("email", "mail_j", r(42, 100), 6, 9),
@@ -466,24 +593,32 @@ def _events_sql(day: dt.date, participations: int, seed: int, start: int, stop: 
         optional("optins", listing(f"least({r(28, 4)}, len(acc_optins))", optin, 3), r(44, 100), 5, 5),
         optional(
             "forms",
-            f"CASE WHEN {r(31, 10)} < 4 THEN {full_form} "
-            f"WHEN {r(31, 10)} < 7 THEN {short_form} ELSE '[]' END",
-            r(45, 100), 5, 5,
+            f"CASE WHEN {r(31, 10)} < 4 THEN {full_form} WHEN {r(31, 10)} < 7 THEN {short_form} ELSE '[]' END",
+            r(45, 100),
+            5,
+            5,
         ),
         _s("}"),
     )
     mail = _cat(
-        _pick(_lit([a for _, a, _ in FIRST_NAMES]), "fi"), _s("."),
+        _pick(_lit([a for _, a, _ in FIRST_NAMES]), "fi"),
+        _s("."),
         _pick(_lit([a for _, a in LAST_NAMES]), "li"),
-        "CASE WHEN pct < 50 THEN '' ELSE (pct % 97)::VARCHAR END", _s("@"),
+        "CASE WHEN pct < 50 THEN '' ELSE (pct % 97)::VARCHAR END",
+        _s("@"),
         _pick(_lit(EMAIL_DOMAINS), r(8, len(EMAIL_DOMAINS))),
     )
-    phone = f"printf('\"+33 %d %02d %02d %02d %02d\"', 6 + {r(9, 2)}, {r(10, 100)}, {r(11, 100)}, " \
-            f"{r(12, 100)}, {r(13, 100)})"
+    phone = (
+        f"printf('\"+33 %d %02d %02d %02d %02d\"', 6 + {r(9, 2)}, {r(10, 100)}, {r(11, 100)}, "
+        f"{r(12, 100)}, {r(13, 100)})"
+    )
     birthdate = f"printf('\"%04d-%02d-%02d\"', 1950 + {r(14, 56)}, 1 + {r(15, 12)}, 1 + {r(16, 28)})"
     address1 = _cat(
-        _s('"'), f"(1 + {r(17, 180)})::VARCHAR", _s(", "),
-        _pick(_lit([_j(s)[1:-1] for s in STREETS]), r(18, len(STREETS))), _s('"'),
+        _s('"'),
+        f"(1 + {r(17, 180)})::VARCHAR",
+        _s(", "),
+        _pick(_lit([_j(s)[1:-1] for s in STREETS]), r(18, len(STREETS))),
+        _s('"'),
     )
 
     return f"""
@@ -559,9 +694,12 @@ def _write_part(query: str, path: Path, gz: bool) -> Path:
 
 def _gzip_file(src: Path, dst: Path) -> None:
     """Compress `src` into `dst` (level 1; mtime 0 and no file name in the header: reproducible bytes)."""
-    with open(src, "rb") as fin, open(dst, "wb") as raw:
-        with _gzip.GzipFile(filename="", mode="wb", compresslevel=1, fileobj=raw, mtime=0) as fout:
-            shutil.copyfileobj(fin, fout, 4 * 1024 * 1024)
+    with (
+        open(src, "rb") as fin,
+        open(dst, "wb") as raw,
+        _gzip.GzipFile(filename="", mode="wb", compresslevel=1, fileobj=raw, mtime=0) as fout,
+    ):
+        shutil.copyfileobj(fin, fout, 4 * 1024 * 1024)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -577,10 +715,18 @@ def _fault_lines(day: dt.date, first_line: str | None) -> list[str]:
 
     def event(pid: str | None, ts: str, account: str, content: str) -> dict[str, Any]:
         obj: dict[str, Any] = {
-            "participation_id": pid, "timestamp": ts, "account_id": account, "content_id": content,
-            "content_version": 1, "publisher_id": "pub_1", "publisher_name": "Le Journal",
-            "page_url": "https://www.lejournal.example/article/1", "email": "faulty@example.com",
-            "questions": [], "optins": [], "forms": [],
+            "participation_id": pid,
+            "timestamp": ts,
+            "account_id": account,
+            "content_id": content,
+            "content_version": 1,
+            "publisher_id": "pub_1",
+            "publisher_name": "Le Journal",
+            "page_url": "https://www.lejournal.example/article/1",
+            "email": "faulty@example.com",
+            "questions": [],
+            "optins": [],
+            "forms": [],
         }
         if pid is None:
             del obj["participation_id"]

@@ -13,6 +13,7 @@ so that "the server is down" really means no connection survives.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pwd
@@ -86,9 +87,18 @@ def _ensure_user(username: str, password: str) -> pwd.struct_passwd:
         pwd.getpwnam(username)
     except KeyError:
         done = subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
-             "--shell", "/usr/sbin/nologin", username],
-            capture_output=True, text=True,
+            [
+                "useradd",
+                "--system",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                username,
+            ],
+            capture_output=True,
+            text=True,
         )
         if done.returncode != 0 and done.returncode != 9:  # 9: created meanwhile by another process
             raise SshdError(f"useradd {username} failed: {done.stderr.strip()}") from None
@@ -124,10 +134,8 @@ def _children(pid: int) -> list[int]:
 
 def _signal(pids: list[int], sig: int) -> None:
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
 
 
 class LocalSshd:
@@ -259,13 +267,16 @@ class LocalSshd:
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
-    def start(self) -> "LocalSshd":
+    def start(self) -> LocalSshd:
         if self.pid:
             return self
         with self.log_path.open("ab") as log_file:
             self._process = subprocess.Popen(
                 [SSHD, "-D", "-e", "-f", str(self.config_path)],
-                stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=log_file,
+                start_new_session=True,
             )
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
@@ -306,7 +317,7 @@ class LocalSshd:
         self.stop()
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    def __enter__(self) -> "LocalSshd":
+    def __enter__(self) -> LocalSshd:
         return self.start()
 
     def __exit__(self, *exc) -> None:

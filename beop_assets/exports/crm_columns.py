@@ -62,7 +62,10 @@ FORM_FIELD_COLUMNS: tuple[str, ...] = (
 )
 # The fixed columns of every CRM file, in the contract's order (SPEC section 3).
 FIXED_COLUMNS: tuple[str, ...] = FORM_FIELD_COLUMNS + (
-    "creative-id", "creative-name", "campaign-id", "campaign-name",
+    "creative-id",
+    "creative-name",
+    "campaign-id",
+    "campaign-name",
 )
 
 # OWASP CSV injection: a cell starting with one of these is read as a formula by spreadsheets.
@@ -114,7 +117,7 @@ def _first_field(field_type: str) -> str:
 
 
 def _neutralized(expression: str) -> str:
-    triggers = ", ".join("chr(%d)" % ord(c) for c in FORMULA_TRIGGERS)
+    triggers = ", ".join(f"chr({ord(c)})" for c in FORMULA_TRIGGERS)
     return f"CASE WHEN left({expression}, 1) IN ({triggers}) THEN '''' || {expression} ELSE {expression} END"
 
 
@@ -159,8 +162,7 @@ def crm_select(export: SpecificExport, optin_names: dict[str, str], participatio
     for index, optin_id in enumerate(export.optins):
         params[f"optin_{index}"] = optin_id
         columns.append(
-            (f"optin_{index}",
-             f"list_filter(optins, lambda o: o.optin_id = $optin_{index})[1].optin_value", False)
+            (f"optin_{index}", f"list_filter(optins, lambda o: o.optin_id = $optin_{index})[1].optin_value", False)
         )
 
     inner = ",\n           ".join(f"{expression} AS {_quoted(alias)}" for alias, expression, _ in columns)

@@ -52,8 +52,7 @@ def build_crm_csv(
     participations = warehouse.loaded_day_file("participations", day, root)
     query = crm_select(export, optin_names, participations)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    options = pa_csv.WriteOptions(include_header=True, delimiter=",", eol=RECORD_SEPARATOR,
-                                  quoting_style="needed")
+    options = pa_csv.WriteOptions(include_header=True, delimiter=",", eol=RECORD_SEPARATOR, quoting_style="needed")
     rows = 0
     con = warehouse.reader()
     try:

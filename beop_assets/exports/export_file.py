@@ -23,10 +23,17 @@ class ExportFile:
     sha256: str
 
     @classmethod
-    def written(cls, export_id: str, day: date, path: Path, file_name: str, rows: int) -> "ExportFile":
+    def written(cls, export_id: str, day: date, path: Path, file_name: str, rows: int) -> ExportFile:
         """Describe a file the builder has just finished writing (size and checksum read from disk)."""
-        return cls(export_id=export_id, day=day, path=path, file_name=file_name, rows=rows,
-                   bytes=path.stat().st_size, sha256=sha256_of(path))
+        return cls(
+            export_id=export_id,
+            day=day,
+            path=path,
+            file_name=file_name,
+            rows=rows,
+            bytes=path.stat().st_size,
+            sha256=sha256_of(path),
+        )
 
 
 def sha256_of(path: Path) -> str:

@@ -22,10 +22,11 @@ A day without participations gives a valid gzip file whose content is empty.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 import pyarrow as pa
 from isal import igzip, igzip_threaded
@@ -38,8 +39,18 @@ ISAL_LEVELS = range(0, 4)  # isal's compression levels (0 = fastest, 3 = smalles
 
 # The keys of one line, in the contract's order (SPEC section 4); the delivery checks verify them.
 NDJSON_KEYS = [
-    "questions", "email", "optins", "forms", "page_url", "tc_string", "timestamp", "publisher_name",
-    "publisher_id", "content_id", "content_name", "content_version",
+    "questions",
+    "email",
+    "optins",
+    "forms",
+    "page_url",
+    "tc_string",
+    "timestamp",
+    "publisher_name",
+    "publisher_id",
+    "content_id",
+    "content_name",
+    "content_version",
 ]
 
 # Keys in exactly the contract's order; NULL lists become [] and a NULL element stays null.
@@ -88,8 +99,10 @@ def _gzip_sink(path: Path, level: int, threads: int) -> Iterator[BinaryIO]:
             yield sink
         return
     # mtime=0 and no file name in the header, as the threaded writer does: same rows, same bytes.
-    with open(path, "wb") as raw, igzip.IGzipFile(filename="", mode="wb", compresslevel=level,
-                                                  fileobj=raw, mtime=0) as sink:
+    with (
+        open(path, "wb") as raw,
+        igzip.IGzipFile(filename="", mode="wb", compresslevel=level, fileobj=raw, mtime=0) as sink,
+    ):
         yield sink
 
 

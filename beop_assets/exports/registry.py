@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import (
@@ -35,10 +35,11 @@ EXPORT_ID_MAX_LENGTH = 100
 def is_export_id(value: object) -> bool:
     """A well-formed export id: a slug, the only kind of id that can be a Dagster partition key
     (`|` and `,` split multi-partition keys; `/` and `..` would reach into paths)."""
-    return (isinstance(value, str) and len(value) <= EXPORT_ID_MAX_LENGTH
-            and re.fullmatch(EXPORT_ID_PATTERN, value) is not None)
-
-
+    return (
+        isinstance(value, str)
+        and len(value) <= EXPORT_ID_MAX_LENGTH
+        and re.fullmatch(EXPORT_ID_PATTERN, value) is not None
+    )
 
 
 class _Strict(BaseModel):
@@ -60,7 +61,7 @@ class SftpTarget(_Strict):
     insecure_skip_host_key_check: bool = False
 
     @model_validator(mode="after")
-    def _one_credential_and_host_key_policy(self) -> "SftpTarget":
+    def _one_credential_and_host_key_policy(self) -> SftpTarget:
         given = [k for k in ("password_env", "private_key_file", "private_key_env") if getattr(self, k)]
         if len(given) != 1:
             raise ValueError(
@@ -89,7 +90,7 @@ class GcsTarget(_Strict):
     credentials_env: str | None = None
 
     @model_validator(mode="after")
-    def _one_credentials_source(self) -> "GcsTarget":
+    def _one_credentials_source(self) -> GcsTarget:
         if bool(self.credentials_file) == bool(self.credentials_env):
             raise ValueError("exactly one of credentials_file, credentials_env is required")
         return self
@@ -121,7 +122,7 @@ class SpecificExport(_ExportBase):
     sftp: SftpTarget
 
     @model_validator(mode="after")
-    def _selection(self) -> "SpecificExport":
+    def _selection(self) -> SpecificExport:
         if self.type == "crm-participation" and not (self.campaigns or self.contents):
             raise ValueError("crm-participation needs at least one campaign or content")
         if self.type == "crm-optin" and not self.optins:
@@ -134,7 +135,7 @@ class GlobalExport(_ExportBase):
     gcs: GcsTarget
 
 
-Export = Annotated[Union[SpecificExport, GlobalExport], Field(discriminator="mode")]
+Export = Annotated[SpecificExport | GlobalExport, Field(discriminator="mode")]
 _export_adapter: TypeAdapter[SpecificExport | GlobalExport] = TypeAdapter(Export)
 
 
@@ -233,8 +234,11 @@ def check_tenancy(export: SpecificExport | GlobalExport, reference: Reference) -
                 faults.append(Fault(export.id, f"{kind}[{index}]", f"unknown {kind[:-1]} {item!r}"))
             elif owner != export.account_id:
                 faults.append(
-                    Fault(export.id, f"{kind}[{index}]",
-                          f"{kind[:-1]} {item!r} belongs to another account, not to {export.account_id!r}")
+                    Fault(
+                        export.id,
+                        f"{kind}[{index}]",
+                        f"{kind[:-1]} {item!r} belongs to another account, not to {export.account_id!r}",
+                    )
                 )
     return faults
 
@@ -257,8 +261,12 @@ def load_registry(path: Path, reference: Reference | None) -> Registry:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         registry.faults.append(
-            Fault(None, "yaml", f"malformed YAML in {path}: {getattr(exc, 'problem', exc)}",
-                  line=mark.line + 1 if mark else None)
+            Fault(
+                None,
+                "yaml",
+                f"malformed YAML in {path}: {getattr(exc, 'problem', exc)}",
+                line=mark.line + 1 if mark else None,
+            )
         )
         registry.unreadable = True
         return registry
@@ -298,20 +306,24 @@ def load_registry(path: Path, reference: Reference | None) -> Registry:
             continue
         parsed.append((index, export_id, export))
 
-    for index, export_id, export in parsed:
+    for _index, export_id, _export in parsed:
         if export_id:
             seen[export_id] = seen.get(export_id, 0) + 1
     duplicates = {i for i, n in seen.items() if n > 1}
     for export_id in sorted(duplicates):
         registry.faults.append(
-            Fault(export_id, "id", f"duplicate export id {export_id!r} ({seen[export_id]} entries): ids must be unique; "
-                  "none of them runs until it is fixed")
+            Fault(
+                export_id,
+                "id",
+                f"duplicate export id {export_id!r} ({seen[export_id]} entries): ids must be unique; "
+                "none of them runs until it is fixed",
+            )
         )
         modes = {e.get("mode") for e in entries if isinstance(e, dict) and e.get("id") == export_id}
         mode = modes.pop() if len(modes) == 1 else None
         registry.broken[export_id] = mode if mode in ("specific", "global") else None
 
-    for index, export_id, export in parsed:
+    for index, _export_id, export in parsed:
         if export is None or export.id in duplicates:
             continue
         if reference is not None:

@@ -63,7 +63,7 @@ class Reference:
     optins: dict[str, Optin] = field(default_factory=dict)
 
     @classmethod
-    def read(cls, folder: Path) -> "Reference":
+    def read(cls, folder: Path) -> Reference:
         """Read `<landing>/reference/*.ndjson` (already local: see `landing.zone`)."""
         con = duckdb.connect()
         ref = cls()

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Iterator
 
 from beop_assets import settings
 
@@ -76,7 +76,7 @@ def staged_day(day: date, landing: str | None = None) -> Iterator[StagedDay]:
         day_prefix = f"{base}participations/{day_folder_name(day)}/"
         (scratch / "day").mkdir()
         for blob in client.list_blobs(bucket_name, prefix=day_prefix):
-            relative = blob.name[len(day_prefix):]
+            relative = blob.name[len(day_prefix) :]
             if "/" in relative or not _is_day_file(relative):
                 continue
             local = scratch / "day" / relative

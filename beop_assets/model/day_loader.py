@@ -53,12 +53,18 @@ REJECTION_RULES: list[tuple[str, str, str]] = [
     ("coalesce(e.account_id, '') = ''", "missing_account_id", "'account_id is missing'"),
     ("coalesce(e.content_id, '') = ''", "missing_content_id", "'content_id is missing'"),
     ("ts IS NULL", "invalid_timestamp", "'timestamp ' || e.timestamp || ' is not ISO 8601'"),
-    ("CAST(ts AS DATE) <> DATE '{day}'", "timestamp_outside_day",
-     "'timestamp ' || e.timestamp || ' is not in the folder''s UTC day {day}'"),
+    (
+        "CAST(ts AS DATE) <> DATE '{day}'",
+        "timestamp_outside_day",
+        "'timestamp ' || e.timestamp || ' is not in the folder''s UTC day {day}'",
+    ),
     ("acc.account_id IS NULL", "unknown_account", "'unknown account ' || e.account_id"),
     ("con.content_id IS NULL", "unknown_content", "'unknown content ' || e.content_id"),
-    ("con.account_id <> e.account_id", "content_of_another_account",
-     "'content ' || e.content_id || ' belongs to another account than ' || e.account_id"),
+    (
+        "con.account_id <> e.account_id",
+        "content_of_another_account",
+        "'content ' || e.content_id || ' belongs to another account than ' || e.account_id",
+    ),
 ]
 DUPLICATE = "duplicate_participation_id"
 
@@ -89,13 +95,16 @@ def _python_lines(path: Path) -> tuple[list[tuple[int, str | None, str | None]],
                 if not raw.strip():
                     continue
                 if len(raw) > MAX_LINE_BYTES:
-                    rows.append((number, raw[:1024].decode("utf-8", "replace"),
-                                 f"line longer than {MAX_LINE_BYTES} bytes"))
+                    rows.append(
+                        (number, raw[:1024].decode("utf-8", "replace"), f"line longer than {MAX_LINE_BYTES} bytes")
+                    )
                     continue
                 try:
                     rows.append((number, raw.decode("utf-8"), None))
                 except UnicodeDecodeError as exc:
-                    rows.append((number, raw.decode("utf-8", "replace"), f"invalid UTF-8 ({exc.reason} at byte {exc.start})"))
+                    rows.append(
+                        (number, raw.decode("utf-8", "replace"), f"invalid UTF-8 ({exc.reason} at byte {exc.start})")
+                    )
     except (EOFError, OSError, zlib.error) as exc:
         return rows, f"file unreadable after line {number}: {exc}"
     return rows, None
@@ -112,7 +121,8 @@ def _stage_raw_lines(con: duckdb.DuckDBPyConnection, files: dict[str, Path], loa
                 # rtrim(line, chr(13)) alone is slow on long lines (~8 s per 1M lines of ~1 KB): only lines
                 # that end with a CR go through it, the others are kept as they are (the same result).
                 "CASE WHEN suffix(line, chr(13)) THEN rtrim(line, chr(13)) ELSE line END, NULL FROM ("
-                + _RAW_LINES_SQL.format(path=warehouse.sql_path(path)) + ") WHERE line IS NOT NULL",
+                + _RAW_LINES_SQL.format(path=warehouse.sql_path(path))
+                + ") WHERE line IS NOT NULL",
                 [name],
             )
             refused = con.execute("SELECT count(*) FROM reject_errors").fetchone()[0]
@@ -124,12 +134,14 @@ def _stage_raw_lines(con: duckdb.DuckDBPyConnection, files: dict[str, Path], loa
             rows, fault = _python_lines(path)
             if fault:
                 rows.append((len(rows) and rows[-1][0] + 1 or 1, None, fault))
-            table = pa.table({
-                "source_file": pa.array([name] * len(rows), pa.string()),
-                "line_number": pa.array([r[0] for r in rows], pa.int64()),
-                "line": pa.array([r[1] for r in rows], pa.string()),
-                "read_error": pa.array([r[2] for r in rows], pa.string()),
-            })
+            table = pa.table(
+                {
+                    "source_file": pa.array([name] * len(rows), pa.string()),
+                    "line_number": pa.array([r[0] for r in rows], pa.int64()),
+                    "line": pa.array([r[1] for r in rows], pa.string()),
+                    "read_error": pa.array([r[2] for r in rows], pa.string()),
+                }
+            )
             con.register("python_lines", table)
             con.execute("INSERT INTO raw_lines SELECT * FROM python_lines")
             con.unregister("python_lines")
@@ -150,17 +162,23 @@ def _stage_reference(con: duckdb.DuckDBPyConnection, folder: Path) -> None:
         if not path.exists():
             raise ReferenceDataError(f"reference file missing: {path}")
         try:
-            con.execute(f"CREATE TABLE ref_{name} AS SELECT DISTINCT ON ({name[:-1]}_id) * FROM ({read_reference_sql(name, path)})")
+            con.execute(
+                f"CREATE TABLE ref_{name} AS SELECT DISTINCT ON ({name[:-1]}_id) * FROM ({read_reference_sql(name, path)})"
+            )
         except duckdb.Error as exc:
             raise ReferenceDataError(f"reference file unreadable: {path}: {exc}") from exc
 
 
 def _classify(con: duckdb.DuckDBPyConnection, day: date) -> None:
     def case(pick) -> str:
-        return "CASE " + " ".join(
-            f"WHEN {cond.format(day=day.isoformat())} THEN {pick(code, detail).format(day=day.isoformat())}"
-            for cond, code, detail in REJECTION_RULES
-        ) + " END"
+        return (
+            "CASE "
+            + " ".join(
+                f"WHEN {cond.format(day=day.isoformat())} THEN {pick(code, detail).format(day=day.isoformat())}"
+                for cond, code, detail in REJECTION_RULES
+            )
+            + " END"
+        )
 
     reason, detail = case(lambda code, _: f"'{code}'"), case(lambda _, detail: detail)
     # One wide pass parses and judges every line; `line` is kept for the rejected ones only (the
@@ -284,17 +302,22 @@ def load_day(staged: StagedDay, root: Path | None = None) -> DayLoad:
         _stage_reference(con, staged.reference_folder)
         _stage_raw_lines(con, staged.files, load)
         _classify(con, day)
-        participations = _write_parquet(con, _PARTICIPATIONS_SQL.format(day=day.isoformat()), "participations", day, root)
+        participations = _write_parquet(
+            con, _PARTICIPATIONS_SQL.format(day=day.isoformat()), "participations", day, root
+        )
         _write_parquet(con, _OPTINS_SQL.format(path=warehouse.sql_path(participations)), "optins", day, root)
         _write_parquet(con, _REJECTED_SQL.format(day=day.isoformat()), "rejected_participations", day, root)
         load.participations = con.execute(
-            f"SELECT count(*) FROM read_parquet({warehouse.sql_path(participations)})").fetchone()[0]
+            f"SELECT count(*) FROM read_parquet({warehouse.sql_path(participations)})"
+        ).fetchone()[0]
         load.optins = con.execute(
             f"SELECT count(*) FROM read_parquet({warehouse.sql_path(warehouse.day_file('optins', day, root))})"
         ).fetchone()[0]
-        load.rejected_by_reason = dict(con.execute(
-            "SELECT reason, count(*) FROM classified WHERE reason IS NOT NULL GROUP BY 1 ORDER BY 1"
-        ).fetchall())
+        load.rejected_by_reason = dict(
+            con.execute(
+                "SELECT reason, count(*) FROM classified WHERE reason IS NOT NULL GROUP BY 1 ORDER BY 1"
+            ).fetchall()
+        )
         load.rejected = sum(load.rejected_by_reason.values())
     finally:
         con.close()
