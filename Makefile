@@ -3,14 +3,23 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test setup system-packages ui bench
+.PHONY: demo test test-fast lint lock setup system-packages ui bench layering
 
-$(BIN)/beop-exports: pyproject.toml
+# Every fresh machine gets the same resolved versions: requirements.lock (made by `make lock`)
+# pins the whole dependency set; the project itself is then installed without resolving again.
+$(BIN)/beop-exports: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
 setup: $(BIN)/beop-exports
+
+# Re-resolve the lock after a change to pyproject.toml's dependencies (needs network to PyPI).
+lock: setup
+	$(BIN)/pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --extra test --python-version 3.11 \
+	  --python-platform x86_64-unknown-linux-gnu -o requirements.lock -q
 
 # OpenSSH's sshd serves the SFTP side of the demo and of the tests (root installs it when missing).
 system-packages:
@@ -26,6 +35,16 @@ demo: setup system-packages
 
 test: setup system-packages
 	$(BIN)/python -m pytest
+
+# Everything but the end-to-end tests that start dagster dev.
+test-fast: setup system-packages
+	$(BIN)/python -m pytest -m "not e2e"
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/python -m beop_assets_tests.layering
 
 ui: setup
 	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/.dagster_home} $(BIN)/dagster dev

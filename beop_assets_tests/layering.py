@@ -1,0 +1,79 @@
+"""The import check anyone can run (`python -m beop_assets_tests.layering`, part of `make lint`).
+
+Layers point one way. The domain packages (landing, model, delivery, exports) are plain Python: they
+import no Dagster, none of the Dagster glue above them (assets, checks, sensors, resources, ...) and
+not `settings` either, so that every setting is read at the edge and passed down. Among themselves:
+`landing` and `delivery` stand alone, `model` reads the landing zone, `exports` builds files from
+the model and names the transports' own target types.
+
+The check reads the source with `ast` (imports inside functions count too), so it needs no import
+side effect and cannot be fooled by a lazy import.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+PACKAGE = "beop_assets"
+ROOT = Path(__file__).resolve().parent.parent / PACKAGE
+
+# What each domain package may import from the product, besides itself.
+ALLOWED: dict[str, set[str]] = {
+    "landing": set(),
+    "delivery": set(),
+    "model": {"landing"},
+    "exports": {"landing", "model", "delivery"},
+}
+FORBIDDEN_LIBRARIES = ("dagster",)
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.extend((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.lineno, node.module))
+            if node.module == PACKAGE:  # `from beop_assets import settings`
+                found.extend((node.lineno, f"{PACKAGE}.{alias.name}") for alias in node.names)
+    return found
+
+
+def violations(root: Path = ROOT) -> list[str]:
+    """Every import that runs against the layering, as `path:line: what`."""
+    problems = []
+    for layer, allowed in ALLOWED.items():
+        for path in sorted((root / layer).rglob("*.py")):
+            where = path.relative_to(root.parent)
+            for line, module in _imports(path):
+                top = module.split(".")[0]
+                if top in FORBIDDEN_LIBRARIES:
+                    problems.append(f"{where}:{line}: domain package {layer!r} imports {module}")
+                    continue
+                if top != PACKAGE:
+                    continue
+                parts = module.split(".")
+                if len(parts) == 1:
+                    continue  # `from beop_assets import x` is reported through x
+                target = parts[1]
+                if target != layer and target not in allowed:
+                    problems.append(
+                        f"{where}:{line}: {layer!r} imports {module}; it may import only "
+                        f"{sorted(allowed) or 'nothing'} of the product"
+                    )
+    return problems
+
+
+def main() -> int:
+    problems = violations()
+    for problem in problems:
+        print(problem)
+    print(f"layering: {len(problems)} violation(s)")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
