@@ -314,3 +314,30 @@ def test_creator_only_rerun_of_a_day_fails_naming_the_permission_and_keeps_the_f
     assert stored(gcs_proxy, first.file_name) == before
     failed = ledger.history("acme-all", status="failed")
     assert len(failed) == 1 and "storage.objects.delete" in failed[0].error
+
+
+# -- pre-flight (`beop-exports check`) ------------------------------------------------------------
+
+
+def test_check_with_a_creator_only_key_says_what_deliveries_will_do_and_writes_nothing(gcs_proxy, bucket, gcs_target):
+    gcs_proxy.grant(CREATOR)
+    lines = gcs.check_target(EXPORT, gcs_target(bucket, prefix="exports"))
+    text = "\n".join(lines)
+    assert f"gs://{BUCKET}/exports/ accepts new objects (storage.objects.create granted" in text
+    assert "no storage.objects.get: deliveries are verified from the upload receipt" in text
+    assert "no storage.objects.delete: re-running a day cannot replace its object" in text
+    assert gcs_proxy.uploads() == [] and objects(gcs_proxy) == []  # no probe left in the customer's bucket
+
+
+def test_check_with_a_key_that_cannot_create_fails_naming_the_permission(gcs_proxy, bucket, gcs_target):
+    gcs_proxy.grant(VIEWER)
+    with pytest.raises(PermanentDeliveryError) as raised:
+        gcs.check_target(EXPORT, gcs_target(bucket))
+    assert "lacks storage.objects.create" in str(raised.value) and "Storage Object Creator" in str(raised.value)
+
+
+def test_check_with_object_user_writes_reads_and_deletes_a_probe(gcs_proxy, bucket, gcs_target):
+    gcs_proxy.grant(USER)
+    lines = gcs.check_target(EXPORT, gcs_target(bucket))
+    assert lines[-1] == f"gs://{BUCKET}/ is writable (probe object written, read back and deleted)"
+    assert len(gcs_proxy.commits()) == 1 and objects(gcs_proxy) == []

@@ -447,11 +447,25 @@ def deliver_file(
     return receipt
 
 
+def _granted(bucket: storage.Bucket, export_id: str, timeout: float) -> set[str] | None:
+    """The object permissions IAM grants the key on the bucket (testIamPermissions itself needs
+    none), or None where the server cannot tell (the emulator has no IAM: 404)."""
+    try:
+        return set(bucket.test_iam_permissions([CREATE, GET, DELETE], retry=None, timeout=timeout))
+    except (api_exceptions.NotFound, api_exceptions.MethodNotImplemented, api_exceptions.MethodNotAllowed):
+        return None
+    except Exception as exc:  # noqa: BLE001 - classified, never swallowed
+        raise translate(exc, export_id, bucket.name, "", action="check") from exc
+
+
 def check_target(export_id: str, target: GcsTarget, *, timeout: float = 30.0) -> list[str]:
     """Pre-flight for an export's bucket, in one attempt each (an operator is waiting at a prompt).
 
-    Checks that the key is readable and valid, that the bucket exists, and that a probe object can
-    be written, read back and deleted under the export's prefix (what a delivery and a re-run need).
+    Checks that the key is readable and valid, that the bucket exists, and what the key may do
+    there. A key with create, get and delete gets the full proof: a probe object written, read back
+    and deleted under the export's prefix. A least-privilege key (IAM grants create, but not get or
+    delete) gets no probe, since it could not remove it: the lines say what its deliveries will do
+    (verified from the upload receipt; a re-run cannot replace the day's object).
     Returns what was checked, one human line each; raises the same errors as `deliver_file`.
     """
     info = read_service_account_key(export_id, target)
@@ -461,6 +475,7 @@ def check_target(export_id: str, target: GcsTarget, *, timeout: float = 30.0) ->
         + (f" (emulator {emulator_host()}: anonymous)" if emulator_host() else "")
     ]
     bucket = client.bucket(target.bucket)
+    where = f"gs://{target.bucket}/{_prefix(target)}"
     try:
         exists = bucket.exists(retry=None, timeout=timeout)
     except api_exceptions.Forbidden:
@@ -472,9 +487,26 @@ def check_target(export_id: str, target: GcsTarget, *, timeout: float = 30.0) ->
         if not exists:
             raise PermanentDeliveryError(f"bucket {target.bucket} does not exist (export {export_id})")
         lines.append(f"bucket {target.bucket} exists")
+    granted = _granted(bucket, export_id, timeout)
+    if granted is not None and CREATE not in granted:
+        raise PermanentDeliveryError(
+            f"the key's service account lacks {CREATE} on bucket {target.bucket} (export {export_id}): "
+            f"every delivery would be refused; grant it {ROLES_WITH[CREATE]}"
+        )
+    if granted is not None and not {GET, DELETE} <= granted:
+        lines.append(f"{where} accepts new objects ({CREATE} granted; no probe written: this key could not remove it)")
+        if GET not in granted:
+            lines.append(f"no {GET}: deliveries are verified from the upload receipt (crc32c, md5, size)")
+        if DELETE not in granted:
+            lines.append(
+                f"no {DELETE}: re-running a day cannot replace its object (grant {ROLES_WITH[DELETE]} for that)"
+            )
+        return lines
     probe = bucket.blob(object_name(target, f".beop-check-{uuid.uuid4().hex}"))
     with _translated(export_id, target.bucket, probe.name):
-        probe.upload_from_string(b"beop-exports write probe\n", content_type="text/plain", retry=None, timeout=timeout)
+        probe.upload_from_string(
+            b"beop-exports write probe\n", content_type="text/plain", if_generation_match=0, retry=None, timeout=timeout
+        )
     try:
         with _translated(export_id, target.bucket, probe.name, action="read"):
             probe.reload(retry=None, timeout=timeout)
@@ -484,7 +516,7 @@ def check_target(export_id: str, target: GcsTarget, *, timeout: float = 30.0) ->
         with contextlib.suppress(Exception):
             probe.delete(retry=None, timeout=timeout)
         raise
-    lines.append(f"gs://{target.bucket}/{_prefix(target)} is writable (probe object written, read back and deleted)")
+    lines.append(f"{where} is writable (probe object written, read back and deleted)")
     return lines
 
 
