@@ -91,7 +91,8 @@ def test_rerun_with_a_key_that_cannot_replace_fails_naming_storage_objects_delet
     gcs_proxy.grant(*roles)
     first = built_file(tmp_path, name="first.gz")
     built_file(tmp_path, name="second.gz")
-    gcs.deliver_file(EXPORT, gcs_target(bucket), tmp_path / "first.gz", FILE)
+    one = gcs.deliver_file(EXPORT, gcs_target(bucket), tmp_path / "first.gz", FILE)
+    assert one.verified_from == ("read-back" if VIEWER in roles else "upload receipt")
 
     with caplog.at_level(logging.WARNING), pytest.raises(PermanentDeliveryError) as raised:
         gcs.deliver_file(EXPORT, gcs_target(bucket), tmp_path / "second.gz", FILE)
