@@ -17,6 +17,9 @@ import csv
 import gzip
 import json
 import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 from dagster import AssetCheckExecutionContext, AssetCheckResult, MetadataValue, PreviewWarning, asset_check
 
@@ -90,8 +93,9 @@ def _intact_from_receipt(delivered: DeliveredFile) -> AssetCheckResult:
 def _intact(delivered: DeliveredFile) -> AssetCheckResult:
     if delivered.read_back_denied is not None:
         return _intact_from_receipt(delivered)
-    size = delivered.local_path.stat().st_size
-    digest = sha256_of(delivered.local_path)
+    path = _readable_path(delivered)
+    size = path.stat().st_size
+    digest = sha256_of(path)
     expected = delivered.delivery
     return AssetCheckResult(
         passed=size == expected.bytes and digest == expected.sha256,
@@ -106,13 +110,19 @@ def _intact(delivered: DeliveredFile) -> AssetCheckResult:
     )
 
 
-def _csv_records(delivered: DeliveredFile):
-    with open(delivered.local_path, newline="", encoding="utf-8") as handle:
+def _readable_path(delivered: DeliveredFile) -> Path:
+    if delivered.local_path is None:  # the checks that read content ask `_unreadable` first
+        raise FileNotFoundError(f"no readable copy of {delivered.delivery.file_name}")
+    return delivered.local_path
+
+
+def _csv_records(delivered: DeliveredFile) -> Iterator[list[str]]:
+    with open(_readable_path(delivered), newline="", encoding="utf-8") as handle:
         yield from csv.reader(handle)
 
 
-def _ndjson_records(delivered: DeliveredFile):
-    with gzip.open(delivered.local_path, "rt", encoding="utf-8") as handle:
+def _ndjson_records(delivered: DeliveredFile) -> Iterator[dict[str, Any]]:
+    with gzip.open(_readable_path(delivered), "rt", encoding="utf-8") as handle:
         for line in handle:
             yield json.loads(line)
 
@@ -153,7 +163,7 @@ def crm_header_is_contract(
 ) -> AssetCheckResult:
     _, export, reference = _context(context, registry)
     expected = crm_headers(export, {o: reference.optins[o].name for o in export.optins if o in reference.optins})
-    header = next(_csv_records(crm_export_file), [])
+    header: list[str] = next(_csv_records(crm_export_file), [])
     return AssetCheckResult(
         passed=header == expected,
         metadata={"header": MetadataValue.json(header), "expected": MetadataValue.json(expected)},
@@ -190,7 +200,7 @@ def crm_only_own_account(
 ) -> AssetCheckResult:
     _, export, reference = _context(context, registry)
     records = _csv_records(crm_export_file)
-    header = next(records, [])
+    header: list[str] = next(records, [])
     column = header.index("creative-id") if "creative-id" in header else None
     creatives = {row[column] for row in records} if column is not None else set()
     return _own_account(creatives, export.account_id, reference)
@@ -236,11 +246,11 @@ def global_rows_match_model(
     day, export, _ = _context(context, registry)
     con = model.reader()
     try:
-        expected = con.execute(
+        (expected,) = con.execute(
             f"SELECT count(*) FROM read_parquet({model.sql_path(model.loaded_day_file('participations', day, warehouse.path()))})"
             " WHERE account_id = ?",
             [export.account_id],
-        ).fetchone()[0]
+        ).fetchall()[0]
     finally:
         con.close()
     lines = sum(1 for _ in _ndjson_records(global_export_file))

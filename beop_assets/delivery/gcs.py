@@ -278,10 +278,11 @@ class _Delivery:
             outcome = self._upload()
             if outcome is not None:
                 return outcome
-        generation, receipt = self.committed  # type: ignore[misc]
+        assert self.committed is not None  # set by the upload above, or by an earlier attempt's
+        generation, receipt = self.committed
         if not self.readable:
             return generation, receipt, UPLOAD_RECEIPT
-        return self._read_back(generation)
+        return self._read_back(generation, receipt)
 
     def _upload(self) -> tuple[int, Checksums, str] | None:
         """Upload under the precondition; None when the receipt proves the content (read back next)."""
@@ -324,13 +325,14 @@ class _Delivery:
         self.committed = (int(blob.generation or 0), receipt)
         return None
 
-    def _read_back(self, generation: int) -> tuple[int, Checksums, str]:
+    def _read_back(self, generation: int, receipt: Checksums) -> tuple[int, Checksums, str]:
+        """Read the metadata again; a key that turns out not to may rely on its receipt."""
         try:
             with _translated(self.export_id, self.bucket.name, self.name, action="read"):
                 live = self.bucket.get_blob(self.name, retry=None, timeout=self.timeout)
         except ReadBackDenied:
             self.readable = False
-            return generation, self.committed[1], UPLOAD_RECEIPT  # type: ignore[index]
+            return generation, receipt, UPLOAD_RECEIPT
         if live is None or int(live.generation or 0) != generation:
             found = "no object" if live is None else f"generation {live.generation}"
             raise PermanentDeliveryError(

@@ -112,11 +112,12 @@ class _DeliveryIOManager(ConfigurableIOManager):
 
     def load_input(self, context: InputContext) -> DeliveredFile:
         delivered = self._last_delivered(context)
+        file_name = delivered.file_name or ""  # a delivered row always has one
         # One download per run and delivery, shared by every check of that run.
-        local = self._delivered_folder(delivered.export_id, delivered.run_id, delivered.id) / delivered.file_name
+        local = self._delivered_folder(delivered.export_id, delivered.run_id, delivered.id) / file_name
         if not (local.exists() and local.stat().st_size == delivered.bytes):
             local.parent.mkdir(parents=True, exist_ok=True)
-            self._download(self.registry.load().get(delivered.export_id), delivered.file_name, local)
+            self._download(self.registry.load().get(delivered.export_id), file_name, local)
         return DeliveredFile(delivery=delivered, local_path=local)
 
 

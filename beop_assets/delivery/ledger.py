@@ -133,7 +133,7 @@ def start(
             " status, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'started', ?)",
             (export_id, mode, day.isoformat(), file_name, rows, size, sha256, destination, run_id, _now()),
         )
-        return int(cur.lastrowid)
+        return int(cur.lastrowid or 0)
 
 
 def finish(
