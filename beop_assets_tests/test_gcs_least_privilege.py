@@ -342,3 +342,64 @@ def test_check_with_object_user_writes_reads_and_deletes_a_probe(gcs_proxy, buck
     lines = gcs.check_target(EXPORT, gcs_target(bucket))
     assert lines[-1] == f"gs://{BUCKET}/ is writable (probe object written, read back and deleted)"
     assert len(gcs_proxy.commits()) == 1 and objects(gcs_proxy) == []
+
+
+# -- the checks' receipt logic, one function at a time ------------------------------------------
+
+
+def _delivery(**proof) -> ledger.Delivery:
+    base = dict(
+        id=1, export_id="acme-all", mode="global", data_day="2026-11-25", file_name=FILE, rows=2, bytes=100,
+        sha256="x", destination=f"gs://{BUCKET}/{FILE}", run_id="r", status="delivered", error=None, attempts=1,
+        started_at="t", finished_at="t", verified_from="upload receipt", built_crc32c="AAAAAA==", built_md5="md5==",
+        stored_bytes=100, stored_crc32c="AAAAAA==", stored_md5="md5==", generation=7,
+    )  # fmt: skip
+    return ledger.Delivery(**{**base, **proof})
+
+
+DENIED = "download of gs://acme-beop/x denied …: the key's service account lacks storage.objects.get"
+
+
+@pytest.mark.parametrize(
+    "proof, passed",
+    [({}, True), ({"stored_crc32c": "BBBBBB=="}, False), ({"stored_md5": None}, False), ({"stored_bytes": 99}, False)],
+    ids=["equal", "crc32c differs", "md5 missing", "size differs"],
+)
+def test_the_intact_check_from_the_receipt_passes_only_when_every_checksum_is_recorded_and_equal(proof, passed):
+    from beop_assets import checks
+    from beop_assets.delivery.io_managers import DeliveredFile
+
+    result = checks._intact(DeliveredFile(delivery=_delivery(**proof), local_path=None, read_back_denied=DENIED))
+    assert result.passed is passed
+    assert result.metadata["verified_from"].value == "upload receipt"
+    assert ("do NOT equal" in result.description) is not passed and DENIED in result.description
+
+
+def test_content_checks_fail_and_say_why_when_neither_the_object_nor_the_built_copy_can_be_read():
+    from beop_assets import checks
+    from beop_assets.delivery.io_managers import DeliveredFile
+
+    result = checks._unreadable(DeliveredFile(delivery=_delivery(), local_path=None, read_back_denied=DENIED))
+    assert result is not None and result.passed is False
+    assert "built copy kept for the checks (one day) is gone" in result.description
+
+
+def test_a_ledger_written_before_the_proof_columns_existed_is_extended_in_place(tmp_path):
+    import sqlite3
+
+    old = sqlite3.connect(tmp_path / "deliveries.sqlite")
+    old.executescript(
+        "CREATE TABLE deliveries (id INTEGER PRIMARY KEY AUTOINCREMENT, export_id TEXT NOT NULL, mode TEXT NOT NULL,"
+        " data_day TEXT NOT NULL, file_name TEXT, rows INTEGER, bytes INTEGER, sha256 TEXT, destination TEXT,"
+        " run_id TEXT, status TEXT NOT NULL, error TEXT, attempts INTEGER, started_at TEXT NOT NULL, finished_at TEXT);"
+        " INSERT INTO deliveries (export_id, mode, data_day, status, started_at) VALUES"
+        " ('acme-all', 'global', '2026-11-24', 'delivered', 't');"
+    )
+    old.close()
+    new_id = ledger.start("acme-all", "global", DAY, FILE, 2, 100, "x", "gs://b/", "run", root=tmp_path)
+    proof = ledger.Verification("upload receipt", "c==", "m==", 100, "c==", "m==", 42)
+    ledger.finish(new_id, attempts=1, verification=proof, root=tmp_path)
+
+    latest, older = ledger.history("acme-all", root=tmp_path)
+    assert (latest.verified_from, latest.stored_crc32c, latest.generation) == ("upload receipt", "c==", 42)
+    assert (older.data_day, older.verified_from) == ("2026-11-24", None)
