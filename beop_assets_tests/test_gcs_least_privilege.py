@@ -219,18 +219,27 @@ def test_reset_after_commit_with_a_key_that_cannot_read_is_reported_not_guessed(
     assert len(gcs_proxy.commits()) == 1 and stored(gcs_proxy) == data  # nothing replaced
 
 
-def test_a_newer_object_written_during_the_delivery_is_never_replaced(gcs_proxy, bucket, gcs_target, tmp_path):
+@pytest.mark.parametrize(
+    "size, method",
+    [(200_000, "POST"), (2 * gcs.CHUNK_SIZE, "PUT")],
+    ids=["multipart", "resumable-between-chunks"],
+)
+def test_a_newer_object_written_during_the_delivery_is_never_replaced(
+    gcs_proxy, bucket, gcs_target, tmp_path, size, method
+):
     gcs_proxy.grant(ADMIN)
-    built_file(tmp_path)
+    built_file(tmp_path, size)
     theirs = gzip.compress(b'{"someone": "else"}\n')
     gcs_proxy.before_next_upload(
-        lambda: gcs_proxy.emulator.client().bucket(BUCKET).blob(FILE).upload_from_string(theirs, retry=None)
+        lambda: gcs_proxy.emulator.client().bucket(BUCKET).blob(FILE).upload_from_string(theirs, retry=None),
+        method=method,
     )
     with pytest.raises(PermanentDeliveryError) as raised:
         gcs.deliver_file(EXPORT, gcs_target(bucket), tmp_path / FILE, FILE)
     assert "was replaced by someone else during the delivery" in str(raised.value)
     assert "left as it is" in str(raised.value)
     assert stored(gcs_proxy) == theirs
+    assert gcs_proxy.uploads()[-1].outcome == 412  # refused by the precondition, at the start or the last chunk
 
 
 # -- through Dagster: ledger, materialization metadata, delivery checks --------------------------
