@@ -3,6 +3,7 @@
 pytest_plugins = [
     "beop_assets_tests.fixtures.sshd",
     "beop_assets_tests.fixtures.gcs",
+    "beop_assets_tests.fixtures.gcs_proxy",
     "beop_assets_tests.fixtures.landing",
     "beop_assets_tests.fixtures.product",
 ]

@@ -351,9 +351,15 @@ def test_check_target_reports_missing_bucket_and_down_server(gcs_target, private
         (
             api_exceptions.Forbidden("nope"),
             PermanentDeliveryError,
-            f"write denied to gs://b-1/o.gz for export {EXPORT}: check the service account's role",
+            f"write of gs://b-1/o.gz denied for export {EXPORT}: the key's service account lacks "
+            "storage.objects.create on bucket b-1; Storage Object Creator (roles/storage.objectCreator)",
         ),
-        (api_exceptions.Unauthorized("nope"), PermanentDeliveryError, "write denied to gs://b-1/o.gz"),
+        (
+            api_exceptions.Forbidden("x does not have storage.objects.list access"),
+            PermanentDeliveryError,
+            "lacks storage.objects.list on bucket b-1; Storage Object Viewer (roles/storage.objectViewer)",
+        ),
+        (api_exceptions.Unauthorized("nope"), PermanentDeliveryError, "did not accept the export's credentials"),
         (
             api_exceptions.NotFound("POST /b/b-1/o"),
             PermanentDeliveryError,

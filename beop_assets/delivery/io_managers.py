@@ -4,6 +4,11 @@ The export asset only builds a local file (`ExportFile`); the IO manager looks t
 destination up from the partition key, uploads (with the transport's retries), records the attempt
 and its result in the delivery ledger, and surfaces the receipt as materialization metadata.
 `load_input` downloads what was delivered, which is what the delivery checks verify.
+
+When the customer's key may not read a delivered object back (a GCS key with only Storage Object
+Creator), the delivery was proven by its upload receipt instead; the built file is then kept in the
+run's spool (removed with it after a day), so that the content checks can still read the bytes that
+the receipt proves were stored, and say so.
 """
 
 from __future__ import annotations
@@ -23,10 +28,15 @@ from beop_assets.resources import ExportRegistry, Warehouse
 
 @dataclass(frozen=True)
 class DeliveredFile:
-    """A delivered file, downloaded again from the customer's destination for verification."""
+    """A delivered file, downloaded again from the customer's destination for verification.
+
+    `read_back_denied` says why it could not be downloaded (the key may not read it); `local_path`
+    is then the built file, proven equal to the stored object by the upload receipt in the ledger,
+    or None when that copy is gone too."""
 
     delivery: ledger.Delivery
-    local_path: Path
+    local_path: Path | None
+    read_back_denied: str | None = None
 
 
 class _DeliveryIOManager(ConfigurableIOManager):
@@ -35,7 +45,8 @@ class _DeliveryIOManager(ConfigurableIOManager):
 
     mode: ClassVar[str] = ""
 
-    def _upload(self, export, built: ExportFile) -> tuple[str, dict, int]:
+    def _upload(self, export, built: ExportFile) -> tuple:
+        """(destination, metadata, attempts) or (destination, metadata, attempts, ledger.Verification)."""
         raise NotImplementedError
 
     def _download(self, export, file_name: str, local_path: Path) -> None:
@@ -60,12 +71,19 @@ class _DeliveryIOManager(ConfigurableIOManager):
             root=root,
         )
         try:
-            destination, metadata, attempts = self._upload(export, obj)
+            destination, metadata, attempts, *proof = self._upload(export, obj)
         except Exception as exc:
-            ledger.finish(delivery_id, error=f"{type(exc).__name__}: {exc}", root=root)
+            attempts = getattr(exc, "attempts", None)
+            ledger.finish(delivery_id, error=f"{type(exc).__name__}: {exc}", attempts=attempts, root=root)
             raise
-        ledger.finish(delivery_id, attempts=attempts, destination=destination, root=root)
-        obj.path.unlink(missing_ok=True)  # delivered: the spool keeps nothing it no longer needs
+        verification = proof[0] if proof else None
+        ledger.finish(delivery_id, attempts=attempts, destination=destination, verification=verification, root=root)
+        if verification is not None and verification.verified_from == gcs.UPLOAD_RECEIPT:
+            kept = self._built_copy(obj.export_id, context.run_id, delivery_id, obj.file_name)
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            obj.path.replace(kept)  # what the checks read: it cannot be read back from the bucket
+        else:
+            obj.path.unlink(missing_ok=True)  # delivered: the spool keeps nothing it no longer needs
         context.add_output_metadata(
             {
                 "destination": MetadataValue.text(destination),
@@ -79,21 +97,27 @@ class _DeliveryIOManager(ConfigurableIOManager):
             }
         )
 
-    def load_input(self, context: InputContext) -> DeliveredFile:
+    def _delivered_folder(self, export_id: str, run_id: str | None, delivery_id: int) -> Path:
+        return self.warehouse.spool(export_id, run_id or "adhoc") / "delivered" / str(delivery_id)
+
+    def _built_copy(self, export_id: str, run_id: str | None, delivery_id: int, file_name: str) -> Path:
+        return self._delivered_folder(export_id, run_id, delivery_id) / "built" / file_name
+
+    def _last_delivered(self, context: InputContext) -> ledger.Delivery:
         day, export_id = split_export_day_key(context.asset_partition_key)
         delivered = ledger.last_delivered(export_id, day, root=self.warehouse.path())
         if delivered is None:
             raise FileNotFoundError(f"no delivery of export {export_id!r} for {day} in the ledger")
+        return delivered
+
+    def load_input(self, context: InputContext) -> DeliveredFile:
+        delivered = self._last_delivered(context)
+        file_name = delivered.file_name or ""  # a delivered row always has one
         # One download per run and delivery, shared by every check of that run.
-        local = (
-            self.warehouse.spool(export_id, delivered.run_id or "adhoc")
-            / "delivered"
-            / str(delivered.id)
-            / delivered.file_name
-        )
+        local = self._delivered_folder(delivered.export_id, delivered.run_id, delivered.id) / file_name
         if not (local.exists() and local.stat().st_size == delivered.bytes):
             local.parent.mkdir(parents=True, exist_ok=True)
-            self._download(self.registry.load().get(export_id), delivered.file_name, local)
+            self._download(self.registry.load().get(delivered.export_id), file_name, local)
         return DeliveredFile(delivery=delivered, local_path=local)
 
 
@@ -130,18 +154,39 @@ class GcsDeliveryIOManager(_DeliveryIOManager):
     def _destination(self, export: GlobalExport) -> str:
         return f"gs://{export.gcs.bucket}/{export.gcs.prefix}"
 
-    def _upload(self, export: GlobalExport, built: ExportFile) -> tuple[str, dict, int]:
+    def _upload(self, export: GlobalExport, built: ExportFile) -> tuple[str, dict, int, ledger.Verification]:
         receipt = gcs.deliver_file(export.id, export.gcs, built.path, built.file_name)
         return (
             receipt.uri,
             {
                 "object": MetadataValue.text(receipt.object_name),
                 "crc32c": MetadataValue.text(receipt.crc32c),
+                "md5": MetadataValue.text(receipt.md5),
                 "generation": MetadataValue.int(receipt.generation or 0),
+                "verified_from": MetadataValue.text(receipt.verified_from),
                 "duration_s": MetadataValue.float(round(receipt.duration_s, 3)),
             },
             receipt.attempts,
+            ledger.Verification(
+                verified_from=receipt.verified_from,
+                built_crc32c=receipt.crc32c,
+                built_md5=receipt.md5,
+                stored_bytes=receipt.stored.size,
+                stored_crc32c=receipt.stored.crc32c,
+                stored_md5=receipt.stored.md5,
+                generation=receipt.generation,
+            ),
         )
 
     def _download(self, export: GlobalExport, file_name: str, local_path: Path) -> None:
         gcs.download_file(export.id, export.gcs, file_name, local_path)
+
+    def load_input(self, context: InputContext) -> DeliveredFile:
+        try:
+            return super().load_input(context)
+        except gcs.ReadBackDenied as denied:
+            delivered = self._last_delivered(context)
+            kept = self._built_copy(delivered.export_id, delivered.run_id, delivered.id, delivered.file_name or "")
+            return DeliveredFile(
+                delivery=delivered, local_path=kept if kept.exists() else None, read_back_denied=str(denied)
+            )

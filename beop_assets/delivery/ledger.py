@@ -3,13 +3,18 @@
 SQLite in the warehouse folder, because many export runs append to it at once (WAL mode and a busy
 timeout serialize them safely) and the DuckDB model file must stay free for its single writer.
 On a cluster this table moves to the same Postgres as the Dagster instance.
+
+Each delivery also records how its content was proven (`verified_from`) and, where the transport
+reports them, the checksums of the file built and of the object stored: when a customer's key may
+not read a delivered object back, these recorded checksums are what the delivery checks verify.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -31,7 +36,14 @@ CREATE TABLE IF NOT EXISTS deliveries (
     error TEXT,
     attempts INTEGER,
     started_at TEXT NOT NULL,
-    finished_at TEXT
+    finished_at TEXT,
+    verified_from TEXT,             -- how the content was proven: "read-back", "upload receipt", ...
+    built_crc32c TEXT,
+    built_md5 TEXT,
+    stored_bytes INTEGER,
+    stored_crc32c TEXT,
+    stored_md5 TEXT,
+    generation INTEGER
 );
 CREATE INDEX IF NOT EXISTS deliveries_by_export_day ON deliveries (export_id, data_day);
 """
@@ -54,6 +66,31 @@ class Delivery:
     attempts: int | None
     started_at: str
     finished_at: str | None
+    verified_from: str | None = None
+    built_crc32c: str | None = None
+    built_md5: str | None = None
+    stored_bytes: int | None = None
+    stored_crc32c: str | None = None
+    stored_md5: str | None = None
+    generation: int | None = None
+
+
+@dataclass(frozen=True)
+class Verification:
+    """How a delivery's content was proven, and the checksums that prove it (base64, as GCS reports)."""
+
+    verified_from: str
+    built_crc32c: str | None = None
+    built_md5: str | None = None
+    stored_bytes: int | None = None
+    stored_crc32c: str | None = None
+    stored_md5: str | None = None
+    generation: int | None = None
+
+
+_COLUMNS = [f.name for f in fields(Delivery)]
+# Columns added after the first ledgers were written: added in place to an existing file.
+_ADDED_COLUMNS = {f.name: "INTEGER" if "int" in str(f.type) else "TEXT" for f in fields(Verification)}
 
 
 def ledger_file(root: Path | None = None) -> Path:
@@ -66,6 +103,11 @@ def _connect(root: Path | None) -> sqlite3.Connection:
     con = sqlite3.connect(path, timeout=60, isolation_level=None)
     con.execute("PRAGMA journal_mode=WAL")
     con.executescript(_SCHEMA)
+    present = {row[1] for row in con.execute("PRAGMA table_info(deliveries)")}
+    for column, kind in _ADDED_COLUMNS.items():
+        if column not in present:
+            with contextlib.suppress(sqlite3.OperationalError):  # another process added it meanwhile
+                con.execute(f"ALTER TABLE deliveries ADD COLUMN {column} {kind}")
     return con
 
 
@@ -91,7 +133,7 @@ def start(
             " status, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'started', ?)",
             (export_id, mode, day.isoformat(), file_name, rows, size, sha256, destination, run_id, _now()),
         )
-        return int(cur.lastrowid)
+        return int(cur.lastrowid or 0)
 
 
 def finish(
@@ -100,13 +142,16 @@ def finish(
     error: str | None = None,
     attempts: int | None = None,
     destination: str | None = None,
+    verification: Verification | None = None,
     root: Path | None = None,
 ) -> None:
+    proof = asdict(verification) if verification is not None else {}
+    assignments = "".join(f", {column} = ?" for column in proof)
     with closing(_connect(root)) as con:
         con.execute(
             "UPDATE deliveries SET status = ?, error = ?, attempts = ?, destination = coalesce(?, destination),"
-            " finished_at = ? WHERE id = ?",
-            ("failed" if error else "delivered", error, attempts, destination, _now(), delivery_id),
+            f" finished_at = ?{assignments} WHERE id = ?",
+            ("failed" if error else "delivered", error, attempts, destination, _now(), *proof.values(), delivery_id),
         )
 
 
@@ -126,7 +171,9 @@ def history(
     if not ledger_file(root).exists():
         return []
     with closing(_connect(root)) as con:
-        rows = con.execute(f"SELECT * FROM deliveries {where} ORDER BY id DESC LIMIT ?", (*params, limit)).fetchall()
+        rows = con.execute(
+            f"SELECT {', '.join(_COLUMNS)} FROM deliveries {where} ORDER BY id DESC LIMIT ?", (*params, limit)
+        ).fetchall()
     return [Delivery(*row) for row in rows]
 
 
