@@ -5,4 +5,5 @@ pytest_plugins = [
     "beop_assets_tests.fixtures.gcs",
     "beop_assets_tests.fixtures.landing",
     "beop_assets_tests.fixtures.product",
+    "beop_assets_tests.fixtures.alerts",
 ]
