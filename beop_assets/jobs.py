@@ -55,13 +55,13 @@ EXPORT_JOBS_BY_MODE = {"specific": deliver_specific_exports_job, "global": deliv
     description="Removes landing days, model days, old Parquet versions, spool folders and ledger rows "
     "older than BEOP_RETENTION_DAYS; its output metadata lists what was removed.",
 )
-def purge_expired_data(context: OpExecutionContext, warehouse: Warehouse):
+def purge_expired(context: OpExecutionContext, warehouse: Warehouse):
     from dagster import MetadataValue
 
-    from beop_assets.retention import purge_expired
+    from beop_assets.retention import purge_expired as purge
 
     current = settings.current()
-    report = purge_expired(current.landing, warehouse.path(), current.retention_days, datetime.now(UTC).date())
+    report = purge(current.landing, warehouse.path(), current.retention_days, datetime.now(UTC).date())
     model_days = sorted({d for days in report.model_days.values() for d in days})
     context.log.info(
         f"kept data days from {report.first_kept_day} ({current.retention_days} days); removed "
@@ -91,4 +91,4 @@ def purge_expired_data(context: OpExecutionContext, warehouse: Warehouse):
     tags={"beop/kind": "retention"},
 )
 def purge_expired_data_job():
-    purge_expired_data()
+    purge_expired()

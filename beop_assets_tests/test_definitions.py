@@ -21,16 +21,28 @@ def test_definitions_load_with_every_asset_group_job_schedule_and_sensor():
         "rejected_participations": "participation_model",
         "crm_export_file": "specific_exports",
         "global_export_file": "global_exports",
+        "missed_deliveries": "operations",
     }
     assert {j.name for j in defs.resolve_all_job_defs()} >= {
         "load_participations",
         "deliver_specific_exports",
         "deliver_global_exports",
+        "detect_missed_deliveries",
+        "purge_expired_data",
     }
     repository = defs.get_repository_def()
-    assert [s.name for s in repository.schedule_defs] == ["nightly_participations_schedule"]
-    assert sorted(s.name for s in repository.sensor_defs) == ["deliver_loaded_days_sensor", "export_registry_sensor"]
-    assert len(list(graph.asset_check_keys)) == 8
+    assert sorted(s.name for s in repository.schedule_defs) == [
+        "missed_deliveries_schedule",
+        "nightly_participations_schedule",
+        "retention_schedule",
+    ]
+    assert sorted(s.name for s in repository.sensor_defs) == [
+        "alert_on_run_failure",
+        "deliver_loaded_days_sensor",
+        "export_registry_sensor",
+    ]
+    # four delivery checks per export asset, and the missed-day check
+    assert len(list(graph.asset_check_keys)) == 9
 
 
 def test_model_is_daily_and_exports_are_date_by_export():

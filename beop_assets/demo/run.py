@@ -15,6 +15,7 @@ data/demo/gcs/, so `make ui` after `make demo` still shows the bucket's earlier 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -151,6 +152,29 @@ def _stop_dagster_dev(process: subprocess.Popen) -> None:
         process.wait(timeout=10)
 
 
+def _location_state(url: str) -> str | None:
+    """ "loaded", the load error, or None while the webserver or the code location is still starting."""
+    query = (
+        "{ workspaceOrError { ... on Workspace { locationEntries { loadStatus "
+        "locationOrLoadError { __typename ... on PythonError { message } } } } } }"
+    )
+    request = urllib.request.Request(
+        f"{url}/graphql", data=json.dumps({"query": query}).encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            entries = json.load(response)["data"]["workspaceOrError"]["locationEntries"]
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+    for entry in entries:
+        loaded = entry.get("locationOrLoadError") or {}
+        if loaded.get("__typename") == "PythonError":
+            return loaded.get("message", "load error").strip().splitlines()[0]
+        if entry.get("loadStatus") == "LOADED" and loaded.get("__typename") == "RepositoryLocation":
+            return "loaded"
+    return None
+
+
 def serve_ui(port: int, echo: Callable[[str], None]) -> int:
     """`dagster dev` on 127.0.0.1:`port` until Ctrl-C (or until it exits); returns its exit code."""
     command = _dagster_dev_command(port)
@@ -159,15 +183,16 @@ def serve_ui(port: int, echo: Callable[[str], None]) -> int:
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + UI_READY_TIMEOUT_S
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                with urllib.request.urlopen(f"{url}/server_info", timeout=2):
-                    break
-            except OSError:
+        state = None
+        while time.monotonic() < deadline and process.poll() is None and state is None:
+            state = _location_state(url)
+            if state is None:
                 time.sleep(0.5)
-        if process.poll() is None:
+        if process.poll() is None and state == "loaded":
             echo(f"   the UI is up: {url}  (Ctrl-C stops the UI and the demo servers)")
             echo("   try: Assets > crm_export_file > Materialize > pick days and one export, or all exports of a day")
+        elif process.poll() is None:
+            echo(f"   the UI is up at {url}, but the code did not load: {state or 'not loaded in time'}")
         process.wait()
         return process.returncode or 0
     except KeyboardInterrupt:
