@@ -45,6 +45,16 @@ def test_definitions_load_with_every_asset_group_job_schedule_and_sensor():
     assert len(list(graph.asset_check_keys)) == 9
 
 
+def test_every_asset_has_an_owner_and_tags_and_partitions_start_90_days_back():
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.owners == ["team:data-platform"], key
+        assert node.tags.get("domain"), key
+    start = graph.get(AssetKey("participations")).partitions_def.start.date()
+    assert (date.today() - start).days in (90, 91)  # the UI's partition bar stays readable
+
+
 def test_model_is_daily_and_exports_are_date_by_export():
     graph = defs.resolve_asset_graph()
     assert isinstance(graph.get(AssetKey("participations")).partitions_def, DailyPartitionsDefinition)

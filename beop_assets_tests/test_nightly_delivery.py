@@ -59,6 +59,19 @@ def test_first_tick_after_a_three_day_backfill_delivers_three_days_per_export(pr
             partition_key=request.partition_key, instance=instance, tags=request.tags
         )
         assert run.success, request.partition_key
+        (materialization,) = [
+            m for node in ("crm_export_file", "global_export_file") for m in run.asset_materializations_for_node(node)
+        ]
+        metadata = materialization.metadata
+        # What the UI shows: the row count and the file's columns, next to the delivery's receipt.
+        day = date.fromisoformat(request.partition_key.split("|")[0])
+        assert metadata["dagster/row_count"].value == DAYS.index(day) + 1
+        columns = [c.name for c in metadata["dagster/column_schema"].schema.columns]
+        if request.partition_key.endswith("acme-crm"):
+            assert columns[:3] == ["email", "phone", "firstname"] and len(columns) == 15
+        else:
+            assert columns[0] == "questions" and columns[-1] == "content_version"
+        assert "file_name" in metadata and "sha256" in metadata
 
     delivered = ledger.history(root=product.landing.warehouse, status="delivered")
     assert sorted((d.export_id, d.data_day) for d in delivered) == sorted(
