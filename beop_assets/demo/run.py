@@ -217,7 +217,8 @@ def run_demo(
     current = settings.current()
     landing = Path(current.landing)
     demo = DEMO_DIR.resolve()
-    os.environ.setdefault("BEOP_EXPORTS", str(demo / "exports.yaml"))
+    # Always the demo's own registry: an operator's BEOP_EXPORTS file is never overwritten.
+    os.environ["BEOP_EXPORTS"] = str(demo / "exports.yaml")
     if not skip_run or not (landing / "participations" / f"date={day.isoformat()}").exists():
         echo(f"1. generating {count} participations for {day} into {landing}/")
         generate_day(landing, day, count, seed=1, faults=True)
