@@ -49,7 +49,7 @@ class MissedDayReport:
 
 def expected_exports(registry: Registry) -> list[tuple[str, str | None]]:
     """Every enabled export, valid or broken (a broken one delivers nothing: that is a missed day too)."""
-    ids = [(i, mode) for mode in ("specific", "global") for i in registry.scheduled_ids(mode)]
+    ids: list[tuple[str, str | None]] = [(i, m) for m in ("specific", "global") for i in registry.scheduled_ids(m)]
     seen = {i for i, _ in ids}
     ids += [(i, m) for i, m in sorted(registry.broken.items()) if m is None and i not in seen and is_export_id(i)]
     return ids

@@ -121,7 +121,8 @@ def purge_model(root: Path, keep_from: date, report: PurgeReport, now: float) ->
             db.execute("BEGIN TRANSACTION")
             for table in warehouse.MODEL_TABLES:
                 if table in existing:
-                    (count,) = db.execute(f"SELECT count(*) FROM {table} WHERE day < ?", [keep_from]).fetchone()
+                    counted = db.execute(f"SELECT count(*) FROM {table} WHERE day < ?", [keep_from]).fetchone()
+                    count = counted[0] if counted else 0
                     db.execute(f"DELETE FROM {table} WHERE day < ?", [keep_from])
                     report.database_rows[table] = int(count)
             db.execute("COMMIT")

@@ -18,10 +18,12 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 from dagster import (
+    AddDynamicPartitionsRequest,
     AssetKey,
     AssetRecordsFilter,
     DagsterRunStatus,
     DefaultSensorStatus,
+    DeleteDynamicPartitionsRequest,
     RunFailureSensorContext,
     RunRequest,
     RunsFilter,
@@ -57,7 +59,8 @@ def registry_partition_requests(registry_resource: ExportRegistry, instance) -> 
     registry = registry_resource.load()
     if registry.unreadable:
         raise ValueError("; ".join(map(str, registry.faults)))
-    requests, changes = [], []
+    requests: list[AddDynamicPartitionsRequest | DeleteDynamicPartitionsRequest] = []
+    changes: list[str] = []
     for mode, partitions in EXPORT_PARTITIONS_BY_MODE.items():
         wanted = set(registry.scheduled_ids(mode))
         current = set(instance.get_dynamic_partitions(partitions.name))

@@ -82,6 +82,7 @@ def _start_sftp(echo: Callable[[str], None]):
     from beop_assets.demo.sshd import LocalSshd, SshdError
     from beop_assets.demo.user_sshd import UserSshd
 
+    server: LocalSshd | UserSshd
     try:
         if os.geteuid() == 0:
             server = LocalSshd().start()
