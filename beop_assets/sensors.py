@@ -141,6 +141,8 @@ def delivery_requests(registry_resource: ExportRegistry, instance, loads: dict[d
     so a given load asks once, and a failed delivery is not retried in a loop (the failure is
     announced instead); a later reload of the day asks again for what is still undelivered."""
     registry = registry_resource.load()
+    if registry.unreadable:
+        raise ValueError("; ".join(map(str, registry.faults)))
     requests = []
     for mode, job in EXPORT_JOBS_BY_MODE.items():
         known = set(instance.get_dynamic_partitions(EXPORT_PARTITIONS_BY_MODE[mode].name))
@@ -179,7 +181,11 @@ def deliver_loaded_days_sensor(context: SensorEvaluationContext, registry: Expor
     loads = loaded_days(context.instance, days)
     if not loads:
         return SkipReason(f"no day loaded in the last {lookback} days")
-    requests = delivery_requests(registry, context.instance, loads)
+    try:
+        requests = delivery_requests(registry, context.instance, loads)
+    except ValueError as exc:
+        # Not "all delivered": nobody can tell which exports are due until the registry is fixed.
+        return SkipReason(f"registry unreadable, no delivery requested: {exc}")
     if not requests:
         return SkipReason(
             f"every scheduled export of {', '.join(d.isoformat() for d in sorted(loads))} is already delivered"

@@ -94,12 +94,18 @@ def _schedule_default() -> str:
     return value
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(f"BEOP_ALERT_SMTP_PORT={text!r}: expected a TCP port number (25, 465, 587, ...)")
+    return int(text)
+
+
 def alert_settings() -> AlertSettings:
     env = os.environ.get
     return AlertSettings(
         webhook_url=env("BEOP_ALERT_WEBHOOK_URL") or None,
         smtp_host=env("BEOP_ALERT_SMTP_HOST") or None,
-        smtp_port=int(env("BEOP_ALERT_SMTP_PORT") or "25"),
+        smtp_port=_port(env("BEOP_ALERT_SMTP_PORT") or "25"),
         smtp_from=env("BEOP_ALERT_SMTP_FROM") or "beop-exports@localhost",
         smtp_to=tuple(a.strip() for a in (env("BEOP_ALERT_SMTP_TO") or "").split(",") if a.strip()),
         smtp_user=env("BEOP_ALERT_SMTP_USER") or None,

@@ -114,3 +114,20 @@ def test_retention_never_accepts_a_window_of_zero_days(monkeypatch):
         settings.current()
     with pytest.raises(ValueError):
         first_kept_day(TODAY, 0)
+
+
+def test_a_gcs_landing_zone_loses_its_expired_days_only(gcs_emulator, gcs_bucket, monkeypatch, tmp_path):
+    client = gcs_emulator.client()
+    bucket = client.bucket(gcs_bucket)
+    old, kept = days_back(40, 30)
+    names = [
+        f"landing/participations/date={old}/a.ndjson",
+        f"landing/participations/date={old}/b.ndjson.gz",
+        f"landing/participations/date={kept}/a.ndjson",
+        "landing/reference/accounts.ndjson",
+    ]
+    for name in names:
+        bucket.blob(name).upload_from_string(b"{}\n")
+    report = purge_expired(f"gs://{gcs_bucket}/landing", tmp_path / "warehouse", 30, TODAY)
+    assert report.landing_days == [old.isoformat()]
+    assert sorted(b.name for b in client.list_blobs(gcs_bucket)) == sorted(names[2:])

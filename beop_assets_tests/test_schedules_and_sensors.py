@@ -422,3 +422,11 @@ def test_delivery_sensor_ignores_a_materialization_without_a_partition(instance,
     result = tick(deliver_loaded_days_sensor, instance, scheduled)
     assert not result.run_requests
     assert result.skip_message == "no day loaded in the last 7 days"
+
+
+def test_delivery_sensor_requests_nothing_and_says_why_while_the_registry_is_unreadable(instance, scheduled):
+    load(instance, YESTERDAY)
+    scheduled.write("exports: [unterminated\n")
+    result = tick(deliver_loaded_days_sensor, instance, scheduled)
+    assert not result.run_requests
+    assert result.skip_message.startswith("registry unreadable, no delivery requested: ")
