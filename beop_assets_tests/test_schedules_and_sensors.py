@@ -430,3 +430,14 @@ def test_delivery_sensor_requests_nothing_and_says_why_while_the_registry_is_unr
     result = tick(deliver_loaded_days_sensor, instance, scheduled)
     assert not result.run_requests
     assert result.skip_message.startswith("registry unreadable, no delivery requested: ")
+
+
+def test_the_missed_day_deadline_is_a_setting():
+    env = {**os.environ, "BEOP_MISSED_DAY_DEADLINE": "07:30"}
+    code = "from beop_assets.schedules import missed_deliveries_schedule as s; print(s.cron_schedule)"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "30 7 * * *", done.stderr
+    bad = subprocess.run(
+        [sys.executable, "-c", code], env={**env, "BEOP_MISSED_DAY_DEADLINE": "6h"}, capture_output=True, text=True
+    )
+    assert bad.returncode != 0 and "BEOP_MISSED_DAY_DEADLINE='6h': expected HH:MM (UTC)" in bad.stderr
