@@ -46,8 +46,10 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/python -m beop_assets_tests.layering
 
-ui: setup
-	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/.dagster_home} $(BIN)/dagster dev
+# The UI on the demo's instance and registry, with the demo's SFTP server and GCS emulator running, so
+# that runs and backfills launched from the UI deliver. Ctrl-C stops everything it started.
+ui: setup system-packages
+	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/.dagster_home} $(BIN)/beop-exports demo --ui --skip-run
 
 bench: setup system-packages
 	$(BIN)/python bench/run.py

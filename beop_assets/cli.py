@@ -88,12 +88,21 @@ def generate(day: date, count: int, seed: int, with_faults: bool) -> None:
 
 @main.command()
 @click.option("--export", "export_id", default=None, help="Only this export.")
-@click.option("--date", "day", default=None, callback=_day, help="Only this data day.")
+@click.option(
+    "--date", "day", default=None, callback=_day, help="Only this data day (with --missing: default yesterday)."
+)
 @click.option("--limit", default=50, show_default=True)
-def history(export_id: str | None, day: date | None, limit: int) -> None:
-    """The delivery ledger: every attempt and its result, newest first."""
+@click.option(
+    "--missing",
+    is_flag=True,
+    help="List every enabled export without a successful delivery of the day; exit 1 if there is one.",
+)
+def history(export_id: str | None, day: date | None, limit: int, missing: bool) -> None:
+    """The delivery ledger: every attempt and its result, newest first (or, with --missing, the gaps)."""
     from beop_assets.delivery import ledger
 
+    if missing:
+        sys.exit(_missing(day, export_id))
     rows = ledger.history(export_id, day, limit=limit)
     for r in rows:
         click.echo(
@@ -103,6 +112,30 @@ def history(export_id: str | None, day: date | None, limit: int) -> None:
         )
     if not rows:
         click.echo("no deliveries recorded")
+
+
+def _missing(day: date | None, export_id: str | None) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from beop_assets.missed_days import deadline_of, missed_deliveries
+    from beop_assets.resources import ExportRegistry
+
+    current = settings.current()
+    day = day or (datetime.now(UTC) - timedelta(days=1)).date()
+    report = missed_deliveries(ExportRegistry().load(), day)
+    missed = [m for m in report.missed if export_id is None or m.export_id == export_id]
+    deadline = deadline_of(day, current.missed_day_deadline)
+    note = "" if datetime.now(UTC) >= deadline else " (the deadline has not passed yet)"
+    for fault in report.faults:
+        click.echo(f"FAULT {fault}")
+    for m in missed:
+        click.echo(f"MISSING {m.export_id}  {m.day}  {m.describe()}")
+    checked = [i for i in report.checked if export_id is None or i == export_id]
+    click.echo(
+        f"{day}: {len(checked) - len(missed)} of {len(checked)} enabled export(s) delivered, {len(missed)} missing; "
+        f"deadline {deadline:%Y-%m-%d %H:%M} UTC{note}"
+    )
+    return 1 if missed or report.faults else 0
 
 
 @main.command()
@@ -118,11 +151,19 @@ def check(export_ids: tuple[str, ...]) -> None:
 @main.command()
 @click.option("--date", "day", default=None, callback=_day, help="Data day of the demo (default: yesterday).")
 @click.option("--participations", "count", default=2000, show_default=True)
-def demo(day: date | None, count: int) -> None:
+@click.option(
+    "--ui",
+    is_flag=True,
+    help="Then keep the demo's SFTP server and GCS emulator running with `dagster dev`, so that runs and "
+    "backfills launched from the UI deliver; Ctrl-C stops everything it started.",
+)
+@click.option("--skip-run", is_flag=True, help="With --ui: do not generate data or run the daily job first.")
+@click.option("--port", default=3000, show_default=True, help="With --ui: the UI's port on 127.0.0.1.")
+def demo(day: date | None, count: int, ui: bool, skip_run: bool, port: int) -> None:
     """Generate demo data, start a local SFTP server and GCS emulator, run the daily job, show the files."""
     from beop_assets.demo.run import run_demo
 
-    sys.exit(run_demo(day, count, echo=click.echo))
+    sys.exit(run_demo(day, count, echo=click.echo, ui=ui, skip_run=skip_run, ui_port=port))
 
 
 if __name__ == "__main__":

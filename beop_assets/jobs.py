@@ -1,8 +1,23 @@
-"""The jobs operators launch, backfill and schedule: load a day; deliver specific or global exports."""
+"""The jobs operators launch, backfill and schedule: load a day; deliver specific or global exports;
+check a day's deliveries against the deadline; purge what is older than the retention window."""
 
-from dagster import AssetSelection, define_asset_job
+from datetime import UTC, datetime
 
+from dagster import (
+    AssetSelection,
+    Nothing,
+    OpExecutionContext,
+    Out,
+    Output,
+    define_asset_job,
+    in_process_executor,
+    job,
+    op,
+)
+
+from beop_assets import settings
 from beop_assets.partitions import data_days, global_export_days, specific_export_days
+from beop_assets.resources import Warehouse
 
 load_participations_job = define_asset_job(
     "load_participations",
@@ -25,4 +40,55 @@ deliver_global_exports_job = define_asset_job(
     description="Build and deliver one global export's ndJSON.gz for one data day, then verify it.",
 )
 
+detect_missed_deliveries_job = define_asset_job(
+    "detect_missed_deliveries",
+    selection=AssetSelection.assets("missed_deliveries"),
+    partitions_def=data_days,
+    description="Flag (and announce) every enabled export without a successful delivery of the data day.",
+)
+
 EXPORT_JOBS_BY_MODE = {"specific": deliver_specific_exports_job, "global": deliver_global_exports_job}
+
+
+@op(
+    out=Out(Nothing),
+    description="Removes landing days, model days, old Parquet versions, spool folders and ledger rows "
+    "older than BEOP_RETENTION_DAYS; its output metadata lists what was removed.",
+)
+def purge_expired(context: OpExecutionContext, warehouse: Warehouse):
+    from dagster import MetadataValue
+
+    from beop_assets.retention import purge_expired as purge
+
+    current = settings.current()
+    report = purge(current.landing, warehouse.path(), current.retention_days, datetime.now(UTC).date())
+    model_days = sorted({d for days in report.model_days.values() for d in days})
+    context.log.info(
+        f"kept data days from {report.first_kept_day} ({current.retention_days} days); removed "
+        f"{len(report.landing_days)} landing days, {len(model_days)} model days, "
+        f"{len(report.parquet_versions)} old Parquet versions, {len(report.spool_folders)} spool folders, "
+        f"{report.ledger_rows} ledger rows"
+    )
+    yield Output(
+        None,
+        metadata={
+            "retention_days": MetadataValue.int(current.retention_days),
+            "first_kept_day": MetadataValue.text(report.first_kept_day.isoformat()),
+            "landing_days_removed": MetadataValue.json(report.landing_days),
+            "model_days_removed": MetadataValue.json(report.model_days),
+            "database_rows_removed": MetadataValue.json(report.database_rows),
+            "parquet_versions_removed": MetadataValue.int(len(report.parquet_versions)),
+            "spool_folders_removed": MetadataValue.int(len(report.spool_folders)),
+            "ledger_rows_removed": MetadataValue.int(report.ledger_rows),
+        },
+    )
+
+
+@job(
+    name="purge_expired_data",
+    executor_def=in_process_executor,
+    description="Purge personal data older than BEOP_RETENTION_DAYS (landing, model, spool, ledger).",
+    tags={"beop/kind": "retention"},
+)
+def purge_expired_data_job():
+    purge_expired()

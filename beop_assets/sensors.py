@@ -1,36 +1,57 @@
-"""Sensors that keep Dagster in step with the outside world.
+"""Sensors that keep Dagster in step with the outside world, and tell someone when a run fails.
 
 - `export_registry_sensor` syncs the registry file into the two dynamic partition sets, so that an
   export added, disabled or removed in `exports.yaml` appears or disappears without a restart.
-- `deliver_loaded_days_sensor` requests the day's delivery of every scheduled export once the
-  participations of that day have been loaded (by the nightly schedule, a backfill or the CLI),
-  skipping exports already delivered for that day.
+- `deliver_loaded_days_sensor` delivers every loaded day not yet delivered, for every scheduled
+  export, within the look-back window (BEOP_DELIVERY_LOOKBACK_DAYS, 7 by default).
+- `alert_on_run_failure` sends every failed run (export, day, error, run id) to the alert channels.
+
+Why the delivery sensor scans a window instead of following new load events with a cursor: a cursor
+only sees what happened after the sensor first ran, so a fresh deployment (or a sensor switched on
+after a backfill of loads) would never deliver the days loaded before it. Scanning "every loaded day
+of the last N days, minus what is delivered or being delivered" is right on every tick, the first one
+included, and costs two event-log queries per export kind.
 """
 
-from datetime import date
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
 
 from dagster import (
+    AddDynamicPartitionsRequest,
     AssetKey,
     AssetRecordsFilter,
+    DagsterRunStatus,
     DefaultSensorStatus,
-    EventLogEntry,
+    DeleteDynamicPartitionsRequest,
+    RunFailureSensorContext,
     RunRequest,
+    RunsFilter,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
-    asset_sensor,
+    run_failure_sensor,
     sensor,
 )
 
+from beop_assets import alerts, settings
 from beop_assets.jobs import (
     EXPORT_JOBS_BY_MODE,
     deliver_global_exports_job,
     deliver_specific_exports_job,
 )
-from beop_assets.partitions import EXPORT_PARTITIONS_BY_MODE, export_day_key
+from beop_assets.partitions import EXPORT_PARTITIONS_BY_MODE, data_days, export_day_key
 from beop_assets.resources import ExportRegistry
 
 EXPORT_ASSET_BY_MODE = {"specific": AssetKey("crm_export_file"), "global": AssetKey("global_export_file")}
+LOADED_ASSET = AssetKey("participations")
+IN_FLIGHT = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+]
+PAGE = 1000
 
 
 def registry_partition_requests(registry_resource: ExportRegistry, instance) -> tuple[list, list[str]]:
@@ -38,7 +59,8 @@ def registry_partition_requests(registry_resource: ExportRegistry, instance) -> 
     registry = registry_resource.load()
     if registry.unreadable:
         raise ValueError("; ".join(map(str, registry.faults)))
-    requests, changes = [], []
+    requests: list[AddDynamicPartitionsRequest | DeleteDynamicPartitionsRequest] = []
+    changes: list[str] = []
     for mode, partitions in EXPORT_PARTITIONS_BY_MODE.items():
         wanted = set(registry.scheduled_ids(mode))
         current = set(instance.get_dynamic_partitions(partitions.name))
@@ -68,33 +90,76 @@ def export_registry_sensor(context: SensorEvaluationContext, registry: ExportReg
     return SensorResult(dynamic_partitions_requests=requests)
 
 
-def _already_delivered(instance, mode: str, day: date, export_id: str) -> bool:
-    records = instance.fetch_materializations(
-        AssetRecordsFilter(
-            asset_key=EXPORT_ASSET_BY_MODE[mode], asset_partitions=[str(export_day_key(day, export_id))]
-        ),
-        limit=1,
-    )
-    return bool(records.records)
+# --------------------------------------------------------------------------------------------------
+# Delivery of loaded days
+# --------------------------------------------------------------------------------------------------
 
 
-def delivery_requests(registry_resource: ExportRegistry, instance, day: date, load_id: str) -> list[RunRequest]:
-    """One run request per scheduled export of `day` that has not been delivered yet.
+def today() -> date:
+    return datetime.now(UTC).date()
 
-    The run key names the load (`load_id`, the run that loaded the day): a given load never
-    asks twice, while a later reload of the day asks again for what is still undelivered (a delivery
-    that failed the first time)."""
+
+def lookback_days(until: date, lookback: int) -> list[date]:
+    """The data days the sensor considers, oldest first: `lookback` days before `until`, and `until`."""
+    days = [until - timedelta(days=n) for n in range(lookback, -1, -1)]
+    return [d for d in days if data_days.has_partition_key(d.isoformat())]
+
+
+def _partition_records(instance, asset_key: AssetKey, partitions: list[str]):
+    """Every materialization record of those partitions, newest first (paged)."""
+    cursor = None
+    while partitions:
+        page = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=asset_key, asset_partitions=partitions), limit=PAGE, cursor=cursor
+        )
+        yield from page.records
+        if not page.has_more:
+            return
+        cursor = page.cursor
+
+
+def loaded_days(instance, days: list[date]) -> dict[date, str]:
+    """Each day of `days` that has been loaded, with the id of its latest load (its run id)."""
+    latest: dict[date, str] = {}
+    for record in _partition_records(instance, LOADED_ASSET, [d.isoformat() for d in days]):
+        day = date.fromisoformat(record.partition_key)
+        if day not in latest:  # newest first: the first record of a day is its latest load
+            entry = record.event_log_entry
+            latest[day] = entry.run_id or f"{entry.timestamp:.6f}"
+    return latest
+
+
+def _in_flight_partitions(instance, job_name: str) -> set[str]:
+    runs = instance.get_runs(RunsFilter(job_name=job_name, statuses=IN_FLIGHT))
+    return {run.tags.get("dagster/partition") for run in runs if run.tags.get("dagster/partition")}
+
+
+def delivery_requests(registry_resource: ExportRegistry, instance, loads: dict[date, str]) -> list[RunRequest]:
+    """One run request per (loaded day, scheduled export) neither delivered nor being delivered.
+
+    The run key names the load (the run that loaded the day): the daemon never launches a run key twice,
+    so a given load asks once, and a failed delivery is not retried in a loop (the failure is
+    announced instead); a later reload of the day asks again for what is still undelivered."""
     registry = registry_resource.load()
+    if registry.unreadable:
+        raise ValueError("; ".join(map(str, registry.faults)))
     requests = []
     for mode, job in EXPORT_JOBS_BY_MODE.items():
         known = set(instance.get_dynamic_partitions(EXPORT_PARTITIONS_BY_MODE[mode].name))
-        for export_id in registry.scheduled_ids(mode):
-            if export_id not in known or _already_delivered(instance, mode, day, export_id):
+        wanted = {
+            str(export_day_key(day, export_id)): (day, export_id)
+            for day in sorted(loads)
+            for export_id in registry.scheduled_ids(mode)
+            if export_id in known
+        }
+        done = {r.partition_key for r in _partition_records(instance, EXPORT_ASSET_BY_MODE[mode], sorted(wanted))}
+        busy = _in_flight_partitions(instance, job.name) if wanted else set()
+        for key, (day, _) in sorted(wanted.items()):
+            if key in done or key in busy:
                 continue
-            key = export_day_key(day, export_id)
             requests.append(
                 RunRequest(
-                    run_key=f"deliver-{key}@load-{load_id}",
+                    run_key=f"deliver-{key}@load-{loads[day]}",
                     job_name=job.name,
                     partition_key=key,
                     tags={"beop/trigger": "day-loaded"},
@@ -103,46 +168,76 @@ def delivery_requests(registry_resource: ExportRegistry, instance, day: date, lo
     return requests
 
 
-@asset_sensor(
-    asset_key=AssetKey("participations"),
+@sensor(
     jobs=[deliver_specific_exports_job, deliver_global_exports_job],
     minimum_interval_seconds=15,
     default_status=DefaultSensorStatus.RUNNING,
-    description="When a day of participations is loaded, delivers that day for every export not yet delivered.",
+    description="Delivers every loaded day of the look-back window (BEOP_DELIVERY_LOOKBACK_DAYS, 7 by "
+    "default) for every scheduled export not yet delivered; never sends a delivered day again.",
 )
-def deliver_loaded_days_sensor(context: SensorEvaluationContext, asset_event: EventLogEntry, registry: ExportRegistry):
-    days = _loaded_days(context, asset_event)
-    if not days:
-        return SkipReason("materialization without a partition")
-    requests = [r for day, load_id in days.items() for r in delivery_requests(registry, context.instance, day, load_id)]
+def deliver_loaded_days_sensor(context: SensorEvaluationContext, registry: ExportRegistry):
+    lookback = settings.current().delivery_lookback_days
+    days = lookback_days(today(), lookback)
+    loads = loaded_days(context.instance, days)
+    if not loads:
+        return SkipReason(f"no day loaded in the last {lookback} days")
+    try:
+        requests = delivery_requests(registry, context.instance, loads)
+    except ValueError as exc:
+        # Not "all delivered": nobody can tell which exports are due until the registry is fixed.
+        return SkipReason(f"registry unreadable, no delivery requested: {exc}")
     if not requests:
-        return SkipReason(f"every scheduled export of {', '.join(map(str, days))} is already delivered")
+        return SkipReason(
+            f"every scheduled export of {', '.join(d.isoformat() for d in sorted(loads))} is already delivered"
+            " (or being delivered)"
+        )
     return requests
 
 
-def _load_id(entry: EventLogEntry) -> str:
-    return entry.run_id or f"{entry.timestamp:.6f}"
+# --------------------------------------------------------------------------------------------------
+# Alerts on failed runs
+# --------------------------------------------------------------------------------------------------
 
 
-def _loaded_days(context: SensorEvaluationContext, asset_event: EventLogEntry) -> dict[date, str]:
-    """Every day loaded since the previous tick, oldest first. `asset_sensor` hands over only the
-    LATEST new materialization: when several days are loaded between two ticks (a backfill of loads),
-    the earlier ones would otherwise never be delivered. `context.cursor` is still the previous tick's
-    (the storage id of the last materialization it handled); on a first tick, only the latest counts.
-    Returns each day with the id of its latest load."""
-    loads: list[tuple[str | None, str]] = []
+def _step_error(context: RunFailureSensorContext) -> str:
+    """The product's message of the first failed step (not Dagster's wrapper around it)."""
+    for event in context.get_step_failure_events():
+        error = getattr(event.event_specific_data, "error", None)
+        while error is not None and error.cause is not None and error.cls_name.startswith("Dagster"):
+            error = error.cause
+        if error is not None:
+            return (error.message or error.cls_name).strip()
+    return context.failure_event.message or "run failed"
+
+
+def run_failure_alert_of(context: RunFailureSensorContext) -> alerts.Alert:
+    run = context.dagster_run
+    partition = run.tags.get("dagster/partition")
+    export_id = day = None
+    if partition and "|" in partition:
+        day, _, export_id = partition.partition("|")
+    elif partition:
+        day = partition
+    return alerts.run_failure_alert(run.job_name, run.run_id, _step_error(context), export_id=export_id, day=day)
+
+
+@run_failure_sensor(
+    name="alert_on_run_failure",
+    default_status=DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Sends every failed run (export, data day, error, run id) to BEOP_ALERT_WEBHOOK_URL "
+    "and/or by e-mail (BEOP_ALERT_SMTP_*).",
+)
+def alert_on_run_failure(context: RunFailureSensorContext):
+    config = settings.current().alerts
+    alert = run_failure_alert_of(context)
+    if not config.enabled:
+        context.log.warning(f"no alert channel configured; not sent: {alert.subject}")
+        return
     try:
-        after = int(context.cursor) if context.cursor else None
-    except ValueError:
-        after = None
-    while after is not None:
-        page = context.instance.fetch_materializations(
-            AssetRecordsFilter(asset_key=AssetKey("participations"), after_storage_id=after),
-            limit=500,
-            ascending=True,
-        )
-        loads += [(record.partition_key, _load_id(record.event_log_entry)) for record in page.records]
-        after = page.records[-1].storage_id if page.has_more and page.records else None
-    materialization = asset_event.asset_materialization
-    loads.append((materialization.partition if materialization is not None else None, _load_id(asset_event)))
-    return {date.fromisoformat(partition): load_id for partition, load_id in loads if partition}
+        exports = ExportRegistry().load().exports.values()
+        secrets = alerts.registry_secrets(exports)
+    except Exception:  # an unreadable registry must not stop the alert; its masks are then lost
+        secrets = []
+    sent = alerts.send_alert(alert, config, secrets)
+    context.log.info(f"alert sent ({', '.join(sent)}): {alert.subject}")

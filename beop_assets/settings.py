@@ -2,21 +2,52 @@
 
 Nothing here is cached in module globals: the same process (a test, `dagster dev`) may see the
 settings change, and the registry file is re-read on every use so that edits need no restart.
+Every variable, its default and why is listed in docs/operators-guide.md.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from datetime import date
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 DEFAULT_LANDING = "data/landing"
 DEFAULT_WAREHOUSE = "data/warehouse"
 DEFAULT_EXPORTS = "exports.yaml"
-# The first data day that Dagster offers as a partition. Early enough for any history a customer
-# could ask to backfill; override with BEOP_START_DATE.
-DEFAULT_START_DATE = "2020-01-01"
+# The first data day Dagster offers as a partition is this many days back (BEOP_START_DATE overrides):
+# a partition bar of a few months stays readable; an older backfill sets BEOP_START_DATE.
+DEFAULT_START_DAYS_BACK = 90
+# How many data days back the delivery sensor looks for loaded days not yet delivered.
+DEFAULT_DELIVERY_LOOKBACK_DAYS = 7
+# By this time (UTC) yesterday's file of every enabled export must have been delivered.
+DEFAULT_MISSED_DAY_DEADLINE = "06:00"
+# Landing days, model days, spool files and ledger rows older than this many days are purged.
+DEFAULT_RETENTION_DAYS = 30
+SCHEDULE_STATES = ("running", "stopped")
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """Where alerts go: a Slack-compatible webhook and/or e-mail over SMTP (none: alerts are only logged)."""
+
+    webhook_url: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str | None = None
+    smtp_to: tuple[str, ...] = ()
+    smtp_user: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    smtp_starttls: bool = False
+    timeout_s: float = 10.0
+
+    @property
+    def email_enabled(self) -> bool:
+        return bool(self.smtp_host and self.smtp_to)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.webhook_url) or self.email_enabled
 
 
 @dataclass(frozen=True)
@@ -26,10 +57,66 @@ class Settings:
     exports_file: Path
     start_date: str
     gzip_level: int
+    schedule_default: str = "running"
+    delivery_lookback_days: int = DEFAULT_DELIVERY_LOOKBACK_DAYS
+    missed_day_deadline: time = time(6, 0)
+    retention_days: int = DEFAULT_RETENTION_DAYS
+    alerts: AlertSettings = field(default_factory=AlertSettings)
 
     @property
     def landing_is_gcs(self) -> bool:
         return self.landing.startswith("gs://")
+
+
+def _positive_int(name: str, default: int) -> int:
+    text = os.environ.get(name, str(default))
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{name}={text!r}: expected a whole number of days") from None
+    if value < 1:
+        raise ValueError(f"{name}={text!r}: expected at least 1")
+    return value
+
+
+def parse_clock(text: str, name: str = "BEOP_MISSED_DAY_DEADLINE") -> time:
+    try:
+        hours, minutes = text.split(":")
+        return time(int(hours), int(minutes))
+    except ValueError:
+        raise ValueError(f"{name}={text!r}: expected HH:MM (UTC), e.g. 06:00") from None
+
+
+def _schedule_default() -> str:
+    value = os.environ.get("BEOP_SCHEDULE_DEFAULT", "running").strip().lower()
+    if value not in SCHEDULE_STATES:
+        raise ValueError(f"BEOP_SCHEDULE_DEFAULT={value!r}: expected one of {', '.join(SCHEDULE_STATES)}")
+    return value
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(f"BEOP_ALERT_SMTP_PORT={text!r}: expected a TCP port number (25, 465, 587, ...)")
+    return int(text)
+
+
+def alert_settings() -> AlertSettings:
+    env = os.environ.get
+    return AlertSettings(
+        webhook_url=env("BEOP_ALERT_WEBHOOK_URL") or None,
+        smtp_host=env("BEOP_ALERT_SMTP_HOST") or None,
+        smtp_port=_port(env("BEOP_ALERT_SMTP_PORT") or "25"),
+        smtp_from=env("BEOP_ALERT_SMTP_FROM") or "beop-exports@localhost",
+        smtp_to=tuple(a.strip() for a in (env("BEOP_ALERT_SMTP_TO") or "").split(",") if a.strip()),
+        smtp_user=env("BEOP_ALERT_SMTP_USER") or None,
+        smtp_password=env("BEOP_ALERT_SMTP_PASSWORD") or None,
+        smtp_starttls=(env("BEOP_ALERT_SMTP_STARTTLS") or "").lower() in ("1", "true", "yes"),
+    )
+
+
+def default_start_date(today: date | None = None) -> str:
+    today = today or datetime.now(UTC).date()
+    return (today - timedelta(days=DEFAULT_START_DAYS_BACK)).isoformat()
 
 
 def current() -> Settings:
@@ -37,8 +124,13 @@ def current() -> Settings:
         landing=os.environ.get("BEOP_LANDING", DEFAULT_LANDING),
         warehouse=Path(os.environ.get("BEOP_WAREHOUSE", DEFAULT_WAREHOUSE)),
         exports_file=Path(os.environ.get("BEOP_EXPORTS", DEFAULT_EXPORTS)),
-        start_date=os.environ.get("BEOP_START_DATE", DEFAULT_START_DATE),
+        start_date=os.environ.get("BEOP_START_DATE") or default_start_date(),
         gzip_level=int(os.environ.get("BEOP_GZIP_LEVEL", "1")),
+        schedule_default=_schedule_default(),
+        delivery_lookback_days=_positive_int("BEOP_DELIVERY_LOOKBACK_DAYS", DEFAULT_DELIVERY_LOOKBACK_DAYS),
+        missed_day_deadline=parse_clock(os.environ.get("BEOP_MISSED_DAY_DEADLINE", DEFAULT_MISSED_DAY_DEADLINE)),
+        retention_days=_positive_int("BEOP_RETENTION_DAYS", DEFAULT_RETENTION_DAYS),
+        alerts=alert_settings(),
     )
 
 

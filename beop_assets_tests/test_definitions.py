@@ -1,8 +1,9 @@
 """The one `Definitions` object loads, and shows operators what they expect in the UI."""
 
+import os
 import subprocess
 import sys
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from dagster import AssetKey, DailyPartitionsDefinition, MultiPartitionKey, MultiPartitionsDefinition
@@ -21,16 +22,49 @@ def test_definitions_load_with_every_asset_group_job_schedule_and_sensor():
         "rejected_participations": "participation_model",
         "crm_export_file": "specific_exports",
         "global_export_file": "global_exports",
+        "missed_deliveries": "operations",
     }
     assert {j.name for j in defs.resolve_all_job_defs()} >= {
         "load_participations",
         "deliver_specific_exports",
         "deliver_global_exports",
+        "detect_missed_deliveries",
+        "purge_expired_data",
     }
     repository = defs.get_repository_def()
-    assert [s.name for s in repository.schedule_defs] == ["nightly_participations_schedule"]
-    assert sorted(s.name for s in repository.sensor_defs) == ["deliver_loaded_days_sensor", "export_registry_sensor"]
-    assert len(list(graph.asset_check_keys)) == 8
+    assert sorted(s.name for s in repository.schedule_defs) == [
+        "missed_deliveries_schedule",
+        "nightly_participations_schedule",
+        "retention_schedule",
+    ]
+    assert sorted(s.name for s in repository.sensor_defs) == [
+        "alert_on_run_failure",
+        "deliver_loaded_days_sensor",
+        "export_registry_sensor",
+    ]
+    # four delivery checks per export asset, and the missed-day check
+    assert len(list(graph.asset_check_keys)) == 9
+
+
+def test_every_asset_has_an_owner_and_tags():
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.owners == ["team:data-platform"], key
+        assert node.tags.get("domain"), key
+
+
+def test_partitions_start_90_days_back_unless_beop_start_date_says_otherwise():
+    """Issue 15: from 2020-01-01 the UI showed 5,054 partitions for two exports: unreadable."""
+    code = "from beop_assets.partitions import data_days; print(data_days.start.date())"
+    env = {k: v for k, v in os.environ.items() if k != "BEOP_START_DATE"}
+    default = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert default.returncode == 0, default.stderr
+    assert default.stdout.strip() == (datetime.now(UTC).date() - timedelta(days=90)).isoformat()
+    older = subprocess.run(
+        [sys.executable, "-c", code], env={**env, "BEOP_START_DATE": "2021-03-01"}, capture_output=True, text=True
+    )
+    assert older.stdout.strip() == "2021-03-01", older.stderr
 
 
 def test_model_is_daily_and_exports_are_date_by_export():

@@ -36,7 +36,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DAGSTER = Path(sys.executable).with_name("dagster")
 LOCATION = "beop_exports"  # workspace.yaml
 
-DAYS = (date(2026, 11, 24), date(2026, 11, 25))
+# Recent days: inside the partitions' default range (90 days back) and the delivery sensor's look-back.
+DAYS = tuple(datetime.now(UTC).date() - timedelta(days=n) for n in (2, 1))
 PARTICIPATIONS_PER_DAY = 200
 
 CRM_ID = "acme-crm-e2e"

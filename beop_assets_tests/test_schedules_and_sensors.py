@@ -11,8 +11,11 @@ The same sensors running inside the real daemon are covered by `test_e2e_dagster
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,20 +25,25 @@ from dagster import (
     AddDynamicPartitionsRequest,
     AssetMaterialization,
     DagsterInstance,
+    DagsterRunStatus,
+    DefaultScheduleStatus,
+    DefaultSensorStatus,
     DeleteDynamicPartitionsRequest,
     build_schedule_context,
     build_sensor_context,
     partition_loading_context,
 )
 from dagster._core.definitions.sensor_definition import SensorExecutionData
+from dagster._core.storage.dagster_run import DagsterRun
 
 from beop_assets.definitions import defs
 from beop_assets.resources import ExportRegistry
-from beop_assets.schedules import nightly_participations_schedule
+from beop_assets.schedules import missed_deliveries_schedule, nightly_participations_schedule, retention_schedule
 from beop_assets.sensors import deliver_loaded_days_sensor, export_registry_sensor
 from beop_assets_tests.fixtures.landing import LandingZone
 
-DAY = date(2026, 11, 25)
+TODAY = datetime.now(UTC).date()
+YESTERDAY = TODAY - timedelta(days=1)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -43,15 +51,15 @@ DAY = date(2026, 11, 25)
 # --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "tick, data_day",
-    [
-        (datetime(2026, 11, 26, 0, 15, tzinfo=UTC), "2026-11-25"),
-        (datetime(2026, 1, 1, 0, 15, tzinfo=UTC), "2025-12-31"),
-        (datetime(2024, 3, 1, 0, 15, tzinfo=UTC), "2024-02-29"),
-    ],
-)
-def test_nightly_schedule_tick_loads_the_day_before_it(tick: datetime, data_day: str):
+def _at_0015(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, 0, 15, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("days_back", [0, 1, 31, 89])
+def test_nightly_schedule_tick_loads_the_day_before_it(days_back: int):
+    # Ticks inside the partitions' range (90 days back by default), across month ends.
+    tick = _at_0015(TODAY - timedelta(days=days_back))
+    data_day = (tick - timedelta(days=1)).date().isoformat()
     context = build_schedule_context(repository_def=defs.get_repository_def(), scheduled_execution_time=tick)
     result = nightly_participations_schedule.evaluate_tick(context)
     assert result.skip_message is None
@@ -61,6 +69,48 @@ def test_nightly_schedule_tick_loads_the_day_before_it(tick: datetime, data_day:
     assert request.run_key == f"load-{data_day}"  # a tick evaluated twice never loads the day twice
     assert request.tags["beop/trigger"] == "nightly"
     assert request.tags["dagster/partition"] == data_day
+
+
+def test_missed_deliveries_schedule_checks_yesterday_at_the_deadline():
+    assert missed_deliveries_schedule.cron_schedule == "0 6 * * *"
+    assert missed_deliveries_schedule.execution_timezone == "UTC"
+    tick = datetime(TODAY.year, TODAY.month, TODAY.day, 6, 0, tzinfo=UTC)
+    context = build_schedule_context(repository_def=defs.get_repository_def(), scheduled_execution_time=tick)
+    (request,) = missed_deliveries_schedule.evaluate_tick(context).run_requests
+    assert request.partition_key == YESTERDAY.isoformat()
+    assert missed_deliveries_schedule.job_name == "detect_missed_deliveries"
+    assert retention_schedule.job_name == "purge_expired_data"
+
+
+def test_schedules_and_sensors_start_running_on_a_fresh_deployment():
+    """Issue 15: the nightly schedule used to start STOPPED while the sensors ran: nothing was loaded."""
+    repository = defs.get_repository_def()
+    assert {s.name: s.default_status for s in repository.schedule_defs} == {
+        "nightly_participations_schedule": DefaultScheduleStatus.RUNNING,
+        "missed_deliveries_schedule": DefaultScheduleStatus.RUNNING,
+        "retention_schedule": DefaultScheduleStatus.RUNNING,
+    }
+    assert {s.name: s.default_status for s in repository.sensor_defs} == {
+        "export_registry_sensor": DefaultSensorStatus.RUNNING,
+        "deliver_loaded_days_sensor": DefaultSensorStatus.RUNNING,
+        "alert_on_run_failure": DefaultSensorStatus.RUNNING,
+    }
+
+
+@pytest.mark.parametrize("value, expected", [("stopped", "STOPPED"), ("running", "RUNNING"), ("", "RUNNING")])
+def test_beop_schedule_default_turns_the_schedules_off(value: str, expected: str):
+    env = {k: v for k, v in os.environ.items() if k != "BEOP_SCHEDULE_DEFAULT"}
+    if value:
+        env["BEOP_SCHEDULE_DEFAULT"] = value
+    code = (
+        "from beop_assets.definitions import defs\n"
+        "r = defs.get_repository_def()\n"
+        "print(sorted({s.default_status.value for s in r.schedule_defs}), "
+        "sorted({s.default_status.value for s in r.sensor_defs}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"['{expected}'] ['RUNNING']"
 
 
 def test_nightly_schedule_runs_the_load_job_at_0015_utc():
@@ -265,70 +315,129 @@ def requested(result: SensorExecutionData) -> list[tuple[str, str, str]]:
     return sorted((r.job_name, r.partition_key, r.run_key.split("@load-")[0]) for r in result.run_requests or [])
 
 
+def keys(result: SensorExecutionData) -> list[str]:
+    return sorted(r.partition_key for r in result.run_requests or [])
+
+
+def every_export(*days: date) -> list[str]:
+    return sorted(f"{d}|{e}" for d in days for e in ("acme-crm", "acme-crm-2", "acme-all"))
+
+
 def test_delivery_sensor_requests_one_run_per_scheduled_export_of_the_loaded_day(instance, scheduled):
-    deliver(instance, "crm_export_file", DAY, "acme-crm-2")  # already delivered for that day: skipped
-    deliver(instance, "crm_export_file", date(2026, 11, 24), "acme-crm")  # another day: does not count
-    load(instance, DAY)
+    deliver(instance, "crm_export_file", YESTERDAY, "acme-crm-2")  # already delivered for that day: skipped
+    deliver(instance, "crm_export_file", YESTERDAY - timedelta(days=1), "acme-crm")  # another day: no matter
+    load(instance, YESTERDAY)
 
     result = tick(deliver_loaded_days_sensor, instance, scheduled)
     assert result.skip_message is None
     assert requested(result) == [
-        ("deliver_global_exports", "2026-11-25|acme-all", "deliver-2026-11-25|acme-all"),
-        ("deliver_specific_exports", "2026-11-25|acme-crm", "deliver-2026-11-25|acme-crm"),
+        ("deliver_global_exports", f"{YESTERDAY}|acme-all", f"deliver-{YESTERDAY}|acme-all"),
+        ("deliver_specific_exports", f"{YESTERDAY}|acme-crm", f"deliver-{YESTERDAY}|acme-crm"),
     ]
     for request in result.run_requests:
         assert request.tags["beop/trigger"] == "day-loaded"
-        assert request.tags["dagster/partition/date"] == "2026-11-25"
+        assert request.tags["dagster/partition/date"] == YESTERDAY.isoformat()
 
-    # Nothing new since: the next tick requests nothing.
+    # Delivered since: the next tick requests nothing.
+    deliver(instance, "crm_export_file", YESTERDAY, "acme-crm")
+    deliver(instance, "global_export_file", YESTERDAY, "acme-all")
     again = tick(deliver_loaded_days_sensor, instance, scheduled, cursor=result.cursor)
     assert not again.run_requests
-    assert again.skip_message.startswith("No new materialization events")
+    assert again.skip_message.startswith(f"every scheduled export of {YESTERDAY} is already delivered")
+
+
+def test_first_tick_delivers_every_day_loaded_before_the_sensor_ever_ran(instance, scheduled):
+    """Issue 15: a backfill of loads on a fresh instance, then the sensor's FIRST tick (no cursor): every
+    loaded day is requested, not only the latest one."""
+    days = [YESTERDAY - timedelta(days=n) for n in (2, 1, 0)]
+    for day in (days[1], days[2], days[0]):  # loads finish in any order
+        load(instance, day)
+    first = tick(deliver_loaded_days_sensor, instance, scheduled, cursor=None)
+    assert keys(first) == every_export(*days)
+    assert len({r.run_key for r in first.run_requests}) == 9
+
+
+def test_delivery_sensor_looks_back_seven_days_by_default_and_as_configured(instance, scheduled, monkeypatch):
+    old, recent = TODAY - timedelta(days=8), TODAY - timedelta(days=7)
+    load(instance, old)
+    load(instance, recent)
+    assert keys(tick(deliver_loaded_days_sensor, instance, scheduled)) == every_export(recent)
+
+    monkeypatch.setenv("BEOP_DELIVERY_LOOKBACK_DAYS", "8")
+    assert keys(tick(deliver_loaded_days_sensor, instance, scheduled)) == every_export(old, recent)
+
+    monkeypatch.setenv("BEOP_DELIVERY_LOOKBACK_DAYS", "2")
+    result = tick(deliver_loaded_days_sensor, instance, scheduled)
+    assert not result.run_requests
+    assert result.skip_message == "no day loaded in the last 2 days"
+
+
+def test_delivery_sensor_never_asks_again_for_a_delivered_or_running_delivery(instance, scheduled):
+    load(instance, YESTERDAY)
+    for export_id in ("acme-crm",):
+        deliver(instance, "crm_export_file", YESTERDAY, export_id)
+    # acme-crm-2 is being delivered right now (a backfill's run, say): not requested twice.
+    instance.add_run(
+        DagsterRun(
+            job_name="deliver_specific_exports",
+            run_id="0" * 8 + "-0000-4000-8000-" + "0" * 12,
+            status=DagsterRunStatus.STARTED,
+            tags={"dagster/partition": f"{YESTERDAY}|acme-crm-2"},
+        )
+    )
+    assert keys(tick(deliver_loaded_days_sensor, instance, scheduled)) == [f"{YESTERDAY}|acme-all"]
 
 
 def test_delivery_sensor_skips_a_reloaded_day_whose_exports_are_all_delivered(instance, scheduled):
     for export_id in ("acme-crm", "acme-crm-2"):
-        deliver(instance, "crm_export_file", DAY, export_id)
-    deliver(instance, "global_export_file", DAY, "acme-all")
-    load(instance, DAY)
+        deliver(instance, "crm_export_file", YESTERDAY, export_id)
+    deliver(instance, "global_export_file", YESTERDAY, "acme-all")
+    load(instance, YESTERDAY)
     result = tick(deliver_loaded_days_sensor, instance, scheduled)
     assert not result.run_requests
-    assert result.skip_message == "every scheduled export of 2026-11-25 is already delivered"
-
-
-def test_delivery_sensor_delivers_every_day_loaded_between_two_ticks(instance, scheduled):
-    # A backfill of loads finishes several days between two ticks: none of them may be missed.
-    load(instance, date(2026, 11, 20))
-    first = tick(deliver_loaded_days_sensor, instance, scheduled)
-    assert {r.partition_key.split("|")[0] for r in first.run_requests} == {"2026-11-20"}
-
-    for day in (date(2026, 11, 23), date(2026, 11, 21), date(2026, 11, 22)):
-        load(instance, day)
-    second = tick(deliver_loaded_days_sensor, instance, scheduled, cursor=first.cursor)
-    assert sorted(r.partition_key for r in second.run_requests) == sorted(
-        f"{day}|{export_id}"
-        for day in ("2026-11-21", "2026-11-22", "2026-11-23")
-        for export_id in ("acme-crm", "acme-crm-2", "acme-all")
-    )
-    assert len({r.run_key for r in second.run_requests}) == 9
+    assert result.skip_message.startswith(f"every scheduled export of {YESTERDAY} is already delivered")
 
 
 def test_a_reloaded_day_asks_again_for_a_delivery_that_failed(instance, scheduled):
-    load(instance, DAY)
+    load(instance, YESTERDAY)
     first = tick(deliver_loaded_days_sensor, instance, scheduled)
     assert len(first.run_requests) == 3
-    # acme-crm and acme-all were delivered; acme-crm-2 failed (no materialization). The day is reloaded.
-    deliver(instance, "crm_export_file", DAY, "acme-crm")
-    deliver(instance, "global_export_file", DAY, "acme-all")
-    load(instance, DAY)
-    second = tick(deliver_loaded_days_sensor, instance, scheduled, cursor=first.cursor)
+    # acme-crm and acme-all were delivered; acme-crm-2 failed (no materialization): the same load keeps
+    # the same run key, which the daemon never launches twice (no retry loop on a broken server).
+    deliver(instance, "crm_export_file", YESTERDAY, "acme-crm")
+    deliver(instance, "global_export_file", YESTERDAY, "acme-all")
+    same = tick(deliver_loaded_days_sensor, instance, scheduled)
+    (pending,) = same.run_requests
+    assert pending.run_key in {r.run_key for r in first.run_requests}
+    # The day is reloaded: a new key, which Dagster will launch.
+    load(instance, YESTERDAY)
+    second = tick(deliver_loaded_days_sensor, instance, scheduled)
     (retry,) = second.run_requests
-    assert retry.partition_key == "2026-11-25|acme-crm-2"
-    assert retry.run_key not in {r.run_key for r in first.run_requests}  # a new key: Dagster will launch it
+    assert retry.partition_key == f"{YESTERDAY}|acme-crm-2"
+    assert retry.run_key not in {r.run_key for r in first.run_requests}
 
 
 def test_delivery_sensor_ignores_a_materialization_without_a_partition(instance, scheduled):
     load(instance, None)
     result = tick(deliver_loaded_days_sensor, instance, scheduled)
     assert not result.run_requests
-    assert result.skip_message == "materialization without a partition"
+    assert result.skip_message == "no day loaded in the last 7 days"
+
+
+def test_delivery_sensor_requests_nothing_and_says_why_while_the_registry_is_unreadable(instance, scheduled):
+    load(instance, YESTERDAY)
+    scheduled.write("exports: [unterminated\n")
+    result = tick(deliver_loaded_days_sensor, instance, scheduled)
+    assert not result.run_requests
+    assert result.skip_message.startswith("registry unreadable, no delivery requested: ")
+
+
+def test_the_missed_day_deadline_is_a_setting():
+    env = {**os.environ, "BEOP_MISSED_DAY_DEADLINE": "07:30"}
+    code = "from beop_assets.schedules import missed_deliveries_schedule as s; print(s.cron_schedule)"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "30 7 * * *", done.stderr
+    bad = subprocess.run(
+        [sys.executable, "-c", code], env={**env, "BEOP_MISSED_DAY_DEADLINE": "6h"}, capture_output=True, text=True
+    )
+    assert bad.returncode != 0 and "BEOP_MISSED_DAY_DEADLINE='6h': expected HH:MM (UTC)" in bad.stderr

@@ -4,15 +4,18 @@ The JSON layout is built in `exports/global_ndjson.py`; the upload in `delivery/
 `GcsDeliveryIOManager`.
 """
 
-from dagster import AssetDep, AssetExecutionContext, asset
+from dagster import AssetDep, AssetExecutionContext, TableColumn, TableSchema, asset
 
 from beop_assets import settings
 from beop_assets.exports.export_file import ExportFile
 from beop_assets.exports.file_names import global_file_name
-from beop_assets.exports.global_ndjson import build_global_ndjson
+from beop_assets.exports.global_ndjson import NDJSON_KEYS, build_global_ndjson
 from beop_assets.exports.registry import GlobalExport, RegistryError
 from beop_assets.partitions import SAME_DATA_DAY, global_export_days, split_export_day_key
 from beop_assets.resources import ExportRegistry, Warehouse
+
+# The JSON type of each key of a line (SPEC section 4), shown as the file's schema in the UI.
+LINE_KEY_TYPES = {"questions": "list", "optins": "list", "forms": "list", "content_version": "integer"}
 
 
 @asset(
@@ -21,6 +24,8 @@ from beop_assets.resources import ExportRegistry, Warehouse
     io_manager_key="gcs_delivery",
     deps=[AssetDep("participations", partition_mapping=SAME_DATA_DAY)],
     kinds={"json", "gcs"},
+    owners=["team:data-platform"],
+    tags={"domain": "exports", "transport": "gcs", "format": "ndjson-gzip"},
     description="Every participation of the account for the day as gzip ndJSON, delivered to the "
     "customer's bucket as YYYY-MM-DD_USERNAME.ndjson.gz (a re-run replaces it).",
 )
@@ -41,4 +46,12 @@ def global_export_file(context: AssetExecutionContext, registry: ExportRegistry,
         level=settings.current().gzip_level,
     )
     context.log.info(f"{export_id} {day}: built {file_name} ({built.rows} rows, {built.bytes} bytes)")
+    context.add_output_metadata(
+        {
+            "dagster/row_count": built.rows,
+            "dagster/column_schema": TableSchema(
+                columns=[TableColumn(k, LINE_KEY_TYPES.get(k, "string")) for k in NDJSON_KEYS]
+            ),
+        }
+    )
     return built

@@ -25,6 +25,8 @@ MODEL_POOL = "duckdb_model"
             "and campaign names. One Parquet file per day, also in the DuckDB file.",
             group_name="participation_model",
             kinds={"duckdb", "parquet"},
+            owners=["team:data-platform"],
+            tags={"domain": "model"},
         ),
         AssetSpec(
             "optins",
@@ -32,12 +34,16 @@ MODEL_POOL = "duckdb_model"
             description="One row per optin answer inside the day's participations, with the optin's name and text.",
             group_name="participation_model",
             kinds={"duckdb", "parquet"},
+            owners=["team:data-platform"],
+            tags={"domain": "model"},
         ),
         AssetSpec(
             "rejected_participations",
             description="Landing lines that SPEC section 2 rejects, with file, line number, reason and the raw line.",
             group_name="participation_model",
             kinds={"duckdb", "parquet"},
+            owners=["team:data-platform"],
+            tags={"domain": "model"},
         ),
     ],
     partitions_def=data_days,
@@ -59,6 +65,7 @@ def participation_model(context: AssetExecutionContext, warehouse: Warehouse):
         asset_key="participations",
         metadata={
             "rows": MetadataValue.int(load.participations),
+            "dagster/row_count": MetadataValue.int(load.participations),
             "lines_read": MetadataValue.int(load.lines),
             "rejected": MetadataValue.int(load.rejected),
             "files": MetadataValue.md(
@@ -71,6 +78,7 @@ def participation_model(context: AssetExecutionContext, warehouse: Warehouse):
         asset_key="optins",
         metadata={
             "rows": MetadataValue.int(load.optins),
+            "dagster/row_count": MetadataValue.int(load.optins),
             "parquet": MetadataValue.path(str(model_warehouse.day_file("optins", day, root))),
         },
     )
@@ -78,6 +86,7 @@ def participation_model(context: AssetExecutionContext, warehouse: Warehouse):
         asset_key="rejected_participations",
         metadata={
             "rows": MetadataValue.int(load.rejected),
+            "dagster/row_count": MetadataValue.int(load.rejected),
             "by_reason": MetadataValue.json(load.rejected_by_reason),
             "parquet": MetadataValue.path(str(model_warehouse.day_file("rejected_participations", day, root))),
         },

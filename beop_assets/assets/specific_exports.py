@@ -4,8 +4,9 @@ The columns are decided in `exports/crm_columns.py`; the file is built in `expor
 the upload (with its retries) is in `delivery/sftp.py`, driven by `SftpDeliveryIOManager`.
 """
 
-from dagster import AssetDep, AssetExecutionContext, asset
+from dagster import AssetDep, AssetExecutionContext, TableColumn, TableSchema, asset
 
+from beop_assets.exports.crm_columns import FIXED_COLUMNS, optin_headers
 from beop_assets.exports.crm_csv import build_crm_csv
 from beop_assets.exports.export_file import ExportFile
 from beop_assets.exports.file_names import crm_file_name, delivery_uuid
@@ -20,6 +21,8 @@ from beop_assets.resources import ExportRegistry, Warehouse
     io_manager_key="sftp_delivery",
     deps=[AssetDep("participations", partition_mapping=SAME_DATA_DAY)],
     kinds={"csv", "sftp"},
+    owners=["team:data-platform"],
+    tags={"domain": "exports", "transport": "sftp", "format": "csv"},
     description="The day's CSV file of one specific export (crm-participation or crm-optin), "
     "delivered to the customer's SFTP directory as YYYYMMDD_TYPE_NAME_UUID.csv.",
 )
@@ -41,4 +44,16 @@ def crm_export_file(context: AssetExecutionContext, registry: ExportRegistry, wa
         root=warehouse.path(),
     )
     context.log.info(f"{export_id} {day}: built {file_name} ({built.rows} rows, {built.bytes} bytes)")
+    context.add_output_metadata(
+        {
+            "dagster/row_count": built.rows,
+            "dagster/column_schema": TableSchema(
+                columns=[TableColumn(c, "string") for c in FIXED_COLUMNS]
+                + [
+                    TableColumn(h, "boolean", description=f"optin {o}: true, false, or empty if not asked")
+                    for o, h in zip(export.optins, optin_headers(export.optins, optin_names), strict=True)
+                ]
+            ),
+        }
+    )
     return built

@@ -1,0 +1,180 @@
+"""Telling someone: a failed run or a missed day, sent to a Slack-compatible webhook and/or by e-mail.
+
+Plain Python, no Dagster: the run-failure sensor and the missed-day check build an `Alert` and call
+`send_alert`. A message names the export, the data day, the error and the run, and never a secret:
+the texts come from the product's own errors (which never carry credentials), and every secret the
+configuration points at (SFTP passwords and keys, service-account keys, the SMTP password) is also
+masked in the text before it leaves, in case a library put one into an error. The webhook URL itself
+is a secret (Slack's carry a token): it is never written into an error; only its host is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import smtplib
+import urllib.error
+import urllib.request
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from urllib.parse import urlsplit
+
+from beop_assets.missed_days import MissedDayReport
+from beop_assets.settings import AlertSettings
+
+MASK = "[redacted]"
+MAX_ERROR_CHARS = 1500  # a whole traceback helps nobody in a chat message; the run has it
+
+
+class AlertDeliveryError(RuntimeError):
+    """An alert could not be sent on some channel; the message names the channel and the host."""
+
+
+@dataclass(frozen=True)
+class Alert:
+    subject: str
+    lines: list[str] = field(default_factory=list)
+
+    def text(self) -> str:
+        return "\n".join([self.subject, *self.lines])
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    for secret in sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+        # A multi-line secret (a PEM key) may appear line by line in an error.
+        for line in secret.splitlines():
+            if len(line.strip()) >= 16:
+                text = text.replace(line.strip(), MASK)
+    return text
+
+
+def registry_secrets(exports: Iterable[object]) -> list[str]:
+    """The values of every secret the registry's exports point at (variables and key files)."""
+    found: list[str] = []
+    for export in exports:
+        for target_name in ("sftp", "gcs"):
+            target = getattr(export, target_name, None)
+            if target is None:
+                continue
+            for attr in ("password_env", "private_key_env", "private_key_passphrase_env", "credentials_env"):
+                variable = getattr(target, attr, None)
+                if variable and os.environ.get(variable):
+                    found.append(os.environ[variable])
+            for attr in ("private_key_file", "credentials_file"):
+                path = getattr(target, attr, None)
+                if path:
+                    try:
+                        with open(path, encoding="utf-8", errors="replace") as handle:
+                            found.append(handle.read())
+                    except OSError:
+                        pass
+    return found
+
+
+def _short(error: str | None) -> str:
+    error = (error or "no error message").strip()
+    return error if len(error) <= MAX_ERROR_CHARS else error[:MAX_ERROR_CHARS] + " [...]"
+
+
+def run_failure_alert(
+    job: str, run_id: str, error: str | None, export_id: str | None = None, day: str | None = None
+) -> Alert:
+    what = f"export {export_id}" if export_id else f"job {job}"
+    lines = [
+        f"export: {export_id or '(none: not an export run)'}",
+        f"data day: {day or '(none)'}",
+        f"job: {job}",
+        f"run: {run_id}",
+        f"error: {_short(error)}",
+    ]
+    return Alert(subject=f"beop-exports: {what} failed" + (f" for {day}" if day else ""), lines=lines)
+
+
+def missed_day_alert(report: MissedDayReport, deadline: str) -> Alert:
+    count = len(report.missed)
+    lines = [f"data day: {report.day}", f"deadline: {deadline}"]
+    lines += [f"- {m.describe()}" for m in report.missed]
+    lines += [f"- {fault}" for fault in report.faults]
+    subject = f"beop-exports: {count} export(s) missed the delivery of {report.day}" + (
+        " (registry unreadable)" if report.faults else ""
+    )
+    return Alert(subject=subject, lines=[_short(line) if line.startswith("- ") else line for line in lines])
+
+
+def _webhook_host(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+
+
+def post_webhook(url: str, text: str, timeout_s: float) -> None:
+    """POST `{"text": ...}` as Slack's incoming webhooks (and Mattermost, Teams' Slack mode) expect."""
+    request = urllib.request.Request(
+        url,
+        data=json.dumps({"text": text}).encode("utf-8"),
+        headers={"Content-Type": "application/json; charset=utf-8", "User-Agent": "beop-exports"},
+        method="POST",
+    )
+    host = _webhook_host(url)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            if not 200 <= response.status < 300:
+                raise AlertDeliveryError(f"alert webhook at {host} answered HTTP {response.status}")
+    except urllib.error.HTTPError as exc:
+        raise AlertDeliveryError(
+            f"alert webhook at {host} answered HTTP {exc.code}: check BEOP_ALERT_WEBHOOK_URL"
+        ) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise AlertDeliveryError(
+            f"alert webhook at {host} unreachable ({reason}): check BEOP_ALERT_WEBHOOK_URL"
+        ) from None
+
+
+def send_email(config: AlertSettings, subject: str, text: str) -> None:
+    message = EmailMessage()
+    message["Subject"] = subject
+    message["From"] = config.smtp_from or "beop-exports@localhost"
+    message["To"] = ", ".join(config.smtp_to)
+    message.set_content(text)
+    where = f"{config.smtp_host}:{config.smtp_port}"
+    try:
+        with smtplib.SMTP(config.smtp_host or "", config.smtp_port, timeout=config.timeout_s) as smtp:
+            if config.smtp_starttls:
+                smtp.starttls()
+            if config.smtp_user:
+                smtp.login(config.smtp_user, config.smtp_password or "")
+            smtp.send_message(message)
+    except smtplib.SMTPAuthenticationError:
+        raise AlertDeliveryError(
+            f"SMTP server {where} refused the login of {config.smtp_user!r}: check BEOP_ALERT_SMTP_USER/PASSWORD"
+        ) from None
+    except (smtplib.SMTPException, OSError) as exc:
+        raise AlertDeliveryError(
+            f"alert e-mail via SMTP server {where} failed ({type(exc).__name__}: {exc}): "
+            "check BEOP_ALERT_SMTP_HOST/PORT"
+        ) from None
+
+
+def send_alert(alert: Alert, config: AlertSettings, secrets: Iterable[str] = ()) -> list[str]:
+    """Send on every configured channel; returns the channels used. One channel failing does not stop
+    the other; if any failed, raises `AlertDeliveryError` naming each failure (after trying all)."""
+    hidden = [*secrets, config.smtp_password or "", config.webhook_url or ""]
+    subject, text = redact(alert.subject, hidden), redact(alert.text(), hidden)
+    sent, failures = [], []
+    if config.webhook_url:
+        try:
+            post_webhook(config.webhook_url, text, config.timeout_s)
+            sent.append(f"webhook {_webhook_host(config.webhook_url)}")
+        except AlertDeliveryError as exc:
+            failures.append(str(exc))
+    if config.email_enabled:
+        try:
+            send_email(config, subject, text)
+            sent.append(f"e-mail to {', '.join(config.smtp_to)}")
+        except AlertDeliveryError as exc:
+            failures.append(str(exc))
+    if failures:
+        raise AlertDeliveryError("; ".join(failures) + (f" (sent: {', '.join(sent)})" if sent else ""))
+    return sent
