@@ -148,6 +148,7 @@ def _wait(what: str, timeout: float, probe, output) -> object:
     pytest.fail(f"timed out waiting for {what}; demo output:\n{output()[-6000:]}", pytrace=False)
 
 
+@pytest.mark.e2e
 def test_demo_ui_serves_a_backfill_that_delivers_and_ctrl_c_stops_everything(tmp_path):
     workdir = tmp_path / "clone"
     workdir.mkdir()
