@@ -239,7 +239,7 @@ def gcs_delivery(cfg: dict):
 
 def gcs_anchor(cfg: dict):
     """The bare google-cloud-storage upload of the same file (no crc32c, no read-back, library defaults)."""
-    from beop_assets.gcs_clients import emulator_client
+    from beop_assets.cloud_storage import emulator_client
 
     path = Path(cfg["out"]) / "bench-global.ndjson.gz"
     blob = emulator_client().bucket(cfg["gcs"]["bucket"]).blob("anchor/bench-global.ndjson.gz")

@@ -23,10 +23,10 @@ from typing import Any
 
 from dagster import AssetCheckExecutionContext, AssetCheckResult, MetadataValue, PreviewWarning, asset_check
 
-from beop_assets.delivery.io_managers import DeliveredFile
 from beop_assets.exports.crm_columns import crm_headers, crm_select
 from beop_assets.exports.export_file import sha256_of
 from beop_assets.exports.global_ndjson import NDJSON_KEYS
+from beop_assets.io_managers import DeliveredFile
 from beop_assets.model import warehouse as model
 from beop_assets.partitions import global_export_days, specific_export_days, split_export_day_key
 from beop_assets.resources import ExportRegistry, Warehouse

@@ -11,7 +11,7 @@ from beop_assets.assets.missed_deliveries import missed_deliveries
 from beop_assets.assets.model import participation_model
 from beop_assets.assets.specific_exports import crm_export_file
 from beop_assets.checks import delivery_checks
-from beop_assets.delivery.io_managers import GcsDeliveryIOManager, SftpDeliveryIOManager
+from beop_assets.io_managers import GcsDeliveryIOManager, SftpDeliveryIOManager
 from beop_assets.jobs import (
     deliver_global_exports_job,
     deliver_specific_exports_job,

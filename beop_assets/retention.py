@@ -86,7 +86,7 @@ def purge_landing(landing: str, keep_from: date) -> list[str]:
 
 
 def _purge_gcs_landing(landing: str, keep_from: date) -> list[str]:
-    from beop_assets.gcs_clients import landing_client
+    from beop_assets.cloud_storage import landing_client
 
     bucket_name, _, prefix = landing.removeprefix("gs://").partition("/")
     base = f"{prefix.strip('/')}/participations/" if prefix.strip("/") else "participations/"

@@ -4,7 +4,8 @@ Layers point one way. The domain packages (landing, model, delivery, exports) ar
 import no Dagster, none of the Dagster glue above them (assets, checks, sensors, resources, ...) and
 not `settings` either, so that every setting is read at the edge and passed down. Among themselves:
 `landing` and `delivery` stand alone, `model` reads the landing zone, `exports` builds files from
-the model and names the transports' own target types.
+the model and names the transports' own target types. `cloud_storage` (how every GCS client is
+built, emulator or Google) is a foundation both the landing zone and the GCS transport stand on.
 
 The check reads the source with `ast` (imports inside functions count too), so it needs no import
 side effect and cannot be fooled by a lazy import.
@@ -27,6 +28,8 @@ ALLOWED: dict[str, set[str]] = {
     "exports": {"landing", "model", "delivery"},
 }
 FORBIDDEN_LIBRARIES = ("dagster",)
+# Foundation modules: any domain package may build on them; they import nothing of the product.
+FOUNDATION = {"cloud_storage"}
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:
@@ -59,11 +62,16 @@ def violations(root: Path = ROOT) -> list[str]:
                 if len(parts) == 1:
                     continue  # `from beop_assets import x` is reported through x
                 target = parts[1]
-                if target != layer and target not in allowed:
+                if target != layer and target not in allowed and target not in FOUNDATION:
                     problems.append(
                         f"{where}:{line}: {layer!r} imports {module}; it may import only "
                         f"{sorted(allowed) or 'nothing'} of the product"
                     )
+    for name in sorted(FOUNDATION):
+        path = root / f"{name}.py"
+        for line, module in _imports(path):
+            if module.split(".")[0] in (PACKAGE, *FORBIDDEN_LIBRARIES):
+                problems.append(f"{path.relative_to(root.parent)}:{line}: foundation module imports {module}")
     return problems
 
 

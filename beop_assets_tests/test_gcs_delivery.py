@@ -18,10 +18,11 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from google.oauth2 import service_account
 
+from beop_assets.cloud_storage import landing_client
 from beop_assets.delivery import gcs
 from beop_assets.delivery.errors import PermanentDeliveryError, TransientDeliveryError
+from beop_assets.delivery.gcs_credentials import client_for_export, read_service_account_key
 from beop_assets.exports.registry import GcsTarget
-from beop_assets.gcs_clients import client_for_export, landing_client, read_service_account_key
 
 EXPORT = "acme-global"
 FILE = "2026-11-26_acme.ndjson.gz"

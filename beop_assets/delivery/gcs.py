@@ -48,10 +48,11 @@ from google.auth import exceptions as auth_exceptions
 from google.cloud import storage
 from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 
+from beop_assets.cloud_storage import emulator_host
 from beop_assets.delivery.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from beop_assets.delivery.gcs_credentials import client_for_export, key_source, read_service_account_key
 from beop_assets.delivery.retry import call_with_retries
 from beop_assets.exports.registry import GcsTarget
-from beop_assets.gcs_clients import client_for_export, emulator_host, key_source, read_service_account_key
 
 log = logging.getLogger(__name__)
 

@@ -59,7 +59,7 @@ def staged_day(day: date, landing: str | None = None) -> Iterator[StagedDay]:
         yield StagedDay(day=day, files=files, reference_folder=root / "reference")
         return
 
-    from beop_assets.gcs_clients import landing_client
+    from beop_assets.cloud_storage import landing_client
 
     bucket_name, prefix = _split_gs(landing)
     client = landing_client()

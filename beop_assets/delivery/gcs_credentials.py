@@ -1,11 +1,10 @@
-"""The one place that decides how a google-cloud-storage `Client` is built (SPEC section 6).
+"""The customer's service-account key for a global export: where it is read, what it must hold, and
+the client built from it.
 
-- A global export writes with its customer's service-account key, read from the file or the
-  environment variable named in the registry (the key itself is never in the registry).
-- The landing zone is read with the platform's own application default credentials.
-- When STORAGE_EMULATOR_HOST is set (demo, tests), every client talks to that emulator with
-  anonymous credentials and an explicit endpoint, but customer keys are STILL read and checked:
-  a broken key must fail the demo and the tests exactly as it would fail production.
+- A global export writes with its customer's key, read from the file or the environment variable
+  named in the registry (the key itself is never in the registry).
+- With the emulator configured (`cloud_storage`), customer keys are STILL read and checked: a broken
+  key must fail the demo and the tests exactly as it would fail production.
 
 Error messages name the export and where the key was looked for (file path or variable name),
 never the key's content: exception texts from JSON or key parsing can quote the input, so they are
@@ -18,40 +17,16 @@ import json
 import os
 from typing import Any
 
-from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from google.oauth2 import service_account
 
+from beop_assets import cloud_storage
 from beop_assets.delivery.errors import PermanentDeliveryError
 from beop_assets.exports.registry import GcsTarget
 
-EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
-EMULATOR_PROJECT = "beop-emulator"
 # Enough to create, overwrite, read, list and delete objects; nothing on the bucket itself.
 WRITE_SCOPES = ("https://www.googleapis.com/auth/devstorage.read_write",)
 REQUIRED_KEY_FIELDS = ("client_email", "private_key", "token_uri", "project_id")
-
-
-def emulator_host() -> str | None:
-    """The emulator endpoint (with a scheme) when STORAGE_EMULATOR_HOST is set, else None."""
-    value = os.environ.get(EMULATOR_ENV, "").strip()
-    if not value:
-        return None
-    if "://" not in value:  # other tools accept "localhost:4443": so do we
-        value = f"http://{value}"
-    return value.rstrip("/")
-
-
-def emulator_client(project: str | None = None) -> storage.Client:
-    """An anonymous client bound explicitly to the emulator (fails if none is configured)."""
-    host = emulator_host()
-    if host is None:
-        raise RuntimeError(f"{EMULATOR_ENV} is not set: there is no emulator to talk to")
-    return storage.Client(
-        project=project or EMULATOR_PROJECT,
-        credentials=AnonymousCredentials(),
-        client_options={"api_endpoint": host},
-    )
 
 
 def key_source(target: GcsTarget) -> str:
@@ -129,15 +104,5 @@ def client_for_export(export_id: str, target: GcsTarget) -> storage.Client:
     """A client that writes to the export's bucket with the customer's key (or to the emulator,
     anonymously, once the key has been read and checked)."""
     info = read_service_account_key(export_id, target)
-    if emulator_host() is not None:
-        return emulator_client(project=info["project_id"])
     credentials = service_account.Credentials.from_service_account_info(info, scopes=WRITE_SCOPES)
-    return storage.Client(project=info["project_id"], credentials=credentials)
-
-
-def landing_client() -> storage.Client:
-    """A client for reading a `gs://` landing zone: application default credentials in production
-    (the platform's own identity, not a customer's), the emulator when one is configured."""
-    if emulator_host() is not None:
-        return emulator_client()
-    return storage.Client()
+    return cloud_storage.keyed_client(info["project_id"], credentials)

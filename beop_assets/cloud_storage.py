@@ -1,0 +1,56 @@
+"""How every google-cloud-storage `Client` of the product is built: Google's, or the emulator's.
+
+SPEC section 6: when STORAGE_EMULATOR_HOST is set (demo, tests), every client (landing zone and
+delivery) talks to that emulator, anonymously and with an explicit endpoint. This is the one place
+that reads that variable, so the landing zone and the GCS transport cannot disagree about it. It
+knows nothing else of the product: the landing zone and the transport both build on it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+from google.oauth2 import service_account
+
+EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
+EMULATOR_PROJECT = "beop-emulator"
+
+
+def emulator_host() -> str | None:
+    """The emulator endpoint (with a scheme) when STORAGE_EMULATOR_HOST is set, else None."""
+    value = os.environ.get(EMULATOR_ENV, "").strip()
+    if not value:
+        return None
+    if "://" not in value:  # other tools accept "localhost:4443": so do we
+        value = f"http://{value}"
+    return value.rstrip("/")
+
+
+def emulator_client(project: str | None = None) -> storage.Client:
+    """An anonymous client bound explicitly to the emulator (fails if none is configured)."""
+    host = emulator_host()
+    if host is None:
+        raise RuntimeError(f"{EMULATOR_ENV} is not set: there is no emulator to talk to")
+    return storage.Client(
+        project=project or EMULATOR_PROJECT,
+        credentials=AnonymousCredentials(),
+        client_options={"api_endpoint": host},
+    )
+
+
+def keyed_client(project: str, credentials: service_account.Credentials) -> storage.Client:
+    """A client with a service account's credentials, or the emulator's anonymous one when configured
+    (the key has then still been read and checked by the caller)."""
+    if emulator_host() is not None:
+        return emulator_client(project=project)
+    return storage.Client(project=project, credentials=credentials)
+
+
+def landing_client() -> storage.Client:
+    """A client for reading a `gs://` landing zone: application default credentials in production
+    (the platform's own identity, not a customer's), the emulator when one is configured."""
+    if emulator_host() is not None:
+        return emulator_client()
+    return storage.Client()
