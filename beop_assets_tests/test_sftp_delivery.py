@@ -67,6 +67,8 @@ def test_delivers_the_file_byte_identical_under_its_final_name(auth, sftp_target
         bytes=len(CSV),
         duration_s=receipt.duration_s,
         attempts=1,
+        verified="acks+size",  # OpenSSH offers no hash extension
+        removed_temp_files=(),
     )
     assert _names(upload_dir) == ["20261126_crm-participation_x_1.csv"]  # no .part left behind
     assert (upload_dir / "20261126_crm-participation_x_1.csv").read_bytes() == CSV
