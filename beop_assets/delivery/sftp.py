@@ -683,10 +683,11 @@ def check_target(
             )
             say(f"verify: {_describe_verification(done.verified)}")
             rename = _rename(sftp, features, state, where, target, probe + ".part", probe)
-            if state.posix_rename_refused:
-                say(f"rename: posix-rename is refused by this server; deliveries use plain rename ({rename} worked)")
+            if rename == "posix-rename":
+                say("rename: deliveries use posix-rename (an atomic replace; the probe was renamed with it)")
             else:
-                say(f"rename: deliveries use {rename} ({rename} of the probe worked)")
+                why = "is refused by" if state.posix_rename_refused else "is not offered by"
+                say(f"rename: posix-rename {why} this server; deliveries use plain rename (the probe was renamed)")
             sftp.step = "remove temp"
             sftp.remove(probe)
             say("remove temp: probe removed")
