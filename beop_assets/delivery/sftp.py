@@ -130,20 +130,21 @@ class SftpReceipt:
 
 @dataclass(frozen=True)
 class ServerFeatures:
-    """What the server announced that changes how a file is written, proven and renamed."""
+    """What the server announced (or is known for) that changes how a file is written, proven and renamed."""
 
     posix_rename: bool
     write_request: int
-    hash_algorithm: str | None  # for check-file-handle; None: the server offers no hash
+    # The check-file algorithm to hash the local file with while uploading; None: no server hash to
+    # compare with. `hash_announced` False means it is asked for without having been announced:
+    # ProFTPD's mod_sftp answers check-file-handle on SFTP v3 but only lists it from v5 on.
+    hash_algorithm: str | None
+    hash_announced: bool
     software: str
-
-    @property
-    def hashes(self) -> bool:
-        return self.hash_algorithm is not None
 
 
 def server_features(sftp: SftpClient) -> ServerFeatures:
     ext = sftp.extensions
+    software = sftp.get_channel().get_transport().remote_version or "unknown server"
     write_request = SAFE_WRITE_REQUEST
     if "limits@openssh.com" in ext:
         with contextlib.suppress(OSError, paramiko.SFTPError, struct.error):
@@ -154,14 +155,18 @@ def server_features(sftp: SftpClient) -> ServerFeatures:
                 max_write = msg.get_int64()
                 if max_write:
                     write_request = max(SAFE_WRITE_REQUEST, min(MAX_WRITE_REQUEST, max_write))
-    algorithm = None
-    offered = ext.get("check-file-handle") if "check-file-handle" in ext else ext.get("check-file")
-    if offered is not None:
+    algorithm: str | None = None
+    announced = "check-file-handle" in ext or "check-file" in ext
+    if announced:
+        offered = ext.get("check-file-handle") or ext.get("check-file") or b""
         names = {n.strip().lower() for n in offered.decode("ascii", "replace").split(",") if n.strip()}
-        # Some servers list the extension with no algorithms: ask for the preferred ones, it will choose.
+        # Some servers list the extension with no algorithms: ask for the preferred one, it will choose.
         algorithm = next((a for a in CHECK_FILE_ALGORITHMS if a in names), None) if names else "sha256"
-    software = sftp.get_channel().get_transport().remote_version or "unknown server"
-    return ServerFeatures("posix-rename@openssh.com" in ext, write_request, algorithm, software)
+    elif "OpenSSH" not in software:
+        # Unannounced but worth one request: a server without it answers "unsupported" (OpenSSH, which
+        # never implements it, is not asked, and its uploads pay no local hashing).
+        algorithm = "sha256"
+    return ServerFeatures("posix-rename@openssh.com" in ext, write_request, algorithm, announced, software)
 
 
 # -- errors ------------------------------------------------------------------------------------------
@@ -225,6 +230,58 @@ def _close_handle(sftp: SftpClient, handle: bytes) -> None:
     sftp._request(CMD_CLOSE, handle)  # raises on a non-OK status
 
 
+class _Outbox:
+    """WRITE requests framed here and handed to the channel in pieces of its maximum packet size.
+
+    Why not `_async_request` per request: it sends each request on its own, so every 32 KiB request
+    costs a full SSH packet plus a tiny one for its last few bytes (paramiko packs at most the peer's
+    packet size less 64 bytes), and paramiko's `sendall` copies the unsent rest on every packet.
+    Framing several requests into one buffer and slicing it into full packets halves the packets.
+    Request ids and reply routing stay paramiko's (`request_number`, `_expecting`, `_read_response`).
+    """
+
+    def __init__(self, sftp: SftpClient, replies: _WriteReplies, handle: bytes) -> None:
+        self.sftp = sftp
+        self.replies = replies
+        self.handle_field = struct.pack(">I", len(handle)) + handle
+        channel = sftp.get_channel()
+        self.piece = max(1024, channel.out_max_packet_size - 64)
+        self.flush_at = 4 * self.piece
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def add(self, offset: int, data: bytes) -> None:
+        sftp = self.sftp
+        with sftp._lock:
+            num = sftp.request_number
+            sftp.request_number += 1
+            sftp._expecting[num] = self.replies
+        self.replies.pending[num] = (offset, len(data))
+        body = 4 + len(self.handle_field) + 8 + 4 + len(data)  # id, handle, offset, data
+        header = (
+            struct.pack(">IBI", 1 + body, CMD_WRITE, num) + self.handle_field + struct.pack(">QI", offset, len(data))
+        )
+        self.parts += (header, data)
+        self.size += len(header) + len(data)
+        if self.size >= self.flush_at:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.parts:
+            return
+        data = b"".join(self.parts)
+        self.parts.clear()
+        self.size = 0
+        channel = self.sftp.get_channel()
+        view = memoryview(data)
+        at = 0
+        while at < len(data):
+            sent = channel.send(bytes(view[at : at + self.piece]))
+            if sent <= 0:
+                raise EOFError("the channel is closed")
+            at += sent
+
+
 def _write_all(
     sftp: SftpClient,
     handle: bytes,
@@ -235,9 +292,12 @@ def _write_all(
     where: str,
     temp_path: str,
 ) -> _Written:
-    """Send `source` as WRITE requests, `in_flight` outstanding at once; every reply is accounted for
-    before returning. Any refused write raises a TransientDeliveryError at step "write"."""
+    """Send `source` as WRITE requests, about `in_flight` outstanding at once; every reply is accounted
+    for before returning. Any refused write raises a TransientDeliveryError at step "write"."""
     replies = _WriteReplies()
+    outbox = _Outbox(sftp, replies, handle)
+    # Read replies in batches, so that the requests sent next fill whole SSH packets.
+    refill = max(1, min(in_flight // 2, outbox.flush_at // request_size))
     digest = hashlib.new(algorithm) if algorithm else None
     offset = requests = 0
     while not replies.refused:
@@ -246,12 +306,14 @@ def _write_all(
             break
         if digest is not None:
             digest.update(data)
-        while len(replies.pending) >= in_flight:
-            sftp._read_response()  # one reply, handed to its owner by request id
-        num = sftp._async_request(replies, CMD_WRITE, handle, int64(offset), data)
-        replies.pending[num] = (offset, len(data))
+        if len(replies.pending) >= in_flight:
+            outbox.flush()
+            while len(replies.pending) > in_flight - refill:
+                sftp._read_response()  # one reply, handed to its owner by request id
+        outbox.add(offset, data)
         offset += len(data)
         requests += 1
+    outbox.flush()
     while replies.pending:
         sftp._read_response()
     if replies.refused:
@@ -278,8 +340,11 @@ def _server_hash(sftp: SftpClient, path: str, algorithm: str) -> tuple[str, str]
         _close_handle(sftp, handle)
     if kind != CMD_EXTENDED_REPLY:
         raise paramiko.SFTPError(f"check-file-handle: unexpected reply type {kind}")
-    msg.get_text()  # "check-file"
-    used = msg.get_text().lower()
+    # The draft's reply is `string hash-algo-used, byte[] hash` (ProFTPD); paramiko's own server puts
+    # the extension name ("check-file") first.
+    used = msg.get_string().decode("ascii", "replace").lower()
+    if used == "check-file":
+        used = msg.get_string().decode("ascii", "replace").lower()
     return used, msg.get_remainder().hex()
 
 
@@ -378,7 +443,12 @@ def _upload_verified(
         except (OSError, paramiko.SFTPError) as exc:
             if isinstance(exc, OSError) and exc.errno in (errno.ENOENT,):
                 raise
-            log.warning("%s: the server's check-file failed (%s); verified by acknowledgements and size", where, exc)
+            log.log(
+                logging.WARNING if features.hash_announced else logging.INFO,
+                "%s: no hash from the server's check-file-handle (%s); verified by acknowledgements and size",
+                where,
+                exc,
+            )
         else:
             ours = written.digest if used == features.hash_algorithm else None
             if ours is None and local_hash is not None and used in hashlib.algorithms_available:
