@@ -411,9 +411,9 @@ def _upload_verified(
     try:
         sftp.step = "write"
         written = _write_all(sftp, handle, source, features.write_request, in_flight, algorithm, where, temp_path)
-    except BaseException:
-        with contextlib.suppress(Exception):
-            if sftp.get_channel().get_transport().is_active():
+    except BaseException as exc:
+        if not _dead_connection(exc):  # on a stalled connection, closing would only wait again
+            with contextlib.suppress(Exception):
                 _close_handle(sftp, handle)
         raise
     sftp.step = "close"
