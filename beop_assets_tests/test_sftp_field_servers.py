@@ -297,6 +297,7 @@ def test_proftpd_delivers_the_exact_bytes(proftpd: LocalProftpd, auth, monkeypat
 
     assert receipt.attempts == 1
     assert receipt.remote_path == f"{directory}/{name}"
+    assert receipt.verified == "sha256 check-file"  # ProFTPD hashes the temporary file itself
     assert (directory / name).read_bytes() == built.read_bytes()
     assert _names(directory) == [name]
     assert (directory / name).stat().st_uid == proftpd.user.pw_uid  # written as the SFTP user
