@@ -63,21 +63,23 @@ def quick_retries(monkeypatch: pytest.MonkeyPatch) -> int:
 
 
 def _target(server: SftpServer, directory: Path, monkeypatch: pytest.MonkeyPatch, auth: str = "password") -> SftpTarget:
-    fields: dict[str, object] = dict(
-        host=server.host,
-        port=server.port,
-        username=server.username,
-        directory=str(directory),
-        known_hosts_file=str(server.known_hosts_path),
-    )
     if auth == "password":
         monkeypatch.setenv(PASSWORD_ENV, server.password)
-        fields["password_env"] = PASSWORD_ENV
+        credential = {"password_env": PASSWORD_ENV}
     elif auth == "key_file":
-        fields["private_key_file"] = str(server.client_key_path)
+        credential = {"private_key_file": str(server.client_key_path)}
     else:
         raise ValueError(auth)
-    return SftpTarget(**fields)
+    return SftpTarget.model_validate(
+        dict(
+            host=server.host,
+            port=server.port,
+            username=server.username,
+            directory=str(directory),
+            known_hosts_file=str(server.known_hosts_path),
+            **credential,
+        )
+    )
 
 
 def _file_name(name: str = "Field test") -> str:
@@ -412,7 +414,7 @@ def test_leftover_of_a_killed_exporter_is_removed_by_the_next_delivery_and_nothi
         time.sleep(0.002)
     exporter.wait(10)
     assert exporter.returncode == -signal.SIGKILL, (
-        f"precondition: the exporter was killed mid-upload ({exporter.returncode}): {exporter.stderr.read()!r}"
+        f"precondition: the exporter was killed mid-upload ({exporter.returncode}): {exporter.communicate()[1]!r}"
     )
     assert leftovers and killed_name not in _names(directory)
 
