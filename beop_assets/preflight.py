@@ -34,9 +34,11 @@ def preflight(export_ids: list[str] | None = None, echo: Callable[[str], None] =
         try:
             export = registry.get(export_id)
             if isinstance(export, SpecificExport):
-                steps = sftp.check_target(
-                    export.id, export.sftp, report=lambda line, export_id=export_id: echo(f"      {export_id}: {line}")
-                )
+
+                def progress(line: str, export_id: str = export_id) -> None:
+                    echo(f"      {export_id}: {line}")
+
+                steps = sftp.check_target(export.id, export.sftp, report=progress)
                 summary = steps[-1]  # the others were printed as they were done
             else:
                 summary = "; ".join(gcs.check_target(export.id, export.gcs))

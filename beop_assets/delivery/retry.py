@@ -32,7 +32,9 @@ def retrying(max_attempts: int | None = None, max_seconds: float = 60.0, initial
         wait=wait_exponential(multiplier=first, min=first, max=max(first, 16.0)),
         reraise=True,
         before_sleep=lambda state: log.warning(
-            "delivery attempt %d failed (%s); retrying", state.attempt_number, state.outcome.exception()
+            "delivery attempt %d failed (%s); retrying",
+            state.attempt_number,
+            state.outcome.exception() if state.outcome else None,
         ),
     )
 

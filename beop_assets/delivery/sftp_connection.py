@@ -123,6 +123,7 @@ def _key_from_text(text: str, passphrase: str | None) -> paramiko.PKey:
     if "\\n" in text and "\n" not in text.strip():
         text = text.replace("\\n", "\n")  # a key pasted into a one-line variable
     password = passphrase.encode() if passphrase else None
+    loaded: object
     try:
         loaded = serialization.load_ssh_private_key(text.encode(), password=password)
     except ValueError:
@@ -146,15 +147,15 @@ def load_credentials(export_id: str, target: SftpTarget) -> Credentials:
     passphrase = None
     if target.private_key_passphrase_env:
         passphrase = _env(export_id, target, target.private_key_passphrase_env, "key passphrase")
+    text: str | None = None
     if target.private_key_file:
         source = f"private key file {target.private_key_file}"
-        text = None
     else:
         source = f"private key from ${target.private_key_env}"
-        text = _env(export_id, target, target.private_key_env, "private key")
+        text = _env(export_id, target, target.private_key_env or "", "private key")
     secrets = tuple(s for s in (passphrase, text) if s)
     try:
-        pkey = _key_from_text(text or Path(target.private_key_file).read_text(), passphrase)
+        pkey = _key_from_text(text or Path(target.private_key_file or "").read_text(), passphrase)
     except (OSError, ValueError, TypeError, paramiko.SSHException, paramiko.pkey.UnknownKeyType) as exc:
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
         raise PermanentDeliveryError(
