@@ -286,6 +286,42 @@ def test_leftover_of_a_final_failure_on_a_dead_connection_is_removed_by_the_next
     assert sorted(receipt.removed_temp_files) == leftovers
 
 
+def test_a_lost_rename_reply_is_retried_and_leaves_exactly_one_file(
+    faulty_sftp: FaultySftpServer, monkeypatch, tmp_path, quick_retries
+):
+    """The rename went through but its reply never came: the retry must neither fail on the missing
+    `.part` nor leave a second file."""
+    directory = faulty_sftp.make_dir()
+    built = _built_file(tmp_path, HOLE_FILE_SIZE)
+    name = _file_name()
+    faulty_sftp.lose_rename_reply(times=1)
+
+    receipt = deliver_file("acme-crm", _target(faulty_sftp, directory, monkeypatch), built, name)
+
+    assert len(faulty_sftp.injected) == 1 and "rename was done" in faulty_sftp.injected[0]
+    assert receipt.attempts == 2
+    assert _names(directory) == [name]
+    assert (directory / name).read_bytes() == built.read_bytes()
+
+
+def test_a_server_storing_other_bytes_than_it_acknowledged_is_caught_by_read_back(
+    faulty_sftp: FaultySftpServer, monkeypatch, tmp_path, quick_retries
+):
+    """Every write answered OK, the size right, one byte wrong on disk: only a hash sees it. OpenSSH
+    offers none, so `read_back=True` hashes the temporary file as the server stored it."""
+    directory = faulty_sftp.make_dir()
+    built = _built_file(tmp_path, HOLE_FILE_SIZE)
+    name = _file_name()
+    faulty_sftp.corrupt_write_at(HOLE_OFFSET, times=None)
+
+    with pytest.raises(DeliveryError) as caught:
+        deliver_file("acme-crm", _target(faulty_sftp, directory, monkeypatch), built, name, read_back=True)
+
+    assert caught.value.step == "verify", _full_text(caught.value)
+    assert len(faulty_sftp.injected) == quick_retries
+    assert _names(directory) == [], "a file whose content is not proven never gets its final name"
+
+
 # -- ProFTPD mod_sftp with its defaults (AllowOverwrite off) -----------------------------------------
 
 
@@ -324,6 +360,20 @@ def test_proftpd_two_exports_into_one_directory_both_land(proftpd: LocalProftpd,
     assert _names(directory) == sorted([first_name, second_name])
     assert (directory / first_name).read_bytes() == first.read_bytes()
     assert (directory / second_name).read_bytes() == second.read_bytes()
+
+
+def test_proftpd_redelivery_of_the_same_name_replaces_it(proftpd: LocalProftpd, monkeypatch, tmp_path):
+    """A retry inside one run reuses its file name; with AllowOverwrite off the rename must still replace."""
+    directory = proftpd.make_dir()
+    target = _target(proftpd, directory, monkeypatch)
+    name = _file_name()
+    deliver_file("acme-crm", target, _built_file(tmp_path, 300_000, "first.csv"), name)
+    again = _built_file(tmp_path, 200_000, "again.csv")
+
+    deliver_file("acme-crm", target, again, name)
+
+    assert _names(directory) == [name]
+    assert (directory / name).read_bytes() == again.read_bytes()
 
 
 def test_proftpd_stale_temporary_file_of_an_earlier_attempt_is_replaced(proftpd: LocalProftpd, monkeypatch, tmp_path):
