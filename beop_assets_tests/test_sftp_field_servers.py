@@ -126,6 +126,7 @@ def test_one_refused_write_fails_the_attempt_and_the_retry_delivers_the_exact_by
         r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and NO_SPACE in r.getMessage()
     ]
     assert first_failure, "the failed attempt is logged with the server's own message"
+    assert all(": write: " in message for message in first_failure), "and names the step: write"
 
 
 def test_a_write_refused_on_every_attempt_fails_at_step_write_and_leaves_nothing(
