@@ -66,13 +66,16 @@ from typing import IO, TypeVar
 import paramiko
 from paramiko.sftp import (
     CMD_CLOSE,
+    CMD_DATA,
     CMD_EXTENDED,
     CMD_EXTENDED_REPLY,
     CMD_HANDLE,
     CMD_OPEN,
+    CMD_READ,
     CMD_STATUS,
     CMD_WRITE,
     SFTP_DESC,
+    SFTP_EOF,
     SFTP_FLAG_CREATE,
     SFTP_FLAG_READ,
     SFTP_FLAG_TRUNC,
@@ -348,12 +351,60 @@ def _server_hash(sftp: SftpClient, path: str, algorithm: str) -> tuple[str, str]
     return used, msg.get_remainder().hex()
 
 
-def _read_back_hash(sftp: SftpClient, path: str, algorithm: str) -> str:
+class _ReadReplies:
+    """Receives the replies to one file's READ requests, by request id, in any order."""
+
+    def __init__(self) -> None:
+        self.pending: dict[int, tuple[int, int]] = {}  # request id -> (offset, length)
+        self.arrived: dict[int, tuple[int, bytes]] = {}  # offset -> (length asked, data; b"" at EOF)
+        self.failed: list[str] = []
+
+    def _async_response(self, kind: int, msg: paramiko.Message, num: int) -> None:
+        offset, length = self.pending.pop(num)
+        if kind == CMD_DATA:
+            self.arrived[offset] = (length, msg.get_string())
+        elif kind == CMD_STATUS:
+            code = msg.get_int()
+            text = msg.get_text()
+            if code == SFTP_EOF:
+                self.arrived[offset] = (length, b"")
+            else:
+                self.failed.append(f"{_status_name(code)}: {text}" if text else _status_name(code))
+        else:
+            self.failed.append(f"unexpected reply type {kind}")
+
+
+def _read_back_hash(sftp: SftpClient, path: str, algorithm: str, size: int, request_size: int, in_flight: int) -> str:
+    """Hash of `path` as read back from the server, with pipelined READ requests (paramiko's prefetch
+    is several times slower), taken in file order whatever the order of the replies."""
     digest = hashlib.new(algorithm)
-    with sftp.open(path, "rb") as remote:
-        remote.prefetch()
-        for block in iter(lambda: remote.read(READ_CHUNK), b""):
-            digest.update(block)
+    handle = _open_handle(sftp, path, SFTP_FLAG_READ)
+    replies = _ReadReplies()
+    try:
+        asked = hashed = 0
+        while hashed < size and not replies.failed:
+            while len(replies.pending) < in_flight and asked < size:
+                length = min(request_size, size - asked)
+                num = sftp._async_request(replies, CMD_READ, handle, int64(asked), length)
+                replies.pending[num] = (asked, length)
+                asked += length
+            if hashed not in replies.arrived:
+                sftp._read_response()
+                continue
+            length, data = replies.arrived.pop(hashed)
+            if not data:
+                break  # end of file before `size`: the hash will differ
+            digest.update(data)
+            if len(data) < length:  # a short read: ask for the rest of that range
+                num = sftp._async_request(replies, CMD_READ, handle, int64(hashed + len(data)), length - len(data))
+                replies.pending[num] = (hashed + len(data), length - len(data))
+            hashed += len(data)
+        while replies.pending:
+            sftp._read_response()
+    finally:
+        _close_handle(sftp, handle)
+    if replies.failed:
+        raise OSError(f"reading {path} back failed: {replies.failed[0]}")  # a server answer, as paramiko gives it
     return digest.hexdigest()
 
 
@@ -429,7 +480,7 @@ def _upload_verified(
         )
     verified = "acks+size"
     if read_back:
-        theirs = _read_back_hash(sftp, temp_path, "sha256")
+        theirs = _read_back_hash(sftp, temp_path, "sha256", size, features.write_request, in_flight)
         if theirs != written.digest:
             raise TransientDeliveryError(
                 f"{where}: verify: the bytes read back from {temp_path} differ from the file built "
