@@ -189,7 +189,9 @@ def test_out_of_order_replies_a_large_upload_completes_at_once(
 
 
 def test_green_end_sftp_server_delivers_and_checks(green_end_sftp: FaultySftpServer, monkeypatch, tmp_path):
-    """Debian's gesftpserver: another SFTP implementation (it serves requests on several threads)."""
+    """Debian's gesftpserver: another SFTP implementation. It serves requests on several threads, so some
+    replies come out of request order, now and then (the fault server's reordering is the one that
+    always does); the front passes them on in the order gesftpserver sent them."""
     directory = green_end_sftp.make_dir()
     built = _built_file(tmp_path, LARGE_FILE_SIZE)
     name = _file_name()
