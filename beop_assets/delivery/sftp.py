@@ -652,10 +652,23 @@ def _file_hash(path: Path, algorithm: str) -> str:
 
 
 def _already_delivered(
-    sftp: SftpClient, features: ServerFeatures, state: _Attempts, local_path: Path, size: int, final_path: str
+    sftp: SftpClient,
+    features: ServerFeatures,
+    state: _Attempts,
+    local_path: Path,
+    size: int,
+    temp_path: str,
+    final_path: str,
 ) -> bool:
-    """After an attempt whose rename request went out: is the file under its final name already?"""
+    """After an attempt whose rename request went out: is the file under its final name already? Not
+    if the temporary file is still there (the rename did not happen), nor with another size or hash."""
     sftp.step = "verify"
+    try:
+        sftp.stat(temp_path)
+    except FileNotFoundError:
+        pass
+    else:
+        return False
     try:
         attributes = sftp.stat(final_path)
     except FileNotFoundError:
@@ -706,7 +719,9 @@ def deliver_file(
         with sftp_session(export_id, target, credentials, timeout=timeout, path=remote_path) as sftp:
             _require_directory(sftp, export_id, target)
             features = server_features(sftp)
-            if state.rename_sent and _already_delivered(sftp, features, state, local_path, size, remote_path):
+            if state.rename_sent and _already_delivered(
+                sftp, features, state, local_path, size, temp_path, remote_path
+            ):
                 log.info("%s: an earlier attempt's rename went through; nothing to redo", where)
                 _remove_quietly(sftp, temp_path)
                 done = _Uploaded(_Written(0, size, None), state.verified, None, "earlier attempt")
