@@ -395,6 +395,31 @@ def test_proftpd_stale_temporary_file_of_an_earlier_attempt_is_replaced(proftpd:
     assert _names(directory) == [name]
 
 
+def test_proftpd_leftover_temporary_files_of_the_product_are_removed_and_nothing_else(
+    proftpd: LocalProftpd, monkeypatch, tmp_path
+):
+    """The cleanup on ProFTPD's listing and clock: last night's leftover goes; the customer's files and
+    another export's upload in flight stay."""
+    directory = proftpd.make_dir()
+    stale = f".{_file_name('Crashed')}.part"
+    in_flight = f".{_file_name('Other export')}.part"
+    files = {stale: b"half a file", in_flight: b"being written", ".customer.part": b"theirs", "notes.txt": b"keep"}
+    night_ago = time.time() - 12 * 3600
+    for file_name, content in files.items():
+        (directory / file_name).write_bytes(content)
+        os.chown(directory / file_name, proftpd.user.pw_uid, proftpd.user.pw_gid)
+        if file_name != in_flight:
+            os.utime(directory / file_name, (night_ago, night_ago))
+    name = _file_name()
+
+    receipt = deliver_file("acme-crm", _target(proftpd, directory, monkeypatch), _built_file(tmp_path, 1000), name)
+
+    assert receipt.removed_temp_files == (stale,)
+    assert _names(directory) == sorted([name, in_flight, ".customer.part", "notes.txt"])
+    for file_name in (in_flight, ".customer.part", "notes.txt"):
+        assert (directory / file_name).read_bytes() == files[file_name]
+
+
 def test_proftpd_connection_killed_mid_upload_is_retried_and_delivers(
     private_proftpd: LocalProftpd, monkeypatch, tmp_path, quick_retries
 ):
