@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -51,10 +52,19 @@ def _same(a: Path, b: Path) -> bool:
                 return True
 
 
-def _timed(fn: Callable[[], object]) -> float:
+CPU: dict[str, list[float]] = {}
+
+
+def _timed(fn: Callable[[], object], what: str) -> float:
+    """Wall seconds of `fn`; its CPU seconds (this process, all threads, plus child processes) go to CPU."""
+    own, children = time.process_time(), resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     fn()
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    child_cpu = (after.ru_utime - children.ru_utime) + (after.ru_stime - children.ru_stime)
+    CPU.setdefault(what, []).append(time.process_time() - own + child_cpu)
+    return wall
 
 
 def _sftp_client(server: LocalSshd | LocalProftpd, source: Path, destination: str, scratch: Path) -> None:
@@ -117,9 +127,9 @@ def bench_server(
 
     ours(False)  # warm-up: page cache, first connection
     for _ in range(repeats):
-        rates["product"].append(size / 1e6 / _timed(lambda: ours(False)))
-        rates["sftp client"].append(size / 1e6 / _timed(theirs))
-        rates["product read-back"].append(size / 1e6 / _timed(lambda: ours(True)))
+        rates["product"].append(size / 1e6 / _timed(lambda: ours(False), f"{label} product"))
+        rates["sftp client"].append(size / 1e6 / _timed(theirs, f"{label} sftp client"))
+        rates["product read-back"].append(size / 1e6 / _timed(lambda: ours(True), f"{label} product read-back"))
     rates["verified"] = []  # printed from `verified`
     print(f"{label}: default verification {verified!r}", flush=True)
     return rates
@@ -157,12 +167,25 @@ def main() -> None:
         source.unlink(missing_ok=True)
 
     print()
+    print("median MB/s (best run), and the client's CPU seconds per upload (median; the comparison with the")
+    print("sftp client's own CPU time says how a loaded machine will tilt the ratio):")
     print(f"{'server':<26} {'product MB/s':>13} {'sftp client MB/s':>17} {'ratio':>7} {'read-back MB/s':>15}")
     for label, rates in results.items():
         ours = statistics.median(rates["product"])
         theirs = statistics.median(rates["sftp client"])
         back = statistics.median(rates["product read-back"])
-        print(f"{label:<26} {ours:>13.1f} {theirs:>17.1f} {ours / theirs:>6.2f}x {back:>15.1f}")
+        best = f"({max(rates['product']):.0f})"
+        print(
+            f"{label:<26} {ours:>7.1f} {best:>5} {theirs:>10.1f} ({max(rates['sftp client']):.0f})"
+            f" {ours / theirs:>6.2f}x {back:>9.1f} ({max(rates['product read-back']):.0f})"
+        )
+        cpu = {
+            what: statistics.median(CPU[f"{label} {what}"]) for what in ("product", "sftp client", "product read-back")
+        }
+        print(
+            f"{'':<26} CPU s: product {cpu['product']:.2f}, sftp client {cpu['sftp client']:.2f}, "
+            f"product read-back {cpu['product read-back']:.2f}"
+        )
         print(
             f"{'':<26} runs: product {', '.join(f'{r:.0f}' for r in rates['product'])}; "
             f"sftp {', '.join(f'{r:.0f}' for r in rates['sftp client'])}; "

@@ -53,9 +53,11 @@ import io
 import logging
 import os
 import posixpath
+import queue
 import re
 import stat
 import struct
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -233,6 +235,33 @@ def _close_handle(sftp: SftpClient, handle: bytes) -> None:
     sftp._request(CMD_CLOSE, handle)  # raises on a non-OK status
 
 
+class _BackgroundHash:
+    """The local file's hash, computed on another thread while the upload goes on (hashlib releases
+    the GIL), so that verifying by the server's hash costs the upload no time of its own where a core
+    is free."""
+
+    def __init__(self, algorithm: str) -> None:
+        self._digest = hashlib.new(algorithm)
+        self._chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="sftp-local-hash", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._chunks.get()) is not None:
+            self._digest.update(chunk)
+
+    def update(self, chunk: bytes) -> None:
+        self._chunks.put(chunk)
+
+    def hexdigest(self) -> str:
+        self._chunks.put(None)
+        self._thread.join()
+        return self._digest.hexdigest()
+
+    def abandon(self) -> None:
+        self._chunks.put(None)
+
+
 class _Outbox:
     """WRITE requests framed here and handed to the channel in pieces of its maximum packet size.
 
@@ -299,9 +328,28 @@ def _write_all(
     for before returning. Any refused write raises a TransientDeliveryError at step "write"."""
     replies = _WriteReplies()
     outbox = _Outbox(sftp, replies, handle)
+    digest = _BackgroundHash(algorithm) if algorithm else None
+    try:
+        return _write_requests(sftp, source, request_size, in_flight, where, temp_path, replies, outbox, digest)
+    except BaseException:
+        if digest is not None:
+            digest.abandon()
+        raise
+
+
+def _write_requests(
+    sftp: SftpClient,
+    source: IO[bytes],
+    request_size: int,
+    in_flight: int,
+    where: str,
+    temp_path: str,
+    replies: _WriteReplies,
+    outbox: _Outbox,
+    digest: _BackgroundHash | None,
+) -> _Written:
     # Read replies in batches, so that the requests sent next fill whole SSH packets.
     refill = max(1, min(in_flight // 2, outbox.flush_at // request_size))
-    digest = hashlib.new(algorithm) if algorithm else None
     offset = requests = 0
     while not replies.refused:
         data = source.read(request_size)
