@@ -15,11 +15,13 @@ import threading
 import time
 import traceback
 from contextlib import contextmanager, suppress
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from beop_assets.delivery import ledger
+from beop_assets.delivery import sftp as sftp_module
 from beop_assets.delivery.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from beop_assets.delivery.sftp import SftpReceipt, check_target, deliver_file, download_file, list_files
 from beop_assets_tests.fixtures.sshd import SFTP_KEY_ENV, SFTP_PASSPHRASE_ENV, SFTP_PASSWORD_ENV
@@ -459,3 +461,49 @@ def test_check_target_failures(sshd, sftp_target, upload_dir, monkeypatch, tmp_p
     changed = sshd.write_known_hosts(tmp_path / "kh", changed=True)
     with pytest.raises(DeliveryError, match="does not match"):
         check_target("acme-crm", sftp_target(known_hosts_file=str(changed)))
+
+
+# -- write request size: what the server announces, what it is known for, and the fall-back -------------
+
+
+def test_request_sizes_follow_the_server(sshd, proftpd, sftp_target, monkeypatch):
+    """OpenSSH announces 261,120 bytes (limits@openssh.com): 252 KiB; ProFTPD announces nothing but
+    takes 512 KiB packets: 128 KiB."""
+    lines = check_target("acme-crm", sftp_target())
+    assert "requests of 252 KiB" in lines[4]
+    monkeypatch.setenv("BEOP_TEST_PROFTPD_PASSWORD", proftpd.password)
+    on_proftpd = sftp_target(
+        server=proftpd, directory=str(proftpd.make_dir()), password_env="BEOP_TEST_PROFTPD_PASSWORD"
+    )
+    lines = check_target("acme-crm", on_proftpd)
+    assert "requests of 128 KiB" in lines[4] and "sha256 check-file" in lines[5]
+
+
+def test_a_failed_write_of_an_unannounced_size_falls_back_to_32_kib(
+    faulty_sftp, sftp_target, big_file, quick_retries, monkeypatch, caplog
+):
+    """A server that takes no 128 KiB writes (here: its first refused write) gets 32 KiB on the next
+    attempt. Only the size the server is "known for" is forced here; the server and its fault are real."""
+    real = sftp_module.server_features
+    sizes: list[int] = []
+
+    def known_for_128_kib(client):
+        features = replace(real(client), write_request=128 * 1024, write_request_announced=False)
+        return features
+
+    original_write_all = sftp_module._write_all
+
+    def recording(sftp, handle, source, request_size, *args, **kwargs):
+        sizes.append(request_size)
+        return original_write_all(sftp, handle, source, request_size, *args, **kwargs)
+
+    monkeypatch.setattr(sftp_module, "server_features", known_for_128_kib)
+    monkeypatch.setattr(sftp_module, "_write_all", recording)
+    directory = faulty_sftp.make_dir()
+    monkeypatch.setenv("BEOP_TEST_FAULTY_PASSWORD", faulty_sftp.password)
+    target = sftp_target(server=faulty_sftp, directory=str(directory), password_env="BEOP_TEST_FAULTY_PASSWORD")
+    faulty_sftp.fail_write_at(2**20, times=1)
+    receipt = deliver_file("acme-crm", target, big_file, "big.csv")
+    assert receipt.attempts == 2 and sizes == [128 * 1024, 32 * 1024]
+    assert "the next attempt uses 32 KiB" in caplog.text
+    assert (directory / "big.csv").read_bytes() == big_file.read_bytes()

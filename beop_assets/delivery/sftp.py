@@ -38,8 +38,9 @@ The contract (SPEC sections 3 and 5) and how it is met:
 - Errors name the step (`DeliveryError.step`): connect, host key, auth, stat directory, remove temp,
   open, write, close, verify, rename, list.
 - Throughput: write requests of the size the server announces (`limits@openssh.com` max-write-length:
-  ~255 KiB on OpenSSH), else 32 KiB (what every server accepts), with `REQUESTS_IN_FLIGHT` requests
-  outstanding (bench/sftp_throughput.py; figures in bench/README.md).
+  ~255 KiB on OpenSSH), 128 KiB on ProFTPD (known to take up to 512 KiB; 32 KiB again after a failed
+  write), else 32 KiB (what every server accepts), with `REQUESTS_IN_FLIGHT` requests outstanding,
+  several framed per SSH packet (bench/sftp_throughput.py; figures in bench/README.md).
 
 Connection, authentication, timeouts and error classification live in `sftp_connection`.
 """
@@ -61,7 +62,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, TypeVar
 
@@ -99,6 +100,11 @@ T = TypeVar("T")
 # request far larger than the SSH packets it travels in only delays the first acknowledgement.
 SAFE_WRITE_REQUEST = 32 * 1024
 MAX_WRITE_REQUEST = 252 * 1024
+# ProFTPD's mod_sftp (banner "mod_sftp") announces no limits but takes SFTP packets of up to 512 KiB
+# (FXP_MAX_PACKET_LEN in its fxp.c); at 32 KiB per request its single session process, not the
+# network, is the bottleneck, and 128 KiB requests more than double its rate (bench/README.md). Should
+# a server refuse them, the next attempt of the delivery falls back to 32 KiB.
+PROFTPD_WRITE_REQUEST = 128 * 1024
 # WRITE requests outstanding at once: enough to cover the loopback round trip many times over at
 # full speed; the server's channel window bounds the bytes really in flight anyway.
 REQUESTS_IN_FLIGHT = 64
@@ -139,6 +145,7 @@ class ServerFeatures:
 
     posix_rename: bool
     write_request: int
+    write_request_announced: bool  # False: a size the server is known for, not one it announced
     # The check-file algorithm to hash the local file with while uploading; None: no server hash to
     # compare with. `hash_announced` False means it is asked for without having been announced:
     # ProFTPD's mod_sftp answers check-file-handle on SFTP v3 but only lists it from v5 on.
@@ -151,6 +158,9 @@ def server_features(sftp: SftpClient) -> ServerFeatures:
     ext = sftp.extensions
     software = sftp.get_channel().get_transport().remote_version or "unknown server"
     write_request = SAFE_WRITE_REQUEST
+    write_request_announced = False
+    if "mod_sftp" in software:
+        write_request = PROFTPD_WRITE_REQUEST
     if "limits@openssh.com" in ext:
         with contextlib.suppress(OSError, paramiko.SFTPError, struct.error):
             kind, msg = sftp._request(CMD_EXTENDED, "limits@openssh.com")
@@ -160,6 +170,7 @@ def server_features(sftp: SftpClient) -> ServerFeatures:
                 max_write = msg.get_int64()
                 if max_write:
                     write_request = max(SAFE_WRITE_REQUEST, min(MAX_WRITE_REQUEST, max_write))
+                    write_request_announced = True
     algorithm: str | None = None
     announced = "check-file-handle" in ext or "check-file" in ext
     if announced:
@@ -171,7 +182,9 @@ def server_features(sftp: SftpClient) -> ServerFeatures:
         # Unannounced but worth one request: a server without it answers "unsupported" (OpenSSH, which
         # never implements it, is not asked, and its uploads pay no local hashing).
         algorithm = "sha256"
-    return ServerFeatures("posix-rename@openssh.com" in ext, write_request, algorithm, announced, software)
+    return ServerFeatures(
+        "posix-rename@openssh.com" in ext, write_request, write_request_announced, algorithm, announced, software
+    )
 
 
 # -- errors ------------------------------------------------------------------------------------------
@@ -461,6 +474,7 @@ class _Attempts:
     """What one delivery's attempts learn from each other."""
 
     posix_rename_refused: bool = False
+    small_writes: bool = False  # a write of an unannounced size failed: 32 KiB requests from now on
     rename_sent: bool = False  # a rename request went out: the file may already be under its final name
     verified: str = ""
 
@@ -767,6 +781,8 @@ def deliver_file(
         with sftp_session(export_id, target, credentials, timeout=timeout, path=remote_path) as sftp:
             _require_directory(sftp, export_id, target)
             features = server_features(sftp)
+            if state.small_writes:
+                features = replace(features, write_request=SAFE_WRITE_REQUEST)
             if state.rename_sent and _already_delivered(
                 sftp, features, state, local_path, size, temp_path, remote_path
             ):
@@ -790,6 +806,19 @@ def deliver_file(
                     state.verified = done.verified
                     done.rename = _rename(sftp, features, state, where, target, temp_path, remote_path)
                 except BaseException as exc:
+                    if (
+                        sftp.step == "write"
+                        and not features.write_request_announced
+                        and features.write_request > SAFE_WRITE_REQUEST
+                    ):
+                        log.warning(
+                            "%s: writes of %d KiB failed on %s; the next attempt uses %d KiB",
+                            where,
+                            features.write_request // 1024,
+                            features.software,
+                            SAFE_WRITE_REQUEST // 1024,
+                        )
+                        state.small_writes = True
                     if not _dead_connection(exc):
                         _remove_quietly(sftp, temp_path)
                     raise
