@@ -850,7 +850,7 @@ def check_target(
     directory, a multi-megabyte pipelined write of a probe, its verification, the rename a delivery
     would use, the probe's removal, and the directory listing the cleanup needs.
 
-    Returns one line per step (also passed to `report` as it happens); the last line sums it up.
+    Returns one line per step (each also passed to `report` as it is done), then a line that sums up.
     Raises the same errors as `deliver_file` (with `.step`) where a delivery would fail.
     """
     credentials: Credentials = load_credentials(export_id, target)
@@ -919,7 +919,7 @@ def check_target(
                 "but leftover temporary files after a crash cannot be found and removed; give this user read "
                 "(list) access to clean them up"
             )
-        say(
+        lines.append(  # the summary: not a step, so not reported as one
             f"a delivery would succeed: {host_key}; {target.directory} writable, verified by {done.verified}, "
             f"renamed with {rename}"
         )
