@@ -507,3 +507,19 @@ def test_a_failed_write_of_an_unannounced_size_falls_back_to_32_kib(
     assert receipt.attempts == 2 and sizes == [128 * 1024, 32 * 1024]
     assert "the next attempt uses 32 KiB" in caplog.text
     assert (directory / "big.csv").read_bytes() == big_file.read_bytes()
+
+
+def test_a_server_hash_that_differs_from_the_file_built_fails_at_verify(
+    proftpd, sftp_target, big_file, quick_retries, monkeypatch
+):
+    """ProFTPD's sha256 of the temporary file is really compared: if the file built hashed otherwise
+    (here its local hash is made wrong), no attempt renames, and nothing is left."""
+    monkeypatch.setattr(sftp_module._BackgroundHash, "hexdigest", lambda self: "0" * 64)
+    monkeypatch.setenv("BEOP_TEST_PROFTPD_PASSWORD", proftpd.password)
+    directory = proftpd.make_dir()
+    target = sftp_target(server=proftpd, directory=str(directory), password_env="BEOP_TEST_PROFTPD_PASSWORD")
+    with pytest.raises(TransientDeliveryError) as caught:
+        deliver_file("acme-crm", target, big_file, "big.csv")
+    assert caught.value.step == "verify" and caught.value.attempts == quick_retries
+    assert "the server's sha256" in str(caught.value) and "differs from the file built" in str(caught.value)
+    assert _names(directory) == []
