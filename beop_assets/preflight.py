@@ -1,8 +1,12 @@
 """`beop-exports check`: prove, before the night, that every export's destination accepts a file.
 
-For SFTP: connect, verify the host key, authenticate, check the directory exists and is writable
-(a probe file written, renamed and removed). For GCS: read and check the key, check the bucket
-exists and accepts a write (a probe object written and deleted). Says exactly what is wrong.
+For SFTP it does what a delivery does (`sftp.check_target`): connect, verify the host key,
+authenticate, check the directory, write a multi-megabyte probe with the same pipelined writer,
+verify it the way a delivery would, rename it with the rename a delivery would use, remove it, and
+list the directory (which the cleanup of leftover temporary files needs), so that it fails where a
+delivery would. Each step is printed on its own line as it is done, so a failure shows how far it
+got. For GCS: read and check the key, check the bucket exists and accepts a write (a probe object
+written and deleted). Says exactly what is wrong.
 """
 
 from __future__ import annotations
@@ -30,14 +34,19 @@ def preflight(export_ids: list[str] | None = None, echo: Callable[[str], None] =
         try:
             export = registry.get(export_id)
             if isinstance(export, SpecificExport):
-                lines = sftp.check_target(export.id, export.sftp)
+
+                def progress(line: str, export_id: str = export_id) -> None:
+                    echo(f"      {export_id}: {line}")
+
+                steps = sftp.check_target(export.id, export.sftp, report=progress)
+                summary = steps[-1]  # the others were printed as they were done
             else:
-                lines = gcs.check_target(export.id, export.gcs)
+                summary = "; ".join(gcs.check_target(export.id, export.gcs))
         except (RegistryError, DeliveryError) as exc:
             problems.append(f"{export_id}: {exc}")
             echo(f"FAIL  {export_id}: {exc}")
             continue
         checked_ok += 1
-        echo(f"ok    {export_id}: " + "; ".join(lines))
+        echo(f"ok    {export_id}: {summary}")
     echo(f"{checked_ok} ok, {len(problems)} problem(s)")
     return problems

@@ -1,4 +1,5 @@
-"""Shared fixtures. The real servers (OpenSSH sshd, the GCS emulator) live in `fixtures/`."""
+"""Shared fixtures. The real servers (OpenSSH sshd, ProFTPD, the fault SFTP server, the GCS emulator) live in
+`fixtures/`."""
 
 import os
 
@@ -9,6 +10,8 @@ os.environ.setdefault("BEOP_START_DATE", "2025-01-01")
 
 pytest_plugins = [
     "beop_assets_tests.fixtures.sshd",
+    "beop_assets_tests.fixtures.proftpd",
+    "beop_assets_tests.fixtures.faulty_sftp",
     "beop_assets_tests.fixtures.gcs",
     "beop_assets_tests.fixtures.gcs_proxy",
     "beop_assets_tests.fixtures.landing",

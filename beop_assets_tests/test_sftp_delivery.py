@@ -9,15 +9,19 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import threading
 import time
 import traceback
 from contextlib import contextmanager, suppress
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from beop_assets.delivery import ledger
+from beop_assets.delivery import sftp as sftp_module
 from beop_assets.delivery.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from beop_assets.delivery.sftp import SftpReceipt, check_target, deliver_file, download_file, list_files
 from beop_assets_tests.fixtures.sshd import SFTP_KEY_ENV, SFTP_PASSPHRASE_ENV, SFTP_PASSWORD_ENV
@@ -67,6 +71,8 @@ def test_delivers_the_file_byte_identical_under_its_final_name(auth, sftp_target
         bytes=len(CSV),
         duration_s=receipt.duration_s,
         attempts=1,
+        verified="acks+size",  # OpenSSH offers no hash extension
+        removed_temp_files=(),
     )
     assert _names(upload_dir) == ["20261126_crm-participation_x_1.csv"]  # no .part left behind
     assert (upload_dir / "20261126_crm-participation_x_1.csv").read_bytes() == CSV
@@ -137,6 +143,50 @@ def test_insecure_opt_out_connects_without_known_hosts_and_warns(sftp_target, up
     assert "NOT verified" in caplog.text
 
 
+def test_read_back_verification_is_offered_and_named_in_the_receipt(sftp_target, upload_dir, big_file):
+    receipt = deliver_file("acme-crm", sftp_target(), big_file, "big.csv", read_back=True)
+    assert receipt.verified == "read-back"
+    assert (upload_dir / "big.csv").read_bytes() == big_file.read_bytes()
+
+
+OWN = "20261126_crm-participation_my-export_{}.csv"
+
+
+def test_own_leftover_temp_files_older_than_the_bound_are_removed_and_named(sftp_target, upload_dir, csv_file):
+    """Finding 5: a crash leaves `.part` files; the next delivery to the directory removes the product's
+    own (its naming pattern only) once they are older than `stale_temp_age_s` by the server's clock."""
+    old_own = f".{OWN.format('0b6f3c1e-8d2a-4f4b-9a51-3c2d1e0f9a8b')}.part"
+    old_probe = ".beop-probe-" + "ab" * 16 + ".part"
+    young_own = f".{OWN.format('1c7f3c1e-8d2a-4f4b-9a51-3c2d1e0f9a8c')}.part"  # another delivery, under way
+    theirs = {".report.csv.part": b"customer's", "20261126_crm-participation_x.csv": b"customer's too"}
+    now = time.time()
+    for name, age in [(old_own, 7200), (old_probe, 7200), (young_own, 600), *((n, 7200) for n in theirs)]:
+        (upload_dir / name).write_bytes(theirs.get(name, b"partial"))
+        os.utime(upload_dir / name, (now - age, now - age))
+
+    receipt = deliver_file("acme-crm", sftp_target(), csv_file, "f.csv", stale_temp_age_s=3600)
+    assert sorted(receipt.removed_temp_files) == sorted([old_own, old_probe])
+    assert _names(upload_dir) == sorted(["f.csv", young_own, *theirs])
+    for name, content in theirs.items():
+        assert (upload_dir / name).read_bytes() == content
+
+    receipt = deliver_file("acme-crm", sftp_target(), csv_file, "g.csv", stale_temp_age_s=3600)
+    assert receipt.removed_temp_files == () and young_own in _names(upload_dir)  # still within the bound
+    receipt = deliver_file("acme-crm", sftp_target(), csv_file, "h.csv", stale_temp_age_s=60)
+    assert receipt.removed_temp_files == (young_own,)
+
+
+def test_removed_temp_files_are_recorded_in_the_ledger(tmp_path):
+    ledger.record_removed_temp_files("acme-crm", "sftp://u@h:22/in", (".a.part", ".b.part"), run_id="r1", root=tmp_path)
+    ledger.record_removed_temp_files("acme-crm", "sftp://u@h:22/in", (), root=tmp_path)  # nothing: no row
+    with sqlite3.connect(ledger.ledger_file(tmp_path)) as con:
+        rows = con.execute("SELECT export_id, destination, name, run_id FROM removed_temp_files ORDER BY id").fetchall()
+    assert rows == [
+        ("acme-crm", "sftp://u@h:22/in", ".a.part", "r1"),
+        ("acme-crm", "sftp://u@h:22/in", ".b.part", "r1"),
+    ]
+
+
 # -- permanent failures: fail at once, say what to fix, leave nothing --------------------------------
 
 
@@ -148,7 +198,7 @@ def test_wrong_password_fails_at_once_without_revealing_it(sshd, sftp_target, up
     message = str(caught.value)
     assert "acme-crm" in message and f"127.0.0.1:{sshd.port}" in message
     assert "authentication" in message and SFTP_PASSWORD_ENV in message
-    assert caught.value.attempts == 1
+    assert caught.value.attempts == 1 and caught.value.step == "auth"
     for secret in ("WRONG-pw-Zq81-distinctive", sshd.password):
         assert secret not in _full_text(caught.value)
     assert _names(upload_dir) == []
@@ -186,6 +236,7 @@ def test_unknown_host_key_is_rejected(sshd, sftp_target, upload_dir, csv_file, t
     with pytest.raises(PermanentDeliveryError, match="not in known_hosts") as caught:
         deliver_file("acme-crm", sftp_target(known_hosts_file=str(empty)), csv_file, "f.csv")
     assert f"127.0.0.1:{sshd.port}" in str(caught.value) and caught.value.attempts == 1
+    assert caught.value.step == "host key"
     assert _names(upload_dir) == []
 
 
@@ -208,7 +259,7 @@ def test_missing_directory_is_named_and_never_created(sshd, sftp_target, upload_
         deliver_file("acme-crm", sftp_target(directory=missing), csv_file, "f.csv")
     message = str(caught.value)
     assert f"127.0.0.1:{sshd.port}" in message and str(missing) in message and "does not exist" in message
-    assert caught.value.attempts == 1
+    assert caught.value.attempts == 1 and caught.value.step == "stat directory"
     assert not (upload_dir / "not").exists()
 
 
@@ -217,6 +268,7 @@ def test_directory_without_write_permission(sshd, sftp_target, csv_file):
     with pytest.raises(PermanentDeliveryError, match="permission denied") as caught:
         deliver_file("acme-crm", sftp_target(directory=read_only), csv_file, "f.csv")
     assert str(read_only) in str(caught.value) and caught.value.attempts == 1
+    assert caught.value.step == "open" and "write access" in str(caught.value)  # creating the file is refused
     assert _names(read_only) == []
 
 
@@ -242,7 +294,7 @@ def test_server_down_is_retried_then_reported(private_sshd, sftp_target, csv_fil
     private_sshd.stop()
     with pytest.raises(TransientDeliveryError, match="connection refused") as caught:
         deliver_file("acme-crm", target, csv_file, "f.csv")
-    assert caught.value.attempts == quick_retries
+    assert caught.value.attempts == quick_retries and caught.value.step == "connect"
     assert f"127.0.0.1:{private_sshd.port}" in str(caught.value)
 
 
@@ -370,7 +422,23 @@ def test_server_that_accepts_and_stalls_times_out(banner, csv_file, sftp_target,
 
 
 def test_check_target_reports_what_it_checked(sshd, sftp_target, upload_dir):
-    lines = check_target("acme-crm", sftp_target("key_file"))
+    reported: list[str] = []
+    lines = check_target("acme-crm", sftp_target("key_file"), report=reported.append)
+    assert reported == lines[:-1]  # each step as it was done; the last line sums up
+    steps = [line.split(":", 1)[0] for line in lines[:-1]]
+    assert steps == [
+        "connect",
+        "host key",
+        "auth",
+        "stat directory",
+        "write",
+        "verify",
+        "rename",
+        "remove temp",
+        "list",
+    ]
+    assert "write: 4 MiB probe" in lines[4] and "every one acknowledged OK" in lines[4]
+    assert "rename: deliveries use posix-rename" in lines[6]
     text = "\n".join(lines)
     assert "host key ssh-ed25519" in text and "matches" in text
     assert "authenticated as 'beoptest'" in text
@@ -393,3 +461,65 @@ def test_check_target_failures(sshd, sftp_target, upload_dir, monkeypatch, tmp_p
     changed = sshd.write_known_hosts(tmp_path / "kh", changed=True)
     with pytest.raises(DeliveryError, match="does not match"):
         check_target("acme-crm", sftp_target(known_hosts_file=str(changed)))
+
+
+# -- write request size: what the server announces, what it is known for, and the fall-back -------------
+
+
+def test_request_sizes_follow_the_server(sshd, proftpd, sftp_target, monkeypatch):
+    """OpenSSH announces 261,120 bytes (limits@openssh.com): 252 KiB; ProFTPD announces nothing but
+    takes 512 KiB packets: 128 KiB."""
+    lines = check_target("acme-crm", sftp_target())
+    assert "requests of 252 KiB" in lines[4]
+    monkeypatch.setenv("BEOP_TEST_PROFTPD_PASSWORD", proftpd.password)
+    on_proftpd = sftp_target(
+        server=proftpd, directory=str(proftpd.make_dir()), password_env="BEOP_TEST_PROFTPD_PASSWORD"
+    )
+    lines = check_target("acme-crm", on_proftpd)
+    assert "requests of 128 KiB" in lines[4] and "sha256 check-file" in lines[5]
+
+
+def test_a_failed_write_of_an_unannounced_size_falls_back_to_32_kib(
+    faulty_sftp, sftp_target, big_file, quick_retries, monkeypatch, caplog
+):
+    """A server that takes no 128 KiB writes (here: its first refused write) gets 32 KiB on the next
+    attempt. Only the size the server is "known for" is forced here; the server and its fault are real."""
+    real = sftp_module.server_features
+    sizes: list[int] = []
+
+    def known_for_128_kib(client):
+        features = replace(real(client), write_request=128 * 1024, write_request_announced=False)
+        return features
+
+    original_write_all = sftp_module._write_all
+
+    def recording(sftp, handle, source, request_size, *args, **kwargs):
+        sizes.append(request_size)
+        return original_write_all(sftp, handle, source, request_size, *args, **kwargs)
+
+    monkeypatch.setattr(sftp_module, "server_features", known_for_128_kib)
+    monkeypatch.setattr(sftp_module, "_write_all", recording)
+    directory = faulty_sftp.make_dir()
+    monkeypatch.setenv("BEOP_TEST_FAULTY_PASSWORD", faulty_sftp.password)
+    target = sftp_target(server=faulty_sftp, directory=str(directory), password_env="BEOP_TEST_FAULTY_PASSWORD")
+    faulty_sftp.fail_write_at(2**20, times=1)
+    receipt = deliver_file("acme-crm", target, big_file, "big.csv")
+    assert receipt.attempts == 2 and sizes == [128 * 1024, 32 * 1024]
+    assert "the next attempt uses 32 KiB" in caplog.text
+    assert (directory / "big.csv").read_bytes() == big_file.read_bytes()
+
+
+def test_a_server_hash_that_differs_from_the_file_built_fails_at_verify(
+    proftpd, sftp_target, big_file, quick_retries, monkeypatch
+):
+    """ProFTPD's sha256 of the temporary file is really compared: if the file built hashed otherwise
+    (here its local hash is made wrong), no attempt renames, and nothing is left."""
+    monkeypatch.setattr(sftp_module._BackgroundHash, "hexdigest", lambda self: "0" * 64)
+    monkeypatch.setenv("BEOP_TEST_PROFTPD_PASSWORD", proftpd.password)
+    directory = proftpd.make_dir()
+    target = sftp_target(server=proftpd, directory=str(directory), password_env="BEOP_TEST_PROFTPD_PASSWORD")
+    with pytest.raises(TransientDeliveryError) as caught:
+        deliver_file("acme-crm", target, big_file, "big.csv")
+    assert caught.value.step == "verify" and caught.value.attempts == quick_retries
+    assert "the server's sha256" in str(caught.value) and "differs from the file built" in str(caught.value)
+    assert _names(directory) == []

@@ -180,3 +180,28 @@ def history(
 def last_delivered(export_id: str, day: date, root: Path | None = None) -> Delivery | None:
     found = history(export_id, day, root, status="delivered", limit=1)
     return found[0] if found else None
+
+
+def record_removed_temp_files(
+    export_id: str,
+    destination: str,
+    names: tuple[str, ...] | list[str],
+    run_id: str | None = None,
+    root: Path | None = None,
+) -> None:
+    """Record the product's own leftover temporary files a delivery removed from a customer's directory
+    (a crash's `.part` files, SPEC section 5), one row each, so that what was cleaned up, where and
+    when can be seen afterwards. Its table is created here, beside `deliveries`."""
+    if not names:
+        return
+    with closing(_connect(root)) as con:
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS removed_temp_files (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " export_id TEXT NOT NULL, destination TEXT NOT NULL, name TEXT NOT NULL, run_id TEXT,"
+            " removed_at TEXT NOT NULL)"
+        )
+        now = _now()
+        con.executemany(
+            "INSERT INTO removed_temp_files (export_id, destination, name, run_id, removed_at) VALUES (?, ?, ?, ?, ?)",
+            [(export_id, destination, name, run_id, now) for name in names],
+        )

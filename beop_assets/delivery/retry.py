@@ -8,11 +8,11 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_exponential
 
-from beop_assets.delivery.errors import TransientDeliveryError
+from beop_assets.delivery.errors import DeliveryError, TransientDeliveryError
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -32,16 +32,23 @@ def retrying(max_attempts: int | None = None, max_seconds: float = 60.0, initial
         wait=wait_exponential(multiplier=first, min=first, max=max(first, 16.0)),
         reraise=True,
         before_sleep=lambda state: log.warning(
-            "delivery attempt %d failed (%s); retrying", state.attempt_number, state.outcome.exception()
+            "delivery attempt %d failed (%s); retrying",
+            state.attempt_number,
+            state.outcome.exception() if state.outcome else None,
         ),
     )
 
 
-def call_with_retries(fn: Callable[[], T], **kwargs) -> tuple[T, int]:
-    """Run `fn` under the policy; return its result and the number of attempts it took."""
+def call_with_retries(fn: Callable[[], T], **kwargs: Any) -> tuple[T, int]:
+    """Run `fn` under the policy; return its result and the number of attempts it took. A
+    `DeliveryError` that ends the loop carries that number too (`error.attempts`)."""
     attempt = 0
-    for attempt_state in retrying(**kwargs):
-        with attempt_state:
-            attempt = attempt_state.retry_state.attempt_number
-            result = fn()
+    try:
+        for attempt_state in retrying(**kwargs):
+            with attempt_state:
+                attempt = attempt_state.retry_state.attempt_number
+                result = fn()
+    except DeliveryError as error:
+        error.attempts = attempt
+        raise
     return result, attempt

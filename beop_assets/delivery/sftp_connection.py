@@ -11,7 +11,13 @@ reads better on its own.
 - Every blocking step has a bound: TCP connect, SSH banner, key exchange, authentication, channel
   open, and every SFTP request (the channel timeout), so a server that accepts and then stalls fails
   the attempt instead of hanging the run.
-- Throughput (DESIGN.md): a large window and AES-GCM first; uploads must also be pipelined (sftp.py).
+- Throughput: a large window and AES-GCM first; uploads are pipelined on top of this (sftp.py).
+- Every failure names the step it happened in (`DeliveryError.step`): "connect", "host key" and
+  "auth" are decided here; the session object carries the step the caller is in (`client.step`), so
+  that a timeout or a dropped connection in the middle of an upload says "write", not "connect".
+- paramiko reads the server's SFTP version packet but throws its extension list away; the client
+  here keeps it (`client.extensions`), because which rename, which hash check and which write size
+  a server offers is announced there.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import io
 import logging
 import os
 import socket
+import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +44,47 @@ log = logging.getLogger(__name__)
 
 WINDOW_SIZE = 128 * 2**20
 FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+SFTP_VERSION = 3
+
+
+class SftpClient(paramiko.SFTPClient):
+    """paramiko's SFTP client, plus what the server announced (`extensions`: name -> data) and the
+    step of the delivery it is being used for (`step`, read when a failure is translated)."""
+
+    extensions: dict[str, bytes]
+    step: str
+
+    def __init__(self, sock: paramiko.Channel) -> None:
+        self.extensions = {}
+        self.step = "connect"
+        super().__init__(sock)
+
+    def _send_version(self) -> int:
+        init = paramiko.Message()
+        init.add_int(SFTP_VERSION)
+        self._send_packet(paramiko.sftp.CMD_INIT, init)
+        kind, data = self._read_packet()
+        if kind != paramiko.sftp.CMD_VERSION:
+            raise paramiko.SFTPError("Incompatible sftp protocol")
+        (version,) = struct.unpack(">I", data[:4])
+        self.extensions = _extension_pairs(data[4:])
+        return version
+
+
+def _extension_pairs(data: bytes) -> dict[str, bytes]:
+    """The (name, data) string pairs after the version number of SSH_FXP_VERSION."""
+    found: dict[str, bytes] = {}
+    at = 0
+    strings: list[bytes] = []
+    while at + 4 <= len(data):
+        (length,) = struct.unpack(">I", data[at : at + 4])
+        if at + 4 + length > len(data):
+            break  # a malformed tail: keep what was well formed
+        strings.append(data[at + 4 : at + 4 + length])
+        at += 4 + length
+    for name, value in zip(strings[::2], strings[1::2], strict=False):
+        found[name.decode("utf-8", "replace")] = value
+    return found
 
 
 @dataclass(frozen=True)
@@ -63,8 +111,9 @@ def _env(export_id: str, target: SftpTarget, name: str, what: str) -> str:
     value = os.environ.get(name)
     if not value:
         raise PermanentDeliveryError(
-            f"export {export_id!r}: SFTP {target.address}: the {what} is read from the environment variable "
-            f"{name}, which is not set (or empty) in this process: set it where the runs execute"
+            f"export {export_id!r}: SFTP {target.address}: auth: the {what} is read from the environment variable "
+            f"{name}, which is not set (or empty) in this process: set it where the runs execute",
+            step="auth",
         )
     return value
 
@@ -74,6 +123,7 @@ def _key_from_text(text: str, passphrase: str | None) -> paramiko.PKey:
     if "\\n" in text and "\n" not in text.strip():
         text = text.replace("\\n", "\n")  # a key pasted into a one-line variable
     password = passphrase.encode() if passphrase else None
+    loaded: object
     try:
         loaded = serialization.load_ssh_private_key(text.encode(), password=password)
     except ValueError:
@@ -97,23 +147,24 @@ def load_credentials(export_id: str, target: SftpTarget) -> Credentials:
     passphrase = None
     if target.private_key_passphrase_env:
         passphrase = _env(export_id, target, target.private_key_passphrase_env, "key passphrase")
+    text: str | None = None
     if target.private_key_file:
         source = f"private key file {target.private_key_file}"
-        text = None
     else:
         source = f"private key from ${target.private_key_env}"
-        text = _env(export_id, target, target.private_key_env, "private key")
+        text = _env(export_id, target, target.private_key_env or "", "private key")
     secrets = tuple(s for s in (passphrase, text) if s)
     try:
-        pkey = _key_from_text(text or Path(target.private_key_file).read_text(), passphrase)
+        pkey = _key_from_text(text or Path(target.private_key_file or "").read_text(), passphrase)
     except (OSError, ValueError, TypeError, paramiko.SSHException, paramiko.pkey.UnknownKeyType) as exc:
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
         raise PermanentDeliveryError(
             scrub(
-                f"export {export_id!r}: SFTP {target.address}: cannot load the {source}: {detail}; check the key "
-                "(ed25519, RSA or ECDSA, OpenSSH or PEM format), that it is readable, and its passphrase",
+                f"export {export_id!r}: SFTP {target.address}: auth: cannot load the {source}: {detail}; check the "
+                "key (ed25519, RSA or ECDSA, OpenSSH or PEM format), that it is readable, and its passphrase",
                 secrets,
-            )
+            ),
+            step="auth",
         ) from None
     return Credentials(source, pkey=pkey, secrets=secrets)
 
@@ -156,8 +207,9 @@ def _client(export_id: str, target: SftpTarget) -> paramiko.SSHClient:
         client.get_host_keys().load(target.known_hosts_file)
     except OSError as exc:
         raise PermanentDeliveryError(
-            f"export {export_id!r}: SFTP {target.address}: cannot read known_hosts_file "
-            f"{target.known_hosts_file}: {exc.strerror or exc}; create it with the server's host key"
+            f"export {export_id!r}: SFTP {target.address}: host key: cannot read known_hosts_file "
+            f"{target.known_hosts_file}: {exc.strerror or exc}; create it with the server's host key",
+            step="host key",
         ) from None
     client.set_missing_host_key_policy(_RejectUnknownHost())
     return client
@@ -166,10 +218,12 @@ def _client(export_id: str, target: SftpTarget) -> paramiko.SSHClient:
 @contextmanager
 def sftp_session(
     export_id: str, target: SftpTarget, credentials: Credentials, *, timeout: float, path: str
-) -> Iterator[paramiko.SFTPClient]:
+) -> Iterator[SftpClient]:
     """An SFTP session for the body of the `with`; any failure inside it (connecting or in the body)
-    comes out as a `DeliveryError` about `path`. The transport is always closed."""
+    comes out as a `DeliveryError` about `path`, naming the step the client was in (`client.step`,
+    which the body moves forward). The transport is always closed."""
     client = _client(export_id, target)
+    sftp: SftpClient | None = None
     try:
         client.connect(
             target.host,
@@ -189,19 +243,53 @@ def sftp_session(
         channel = client.get_transport().open_session(window_size=WINDOW_SIZE, timeout=timeout)
         channel.settimeout(timeout)
         channel.invoke_subsystem("sftp")
-        yield paramiko.SFTPClient(channel)
+        sftp = SftpClient(channel)
+        yield sftp
     except DeliveryError:
         raise
     except Exception as exc:
-        raise translate(exc, export_id, target, credentials, path=path, timeout=timeout) from exc
+        step = sftp.step if sftp is not None else "connect"
+        raise translate(exc, export_id, target, credentials, path=path, timeout=timeout, step=step) from exc
     finally:
         client.close()
 
 
+def _denied(step: str, target: SftpTarget, text: str) -> str:
+    """What to fix when the server said "permission denied": it depends on what was refused."""
+    user = target.username
+    if step == "stat directory":
+        return (
+            f"stat directory: permission denied reading {target.directory} as {user!r} ({text}): "
+            "the customer must give this user access to it"
+        )
+    if step == "list":
+        return (
+            f"list: listing {target.directory} is refused for {user!r} ({text}): the user may write there but "
+            "not read the directory; the customer must give it read (list) access to it"
+        )
+    if step == "rename":
+        return (
+            f"rename refused by the server ({text}): the customer must allow {user!r} to rename files "
+            f"in {target.directory}"
+        )
+    return (
+        f"{step}: permission denied for {user!r} ({text}): the customer must give this user write access "
+        f"to {target.directory}"
+    )
+
+
 def translate(
-    exc: BaseException, export_id: str, target: SftpTarget, credentials: Credentials, *, path: str, timeout: float
+    exc: BaseException,
+    export_id: str,
+    target: SftpTarget,
+    credentials: Credentials,
+    *,
+    path: str,
+    timeout: float,
+    step: str = "connect",
 ) -> DeliveryError:
-    """Classify a failure: permanent (fix the configuration or the server) or transient (retry)."""
+    """Classify a failure: permanent (fix the configuration or the server) or transient (retry), and
+    name its step ("host key" and "auth" are recognized here; others are the caller's `step`)."""
     where = f"export {export_id!r}: SFTP {target.username}@{target.address} {path}"
     text = str(exc)
     detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -213,43 +301,49 @@ def translate(
         or "timed out" in text
         or text == "No existing session"
     )
+    error: DeliveryError
     if isinstance(exc, paramiko.BadHostKeyException):
+        step = "host key"
         error = PermanentDeliveryError(
-            f"{where}: the server's host key ({exc.key.get_name()} {exc.key.fingerprint}) does not match "
-            f"known_hosts_file {target.known_hosts_file}: the key changed or this is another server; "
+            f"{where}: host key: the server's host key ({exc.key.get_name()} {exc.key.fingerprint}) does not "
+            f"match known_hosts_file {target.known_hosts_file}: the key changed or this is another server; "
             "confirm the new key with the customer before updating the file"
         )
     elif isinstance(exc, UnknownHostKey):
+        step = "host key"
         error = PermanentDeliveryError(
-            f"{where}: {text} ({target.known_hosts_file}): add the server's key, checked with the customer "
-            f"(ssh-keyscan -p {target.port} {target.host})"
+            f"{where}: host key: {text} ({target.known_hosts_file}): add the server's key, checked with the "
+            f"customer (ssh-keyscan -p {target.port} {target.host})"
         )
     elif isinstance(exc, paramiko.AuthenticationException) and not timed_out:
+        step = "auth"
         error = PermanentDeliveryError(
-            f"{where}: authentication as {target.username!r} failed ({credentials.source}): "
+            f"{where}: auth: authentication as {target.username!r} failed ({credentials.source}): "
             f"check the username and the credential ({text})"
         )
     elif timed_out:
         error = TransientDeliveryError(
-            f"{where}: no answer from the server within {timeout:g} s ({detail}); "
+            f"{where}: {step}: no answer from the server within {timeout:g} s ({detail}); "
             "it accepted the connection but stalled, or the network is slow"
         )
     elif isinstance(exc, (ConnectionRefusedError, paramiko.ssh_exception.NoValidConnectionsError)):
-        error = TransientDeliveryError(f"{where}: connection refused: is a server up on port {target.port}?")
+        error = TransientDeliveryError(f"{where}: {step}: connection refused: is a server up on port {target.port}?")
     elif isinstance(exc, socket.gaierror):
-        error = TransientDeliveryError(f"{where}: cannot resolve {target.host!r} ({text}): check the host")
+        error = TransientDeliveryError(f"{where}: {step}: cannot resolve {target.host!r} ({text}): check the host")
     elif isinstance(exc, OSError) and exc.errno == errno.ENOENT:
-        error = PermanentDeliveryError(f"{where}: no such file or directory on the server ({text})")
+        error = PermanentDeliveryError(f"{where}: {step}: no such file or directory on the server ({text})")
     elif isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM):
-        error = PermanentDeliveryError(
-            f"{where}: permission denied for {target.username!r} ({text}): the customer must give this "
-            f"user write access to {target.directory}"
-        )
-    elif isinstance(exc, EOFError):
-        error = TransientDeliveryError(f"{where}: the server closed the connection ({detail})")
+        error = PermanentDeliveryError(f"{where}: {_denied(step, target, exc.strerror or text)}")
+    elif isinstance(exc, EOFError) or "connection dropped" in text:
+        error = TransientDeliveryError(f"{where}: {step}: the server closed the connection ({detail})")
+    elif isinstance(exc, OSError) and exc.errno is None and text:
+        # An SFTP status other than "no such file" or "permission denied" (paramiko gives its text only):
+        # a server-side failure such as a full disk; worth another attempt.
+        error = TransientDeliveryError(f"{where}: {step}: the server answered {text!r}")
     elif isinstance(exc, (OSError, paramiko.SSHException)):
-        error = TransientDeliveryError(f"{where}: the connection or the transfer failed ({detail})")
+        error = TransientDeliveryError(f"{where}: {step}: the connection or the transfer failed ({detail})")
     else:
-        error = DeliveryError(f"{where}: unexpected {detail}")
+        error = DeliveryError(f"{where}: {step}: unexpected {detail}")
+    error.step = step
     error.args = (scrub(error.args[0], credentials.secrets),)
     return error

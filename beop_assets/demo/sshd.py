@@ -9,6 +9,17 @@ Everything the server needs lives in one `tempfile.mkdtemp()` folder chmod 0755 
 (`useradd`, `chpasswd`) and `/run/sshd`. The server is stopped by its own pid, and the per-connection
 sshd processes it forked (which call setsid(), so they are not in its process group) are killed too,
 so that "the server is down" really means no connection survives.
+
+Set-ups customers have, as options (`sftp_flags`, `chroot`, `make_dir(mode=...)`):
+- `sftp_flags=["-P", "posix-rename"]`: `Subsystem sftp internal-sftp -P posix-rename`, the server's
+  request deny list (names as `sftp-server -Q requests` prints them; an unknown name blocks nothing);
+  `["-P", "rename,posix-rename"]` refuses every rename.
+- `chroot=True`: `ChrootDirectory`, which OpenSSH only accepts on a root-owned path without a
+  group- or world-writable component, so never under /tmp: the root lives under `CHROOT_BASE`
+  (root-owned, 0755); the user's directories are inside it and their SFTP paths start at the chroot
+  (`remote_path()`).
+- `make_dir(writable=False, mode=0o733)`: a write-only drop directory (the user may create files in
+  it but not list it).
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -35,6 +47,7 @@ DEFAULT_USER = "beoptest"
 # The SFTP user's password is shared by every LocalSshd of that user on this machine (one /etc/shadow),
 # so it is generated once and kept here (root-only), instead of racing concurrent test runs on chpasswd.
 SECRETS_DIR = Path("/var/lib/beop-exports-demo")
+CHROOT_BASE = Path("/var/lib/beop-exports-test")
 
 
 class SshdError(RuntimeError):
@@ -141,11 +154,20 @@ def _signal(pids: list[int], sig: int) -> None:
 class LocalSshd:
     """An OpenSSH sshd on 127.0.0.1 with one SFTP user (password and key auth). Use as a context manager.
 
-    The SFTP user lands in the real filesystem (no chroot), so remote paths are absolute local paths:
-    `upload_dir` is where files show up, and tests can look at them directly.
+    By default the SFTP user lands in the real filesystem (no chroot), so remote paths are absolute local
+    paths: `upload_dir` is where files show up, and tests can look at them directly. With `chroot=True`,
+    `remote_path(local)` gives the path the user sees.
     """
 
-    def __init__(self, username: str = DEFAULT_USER, port: int | None = None, start_timeout: float = 10.0):
+    def __init__(
+        self,
+        username: str = DEFAULT_USER,
+        port: int | None = None,
+        start_timeout: float = 10.0,
+        *,
+        sftp_flags: Sequence[str] = (),
+        chroot: bool = False,
+    ):
         if os.geteuid() != 0:
             raise SshdNeedsRoot(
                 "starting a local OpenSSH sshd needs root (it switches to its own SFTP user); "
@@ -157,13 +179,21 @@ class LocalSshd:
         self.username = username
         self.port = port or free_port()
         self.start_timeout = start_timeout
+        self.sftp_flags = tuple(sftp_flags)
         self.folder = Path(tempfile.mkdtemp(prefix="beop-sshd-"))
         self.folder.chmod(0o755)
+        self.chroot: Path | None = None
         self._process: subprocess.Popen | None = None
         try:
+            if chroot:
+                CHROOT_BASE.mkdir(mode=0o755, parents=True, exist_ok=True)
+                os.chown(CHROOT_BASE, 0, 0)
+                CHROOT_BASE.chmod(0o755)
+                self.chroot = Path(tempfile.mkdtemp(prefix="chroot-", dir=CHROOT_BASE))
+                self.chroot.chmod(0o755)
             self._prepare()
         except BaseException:
-            shutil.rmtree(self.folder, ignore_errors=True)
+            self._remove_folders()
             raise
 
     # -- setup -------------------------------------------------------------------------------------
@@ -183,9 +213,10 @@ class LocalSshd:
         self.authorized_keys_path.chmod(0o644)
         self.known_hosts_path = self.write_known_hosts(self.folder / "known_hosts")
 
-        self.home = self.folder / "home" / self.username
+        root = self.chroot or self.folder
+        self.home = root / "home" / self.username
         self.home.mkdir(parents=True)
-        (self.folder / "home").chmod(0o755)
+        (root / "home").chmod(0o755)
         self._give(self.home)
         self.upload_dir = self.make_dir("incoming")
         self.second_dir = self.make_dir("second")
@@ -194,6 +225,7 @@ class LocalSshd:
         self.config_path.write_text(self._config())
 
     def _config(self) -> str:
+        sftp = " ".join(["internal-sftp", *self.sftp_flags])
         lines = [
             "ListenAddress 127.0.0.1",
             f"Port {self.port}",
@@ -212,14 +244,16 @@ class LocalSshd:
             "X11Forwarding no",
             "AllowTcpForwarding no",
             "PermitTTY no",
-            "Subsystem sftp internal-sftp",
-            "ForceCommand internal-sftp",  # an SFTP-only user, whatever the client asks for
+            f"Subsystem sftp {sftp}",
+            f"ForceCommand {sftp}",  # an SFTP-only user, whatever the client asks for
             "LogLevel VERBOSE",
             "MaxStartups 200:30:400",
             "MaxSessions 100",
             "MaxAuthTries 10",
             "LoginGraceTime 30",
         ]
+        if self.chroot is not None:
+            lines.append(f"ChrootDirectory {self.chroot}")
         if _openssh_version() >= (9, 8):
             lines.append("PerSourcePenalties no")  # tests fail auth on purpose; do not lock 127.0.0.1 out
         return "\n".join(lines) + "\n"
@@ -230,15 +264,24 @@ class LocalSshd:
 
     # -- helpers for tests and the demo ------------------------------------------------------------
 
-    def make_dir(self, name: str | None = None, *, writable: bool = True) -> Path:
-        """A new directory in the SFTP user's home, owned by that user (or by root: read-only to the user)."""
+    def make_dir(self, name: str | None = None, *, writable: bool = True, mode: int | None = None) -> Path:
+        """A new directory in the SFTP user's home, owned by that user (or by root: read-only to the user,
+        or, with `mode=0o733`, write-only: the user may create files but not list them)."""
         path = self.home / (name or f"dir-{uuid.uuid4().hex[:12]}")
         path.mkdir()
         if writable:
             self._give(path)
         else:
             path.chmod(0o755)
+        if mode is not None:
+            path.chmod(mode)
         return path
+
+    def remote_path(self, local: Path) -> str:
+        """The path the SFTP user sees for a local path (they differ only under a chroot)."""
+        if self.chroot is None:
+            return str(local)
+        return "/" + str(Path(local).relative_to(self.chroot))
 
     def write_known_hosts(self, path: Path, *, changed: bool = False) -> Path:
         """A known_hosts file for this server; `changed=True` lists another key for it (a changed key)."""
@@ -313,9 +356,14 @@ class LocalSshd:
         time.sleep(0.05)
         _signal([pid for pid in sessions if Path(f"/proc/{pid}").exists()], signal.SIGKILL)
 
+    def _remove_folders(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+        if self.chroot is not None:
+            shutil.rmtree(self.chroot, ignore_errors=True)
+
     def close(self) -> None:
         self.stop()
-        shutil.rmtree(self.folder, ignore_errors=True)
+        self._remove_folders()
 
     def __enter__(self) -> LocalSshd:
         return self.start()
