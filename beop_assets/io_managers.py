@@ -19,6 +19,7 @@ from typing import ClassVar
 
 from dagster import ConfigurableIOManager, InputContext, MetadataValue, OutputContext
 
+from beop_assets import settings
 from beop_assets.delivery import gcs, ledger, sftp
 from beop_assets.exports.export_file import ExportFile
 from beop_assets.exports.registry import GlobalExport, SpecificExport
@@ -45,7 +46,7 @@ class _DeliveryIOManager(ConfigurableIOManager):
 
     mode: ClassVar[str] = ""
 
-    def _upload(self, export, built: ExportFile) -> tuple:
+    def _upload(self, export, built: ExportFile, run_id: str) -> tuple:
         """(destination, metadata, attempts) or (destination, metadata, attempts, ledger.Verification)."""
         raise NotImplementedError
 
@@ -71,7 +72,7 @@ class _DeliveryIOManager(ConfigurableIOManager):
             root=root,
         )
         try:
-            destination, metadata, attempts, *proof = self._upload(export, obj)
+            destination, metadata, attempts, *proof = self._upload(export, obj, context.run_id)
         except Exception as exc:
             attempts = getattr(exc, "attempts", None)
             ledger.finish(delivery_id, error=f"{type(exc).__name__}: {exc}", attempts=attempts, root=root)
@@ -129,17 +130,34 @@ class SftpDeliveryIOManager(_DeliveryIOManager):
     def _destination(self, export: SpecificExport) -> str:
         return f"sftp://{export.sftp.username}@{export.sftp.address}{export.sftp.directory}"
 
-    def _upload(self, export: SpecificExport, built: ExportFile) -> tuple[str, dict, int]:
-        receipt = sftp.deliver_file(export.id, export.sftp, built.path, built.file_name)
+    def _upload(
+        self, export: SpecificExport, built: ExportFile, run_id: str
+    ) -> tuple[str, dict, int, ledger.Verification]:
+        current = settings.current()
+        receipt = sftp.deliver_file(
+            export.id,
+            export.sftp,
+            built.path,
+            built.file_name,
+            read_back=current.sftp_read_back,
+            stale_temp_age_s=current.sftp_stale_temp_age_s,
+        )
         destination = f"sftp://{export.sftp.username}@{export.sftp.address}{receipt.remote_path}"
+        # A crash's leftovers this delivery removed from the customer's directory: kept on record.
+        ledger.record_removed_temp_files(
+            export.id, self._destination(export), receipt.removed_temp_files, run_id, root=self.warehouse.path()
+        )
         return (
             destination,
             {
                 "remote_path": MetadataValue.path(receipt.remote_path),
                 "host": MetadataValue.text(export.sftp.address),
+                "verified_from": MetadataValue.text(receipt.verified),
+                "removed_temp_files": MetadataValue.json(list(receipt.removed_temp_files)),
                 "duration_s": MetadataValue.float(round(receipt.duration_s, 3)),
             },
             receipt.attempts,
+            ledger.Verification(verified_from=receipt.verified),
         )
 
     def _download(self, export: SpecificExport, file_name: str, local_path: Path) -> None:
@@ -154,7 +172,9 @@ class GcsDeliveryIOManager(_DeliveryIOManager):
     def _destination(self, export: GlobalExport) -> str:
         return f"gs://{export.gcs.bucket}/{export.gcs.prefix}"
 
-    def _upload(self, export: GlobalExport, built: ExportFile) -> tuple[str, dict, int, ledger.Verification]:
+    def _upload(
+        self, export: GlobalExport, built: ExportFile, run_id: str
+    ) -> tuple[str, dict, int, ledger.Verification]:
         receipt = gcs.deliver_file(export.id, export.gcs, built.path, built.file_name)
         return (
             receipt.uri,

@@ -24,6 +24,9 @@ DEFAULT_DELIVERY_LOOKBACK_DAYS = 7
 DEFAULT_MISSED_DAY_DEADLINE = "06:00"
 # Landing days, model days, spool files and ledger rows older than this many days are purged.
 DEFAULT_RETENTION_DAYS = 30
+# A crash leaves nothing behind for longer than one night: an older temporary file of the product in a
+# customer's directory is removed by the next delivery there (a live upload is never that old).
+DEFAULT_SFTP_STALE_TEMP_HOURS = 1
 SCHEDULE_STATES = ("running", "stopped")
 
 
@@ -62,18 +65,30 @@ class Settings:
     missed_day_deadline: time = time(6, 0)
     retention_days: int = DEFAULT_RETENTION_DAYS
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    # SFTP servers without a hash extension: prove content by reading the temporary file back
+    # (costs a second transfer) rather than by every write's acknowledgement and the size.
+    sftp_read_back: bool = False
+    # A temporary file of the product's older than this in a customer's directory is a crash's leftover.
+    sftp_stale_temp_age_s: float = DEFAULT_SFTP_STALE_TEMP_HOURS * 3600
 
     @property
     def landing_is_gcs(self) -> bool:
         return self.landing.startswith("gs://")
 
 
-def _positive_int(name: str, default: int) -> int:
+def _flag(name: str) -> bool:
+    text = os.environ.get(name, "").strip().lower()
+    if text not in ("", "0", "1", "true", "false", "yes", "no"):
+        raise ValueError(f"{name}={text!r}: expected 1 or 0")
+    return text in ("1", "true", "yes")
+
+
+def _positive_int(name: str, default: int, unit: str = "days") -> int:
     text = os.environ.get(name, str(default))
     try:
         value = int(text)
     except ValueError:
-        raise ValueError(f"{name}={text!r}: expected a whole number of days") from None
+        raise ValueError(f"{name}={text!r}: expected a whole number of {unit}") from None
     if value < 1:
         raise ValueError(f"{name}={text!r}: expected at least 1")
     return value
@@ -131,6 +146,9 @@ def current() -> Settings:
         missed_day_deadline=parse_clock(os.environ.get("BEOP_MISSED_DAY_DEADLINE", DEFAULT_MISSED_DAY_DEADLINE)),
         retention_days=_positive_int("BEOP_RETENTION_DAYS", DEFAULT_RETENTION_DAYS),
         alerts=alert_settings(),
+        sftp_read_back=_flag("BEOP_SFTP_READ_BACK"),
+        sftp_stale_temp_age_s=_positive_int("BEOP_SFTP_STALE_TEMP_HOURS", DEFAULT_SFTP_STALE_TEMP_HOURS, "hours")
+        * 3600,
     )
 
 
