@@ -156,7 +156,7 @@ class ServerFeatures:
 
 def server_features(sftp: SftpClient) -> ServerFeatures:
     ext = sftp.extensions
-    software = sftp.get_channel().get_transport().remote_version or "unknown server"
+    software = sftp.transport.remote_version or "unknown server"
     write_request = SAFE_WRITE_REQUEST
     write_request_announced = False
     if "mod_sftp" in software:
@@ -289,7 +289,7 @@ class _Outbox:
         self.sftp = sftp
         self.replies = replies
         self.handle_field = struct.pack(">I", len(handle)) + handle
-        channel = sftp.get_channel()
+        channel = sftp.channel
         self.piece = max(1024, channel.out_max_packet_size - 64)
         self.flush_at = 4 * self.piece
         self.parts: list[bytes] = []
@@ -317,7 +317,7 @@ class _Outbox:
         data = b"".join(self.parts)
         self.parts.clear()
         self.size = 0
-        channel = self.sftp.get_channel()
+        channel = self.sftp.channel
         view = memoryview(data)
         at = 0
         while at < len(data):
@@ -689,7 +689,7 @@ def _require_directory(sftp: SftpClient, export_id: str, target: SftpTarget) -> 
 
 
 def _remove_quietly(sftp: SftpClient, path: str) -> None:
-    if not sftp.get_channel().get_transport().is_active():
+    if not sftp.transport.is_active():
         return
     with contextlib.suppress(Exception):  # cleanup must never hide the real error
         sftp.remove(path)
@@ -864,7 +864,7 @@ def check_target(
             report(line)
 
     with sftp_session(export_id, target, credentials, timeout=timeout, path=target.directory) as sftp:
-        transport = sftp.get_channel().get_transport()
+        transport = sftp.transport
         key = transport.get_remote_server_key()
         say(f"connect: connected to {target.address} ({transport.remote_version})")
         if target.insecure_skip_host_key_check:

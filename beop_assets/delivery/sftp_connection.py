@@ -28,10 +28,12 @@ import logging
 import os
 import socket
 import struct
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import paramiko
 from cryptography.hazmat.primitives import serialization
@@ -54,10 +56,34 @@ class SftpClient(paramiko.SFTPClient):
     extensions: dict[str, bytes]
     step: str
 
+    if TYPE_CHECKING:
+        # paramiko's request layer, used directly by the pipelined writer and reader (sftp.py);
+        # its type stubs leave these private members out.
+        _lock: threading.Lock
+        _expecting: dict[int, Any]
+
+        def _request(self, t: int, *args: Any) -> tuple[int, paramiko.Message]: ...
+        def _async_request(self, fileobj: Any, t: int, *args: Any) -> int: ...
+        def _read_response(self, waitfor: int | None = None) -> tuple[int | None, paramiko.Message | None]: ...
+        def _send_packet(self, t: int, packet: paramiko.Message) -> None: ...
+        def _read_packet(self) -> tuple[int, bytes]: ...
+
     def __init__(self, sock: paramiko.Channel) -> None:
         self.extensions = {}
         self.step = "connect"
         super().__init__(sock)
+
+    @property
+    def channel(self) -> paramiko.Channel:
+        """The session's channel (always set once the client is built)."""
+        channel = self.get_channel()
+        if channel is None:
+            raise EOFError("the SFTP channel is closed")
+        return channel
+
+    @property
+    def transport(self) -> paramiko.Transport:
+        return self.channel.get_transport()
 
     def _send_version(self) -> int:
         init = paramiko.Message()
@@ -128,7 +154,7 @@ def _key_from_text(text: str, passphrase: str | None) -> paramiko.PKey:
         loaded = serialization.load_ssh_private_key(text.encode(), password=password)
     except ValueError:
         loaded = serialization.load_pem_private_key(text.encode(), password=password)
-    classes = {
+    classes: dict[type, type[paramiko.PKey]] = {
         rsa.RSAPrivateKey: paramiko.RSAKey,
         ed25519.Ed25519PrivateKey: paramiko.Ed25519Key,
         ec.EllipticCurvePrivateKey: paramiko.ECDSAKey,
@@ -204,7 +230,7 @@ def _client(export_id: str, target: SftpTarget) -> paramiko.SSHClient:
         client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
         return client
     try:
-        client.get_host_keys().load(target.known_hosts_file)
+        client.get_host_keys().load(str(target.known_hosts_file))
     except OSError as exc:
         raise PermanentDeliveryError(
             f"export {export_id!r}: SFTP {target.address}: host key: cannot read known_hosts_file "
@@ -240,7 +266,10 @@ def sftp_session(
             transport_factory=_transport_factory(timeout),
         )
         # Open the channel ourselves (not `open_sftp()`), so that the SFTP version exchange is bounded too.
-        channel = client.get_transport().open_session(window_size=WINDOW_SIZE, timeout=timeout)
+        transport = client.get_transport()
+        if transport is None:
+            raise EOFError("no SSH transport after connecting")
+        channel = transport.open_session(window_size=WINDOW_SIZE, timeout=timeout)
         channel.settimeout(timeout)
         channel.invoke_subsystem("sftp")
         sftp = SftpClient(channel)

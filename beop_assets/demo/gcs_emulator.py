@@ -124,8 +124,9 @@ class GcsEmulator:
         deadline = time.monotonic() + READY_TIMEOUT_S
         last_error: Exception | None = None
         while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                code = self._process.returncode
+            process = self._process
+            if process is None or process.poll() is not None:
+                code = process.returncode if process else None
                 self._process = None
                 raise RuntimeError(f"fake-gcs-server exited with code {code} on {self.url}:\n{self.output()}")
             try:
