@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast lint lock setup system-packages ui bench layering
+.PHONY: demo demo-packages test test-fast lint lock setup system-packages ui bench layering
 
 # Every fresh machine gets the same resolved versions: requirements.lock (made by `make lock`)
 # pins the whole dependency set; the project itself is then installed without resolving again.
@@ -21,16 +21,15 @@ lock: setup
 	$(BIN)/uv pip compile pyproject.toml --extra test --python-version 3.11 \
 	  --python-platform x86_64-unknown-linux-gnu -o requirements.lock -q
 
-# OpenSSH's sshd serves the SFTP side of the demo and of the tests (root installs it when missing).
+# The servers the tests and the demo start on loopback (OpenSSH, ProFTPD, gesftpserver): installed
+# when missing, as root (otherwise it says what to install).
 system-packages:
-	@if ! command -v /usr/sbin/sshd >/dev/null 2>&1; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	      openssh-server openssh-sftp-server >/dev/null; \
-	  else echo "openssh-server is missing: sudo apt-get install openssh-server openssh-sftp-server"; exit 1; fi; \
-	fi
+	@bash .ci/system-packages
 
-demo: setup system-packages
+demo-packages:
+	@bash .ci/system-packages --demo
+
+demo: setup demo-packages
 	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/.dagster_home} $(BIN)/beop-exports demo
 
 test: setup system-packages
@@ -48,7 +47,7 @@ lint: setup
 
 # The UI on the demo's instance and registry, with the demo's SFTP server and GCS emulator running, so
 # that runs and backfills launched from the UI deliver. Ctrl-C stops everything it started.
-ui: setup system-packages
+ui: setup demo-packages
 	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/.dagster_home} $(BIN)/beop-exports demo --ui --skip-run
 
 bench: setup system-packages
