@@ -24,14 +24,12 @@ Set-ups customers have, as options (`sftp_flags`, `chroot`, `make_dir(mode=...)`
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import pwd
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -39,6 +37,8 @@ import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+
+from beop_assets.demo.server_process import descendants, stop_tree, wait_until_listening
 
 log = logging.getLogger(__name__)
 
@@ -123,32 +123,6 @@ def _openssh_version() -> tuple[int, int]:
     done = subprocess.run([SSHD, "-V"], capture_output=True, text=True)
     match = re.search(r"OpenSSH_(\d+)\.(\d+)", done.stderr + done.stdout)
     return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
-
-
-def _children(pid: int) -> list[int]:
-    """All descendants of `pid` (per-connection sshd processes), from /proc."""
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        parents.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def _signal(pids: list[int], sig: int) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
 
 
 class LocalSshd:
@@ -306,7 +280,7 @@ class LocalSshd:
 
     def session_pids(self) -> list[int]:
         """The per-connection sshd processes currently forked by this server."""
-        return _children(self._process.pid) if self._process else []
+        return descendants(self._process.pid) if self._process else []
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -321,16 +295,9 @@ class LocalSshd:
                 stderr=log_file,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                break
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.5):
-                    log.info("sshd listening on %s:%d (pid %d)", self.host, self.port, self._process.pid)
-                    return self
-            except OSError:
-                time.sleep(0.02)
+        if wait_until_listening(self._process, self.host, self.port, self.start_timeout):
+            log.info("sshd listening on %s:%d (pid %d)", self.host, self.port, self._process.pid)
+            return self
         code = self._process.poll()
         self.stop()
         raise SshdError(
@@ -343,18 +310,7 @@ class LocalSshd:
         process, self._process = self._process, None
         if process is None:
             return
-        sessions = _children(process.pid)
-        _signal(sessions, signal.SIGCONT)  # a test may have frozen them
-        _signal(sessions, signal.SIGTERM)
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-        time.sleep(0.05)
-        _signal([pid for pid in sessions if Path(f"/proc/{pid}").exists()], signal.SIGKILL)
+        stop_tree(process)
 
     def _remove_folders(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

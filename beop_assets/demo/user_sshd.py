@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import getpass
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
-from beop_assets.demo.sshd import SSHD, SshdError, _children, _keygen, _openssh_version, _signal, free_port
+from beop_assets.demo.server_process import stop_tree, wait_until_listening
+from beop_assets.demo.sshd import SSHD, SshdError, _keygen, _openssh_version, free_port
 
 
 class UserSshd:
@@ -99,15 +97,8 @@ class UserSshd:
                 stderr=log_file,
                 start_new_session=True,  # the demo's Ctrl-C is handled by the demo, which stops it by pid
             )
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                break
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.5):
-                    return self
-            except OSError:
-                time.sleep(0.02)
+        if wait_until_listening(self._process, self.host, self.port, self.start_timeout):
+            return self
         code = self._process.poll()
         self.stop()
         raise SshdError(
@@ -119,16 +110,7 @@ class UserSshd:
         process, self._process = self._process, None
         if process is None:
             return
-        sessions = _children(process.pid)
-        _signal(sessions, signal.SIGTERM)
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-        _signal([pid for pid in sessions if Path(f"/proc/{pid}").exists()], signal.SIGKILL)
+        stop_tree(process)
 
     def close(self) -> None:
         self.stop()
