@@ -26,6 +26,7 @@ class Settings:
     exports_file: Path
     start_date: str
     gzip_level: int
+    ledger_url: str | None = None  # BEOP_LEDGER_URL: the delivery ledger in Postgres; unset: SQLite in the warehouse
 
     @property
     def landing_is_gcs(self) -> bool:
@@ -39,6 +40,7 @@ def current() -> Settings:
         exports_file=Path(os.environ.get("BEOP_EXPORTS", DEFAULT_EXPORTS)),
         start_date=os.environ.get("BEOP_START_DATE", DEFAULT_START_DATE),
         gzip_level=int(os.environ.get("BEOP_GZIP_LEVEL", "1")),
+        ledger_url=os.environ.get("BEOP_LEDGER_URL") or None,
     )
 
 

@@ -6,4 +6,5 @@ pytest_plugins = [
     "beop_assets_tests.fixtures.gcs_proxy",
     "beop_assets_tests.fixtures.landing",
     "beop_assets_tests.fixtures.product",
+    "beop_assets_tests.fixtures.postgres",
 ]
