@@ -34,7 +34,7 @@ def backend(request, tmp_path, monkeypatch) -> str:
 
 
 def _engine(url: str) -> sa.Engine:
-    """Read the database directly (Postgres through psycopg2, the driver dagster-postgres brings)."""
+    """Read the database directly, not through the ledger (psycopg2: the driver installed)."""
     return sa.create_engine(url.replace("postgresql://", "postgresql+psycopg2://"))
 
 

@@ -126,6 +126,8 @@ def _engine(url: str) -> Engine:
     the fork of a Dagster step process, and none left open by a finished run."""
     parsed = sa.make_url(url)
     if parsed.drivername in ("postgres", "postgresql"):
+        # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; psycopg2 is the driver Dagster's
+        # Postgres storage needs, so the ledger uses the same one.
         parsed = parsed.set(drivername="postgresql+psycopg2")
     if parsed.get_backend_name() != "sqlite":
         return sa.create_engine(parsed, poolclass=sa.NullPool)
