@@ -7,4 +7,5 @@ pytest_plugins = [
     "beop_assets_tests.fixtures.landing",
     "beop_assets_tests.fixtures.product",
     "beop_assets_tests.fixtures.postgres",
+    "beop_assets_tests.fixtures.redis",
 ]
