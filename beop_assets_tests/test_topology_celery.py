@@ -22,7 +22,6 @@ import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlparse
 
 import pytest
@@ -36,9 +35,15 @@ from beop_assets.demo.generate import generate_day
 from beop_assets.demo.sshd import LocalSshd
 from beop_assets_tests.fixtures.postgres import dagster_pg_env
 from beop_assets_tests.fixtures.topology import (
+    KEY_ENV,
+    PASSWORD_ENV,
     Service,
+    base_env,
     celery_worker,
+    day_registry,
+    run_errors,
     tasks_done_by,
+    wait_for_runs,
     wait_worker_ready,
     webserver,
 )
@@ -49,47 +54,8 @@ DAY = date(2026, 11, 25)
 PARTICIPATIONS = 400
 CRM_EXPORTS = 16
 GLOBAL_EXPORTS = 8
-PASSWORD_ENV = "BEOP_TOPOLOGY_SFTP_PASSWORD"
-KEY_ENV = "BEOP_TOPOLOGY_GCS_KEY"
 RUN_TIMEOUT = float(os.environ.get("BEOP_TOPOLOGY_RUN_TIMEOUT", "420"))
-TERMINAL = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 CELERY_TASK_TAG = "dagster-celery/task_id"
-
-
-def _crm(i: int, sftp: dict[str, Any]) -> dict[str, Any]:
-    base: dict[str, Any] = {"id": f"crm-{i:02d}", "mode": "specific", "name": f"Topology CRM {i}", "sftp": sftp}
-    kind = i % 4
-    if kind == 0:
-        return {
-            **base,
-            "account_id": "a_1",
-            "type": "crm-participation",
-            "campaigns": ["cmp_1"],
-            "optins": ["o_1", "o_3"],
-        }
-    if kind == 1:
-        return {**base, "account_id": "a_1", "type": "crm-participation", "contents": ["c_5"], "optins": ["o_4"]}
-    if kind == 2:
-        return {**base, "account_id": "a_2", "type": "crm-optin", "optins": ["o_5", "o_6"]}
-    return {**base, "account_id": "a_3", "type": "crm-participation", "campaigns": ["cmp_6", "cmp_7"]}
-
-
-def registry_text(sftp_dirs: list[Path], sshd: LocalSshd, bucket: str) -> str:
-    exports = []
-    for i in range(CRM_EXPORTS):
-        sftp = {
-            "host": sshd.host,
-            "port": sshd.port,
-            "username": sshd.username,
-            "directory": str(sftp_dirs[i % len(sftp_dirs)]),  # several exports share a directory
-            "password_env": PASSWORD_ENV,
-            "known_hosts_file": str(sshd.known_hosts_path),
-        }
-        exports.append(_crm(i, sftp))
-    for i in range(GLOBAL_EXPORTS):
-        gcs = {"bucket": bucket, "prefix": f"g{i:02d}/", "credentials_env": KEY_ENV}
-        exports.append({"id": f"global-{i:02d}", "account_id": f"a_{i % 3 + 1}", "mode": "global", "gcs": gcs})
-    return yaml.safe_dump({"exports": exports}, sort_keys=False)
 
 
 def _upload_folder(client: storage.Client, bucket: str, prefix: str, folder: Path) -> None:
@@ -105,29 +71,6 @@ def topology_services() -> Iterator[list[Service]]:
     yield started
     for service in reversed(started):
         service.stop()
-
-
-def _wait_for_runs(instance: DagsterInstance, run_ids: list[str], services: list[Service]):
-    deadline = time.monotonic() + RUN_TIMEOUT
-    while time.monotonic() < deadline:
-        runs = [instance.get_run_by_id(run_id) for run_id in run_ids]
-        if all(run is not None and run.status in TERMINAL for run in runs):
-            return runs
-        for service in services:
-            service.check_alive()
-        time.sleep(0.5)
-    pending = [r for r in runs if r is None or r.status not in TERMINAL]
-    first = pending[0]
-    events = (
-        [] if first is None else [f"{e.dagster_event_type}: {e.message[:200]}" for e in instance.all_logs(first.run_id)]
-    )
-    logs = "\n".join(f"--- {s.name} ---\n{s.log_text(4000)}" for s in services)
-    pytest.fail(
-        f"{len(pending)} run(s) not finished within {RUN_TIMEOUT} s; the first: {first and first.status}\n"
-        + "\n".join(events)
-        + f"\n{logs}",
-        pytrace=False,
-    )
 
 
 def _single_machine_files(
@@ -176,13 +119,13 @@ def test_a_day_of_exports_runs_on_two_celery_workers(
     customer_bucket = gcs_emulator.create_bucket(f"topology-customer-{time.time_ns()}", exist_ok=False).name
     single_bucket = gcs_emulator.create_bucket(f"topology-single-{time.time_ns()}", exist_ok=False).name
     sftp_dirs = [sshd.make_dir(), sshd.make_dir()]
-    registry = registry_text(sftp_dirs, sshd, customer_bucket)
+    registry = day_registry(CRM_EXPORTS, GLOBAL_EXPORTS, sftp_dirs, sshd, customer_bucket)
 
     # -- the machines: one webserver, two workers; shared state only in Postgres, Redis and GCS ------
     broker = redis_broker
     shared_warehouse = tmp_path / "shared-warehouse"  # the one shared folder left: see the module docstring
     env = {
-        **_base_env(),
+        **base_env(),
         **dagster_pg_env(postgres_url),
         "BEOP_LEDGER_URL": postgres_url,
         "DAGSTER_CELERY_BROKER_URL": broker.url,
@@ -214,15 +157,15 @@ def test_a_day_of_exports_runs_on_two_celery_workers(
         instance.add_dynamic_partitions("global_exports", [e["id"] for e in exports if e["mode"] == "global"])
 
         load_id = gql.submit_job_execution("load_participations", tags={"dagster/partition": DAY.isoformat()})
-        (load,) = _wait_for_runs(instance, [load_id], topology_services)
-        assert load.status == DagsterRunStatus.SUCCESS, _run_errors(instance, load_id)
+        (load,) = wait_for_runs(instance, [load_id], topology_services, RUN_TIMEOUT)
+        assert load.status == DagsterRunStatus.SUCCESS, run_errors(instance, load_id)
 
         run_ids = {}
         for export in exports:
             job = "deliver_specific_exports" if export["mode"] == "specific" else "deliver_global_exports"
             run_ids[export["id"]] = gql.submit_job_execution(job, tags={"dagster/partition": f"{DAY}|{export['id']}"})
-        runs = _wait_for_runs(instance, list(run_ids.values()), topology_services)
-        failed = {r.run_id: _run_errors(instance, r.run_id) for r in runs if r.status != DagsterRunStatus.SUCCESS}
+        runs = wait_for_runs(instance, list(run_ids.values()), topology_services, RUN_TIMEOUT)
+        failed = {r.run_id: run_errors(instance, r.run_id) for r in runs if r.status != DagsterRunStatus.SUCCESS}
         assert not failed, failed
 
         # -- on both workers ------------------------------------------------------------------------
@@ -255,29 +198,12 @@ def test_a_day_of_exports_runs_on_two_celery_workers(
 
     single_dirs = [sshd.make_dir(), sshd.make_dir()]
     single_csv, single_objects = _single_machine_files(
-        tmp_path, generated, registry_text(single_dirs, sshd, single_bucket), monkeypatch, sshd, single_bucket
+        tmp_path,
+        generated,
+        day_registry(CRM_EXPORTS, GLOBAL_EXPORTS, single_dirs, sshd, single_bucket),
+        monkeypatch,
+        sshd,
+        single_bucket,
     )
     assert delivered_csv == single_csv
     assert delivered_objects == single_objects
-
-
-def _base_env() -> dict[str, str]:
-    keep = ("PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "VIRTUAL_ENV")
-    return {k: v for k, v in os.environ.items() if k in keep}
-
-
-def _run_errors(instance: DagsterInstance, run_id: str) -> str:
-    from dagster import DagsterEventType
-
-    messages = []
-    for record in instance.all_logs(run_id):
-        event = record.dagster_event
-        if (
-            event is not None
-            and event.event_type in (DagsterEventType.STEP_FAILURE, DagsterEventType.RUN_FAILURE)
-            or event is not None
-            and event.event_type == DagsterEventType.ENGINE_EVENT
-            and "rror" in record.message
-        ):
-            messages.append(record.message)
-    return " | ".join(messages)[:3000] or "(no failure event)"
