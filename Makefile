@@ -21,13 +21,20 @@ lock: setup
 	$(BIN)/uv pip compile pyproject.toml --extra test --python-version 3.11 \
 	  --python-platform x86_64-unknown-linux-gnu -o requirements.lock -q
 
-# OpenSSH's sshd serves the SFTP side of the demo and of the tests (root installs it when missing).
+# OpenSSH's sshd serves the SFTP side of the demo and of the tests; PostgreSQL and Redis serve the
+# topology tests (root installs them when missing).
 system-packages:
 	@if ! command -v /usr/sbin/sshd >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	      openssh-server openssh-sftp-server >/dev/null; \
 	  else echo "openssh-server is missing: sudo apt-get install openssh-server openssh-sftp-server"; exit 1; fi; \
+	fi
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v redis-server >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	      postgresql redis-server >/dev/null; \
+	  else echo "the topology tests need: sudo apt-get install postgresql redis-server"; exit 1; fi; \
 	fi
 
 demo: setup system-packages
