@@ -13,6 +13,10 @@ DuckDB connection:
 - gcsfs: `con.register_filesystem(gcsfs.GCSFileSystem(...))`, then `read_parquet('gs://...')`;
 - download: google-cloud-storage `download_to_filename` into a temporary file, then the local read.
 
+gcsfs >= 2026 exports an "extended" filesystem by default (`GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT`, on)
+that first asks the bucket's type over the gRPC storage-control API: the emulator has none, and every
+new filesystem then waits 60 s before falling back. `gcsfs.core.GCSFileSystem` is the plain one.
+
 The emulator is a local Go process, not Google's network: the figures compare the client paths'
 overheads, not GCS's throughput. Best of `--repeat` runs; nothing is asserted.
 """
@@ -20,6 +24,7 @@ overheads, not GCS's throughput. Best of `--repeat` runs; nothing is asserted.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -31,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import duckdb  # noqa: E402
-import gcsfs  # noqa: E402
+from gcsfs.core import GCSFileSystem  # noqa: E402
 from google.cloud import storage  # noqa: E402
 
 from beop_assets.demo.gcs_emulator import GcsEmulator  # noqa: E402
@@ -77,6 +82,7 @@ def main() -> int:
 
     emulator = GcsEmulator(backend="memory").start()
     try:
+        os.environ["STORAGE_EMULATOR_HOST"] = emulator.url  # google-cloud-storage finds the emulator here
         client = storage.Client.create_anonymous_client()
         bucket = emulator.create_bucket("bench-warehouse").name
         name = f"warehouse/participations/date={DAY}/data.parquet"
@@ -87,7 +93,7 @@ def main() -> int:
 
         def gcsfs_read() -> int:
             con = duckdb.connect()
-            con.register_filesystem(gcsfs.GCSFileSystem(endpoint_url=emulator.url, token="anon"))
+            con.register_filesystem(GCSFileSystem(endpoint_url=emulator.url, token="anon"))
             return _stream(con, f"gs://{bucket}/{name}")
 
         def download_read() -> int:
