@@ -11,7 +11,10 @@ every run succeeded, that both workers ran some (from the workers' own logs), th
 delivered equals the one a single-machine run of the same registry delivers, and that the ledger
 rows are in Postgres, one per export, naming the run that delivered it.
 
-Shared on disk, for now: the warehouse folder (Parquet days and spool): see fixtures/topology.py.
+No directory is shared between the machines: each has its own warehouse folder, and the model's
+Parquet days travel through GCS (`BEOP_WAREHOUSE_MIRROR`): the worker that loads the day pushes it, the
+workers that export it pull it. (The SFTP directories and the known_hosts file are the customers'
+side, on the loopback sshd.)
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from google.cloud import storage
 
 from beop_assets.demo.generate import generate_day
 from beop_assets.demo.sshd import LocalSshd
+from beop_assets.model.warehouse import MODEL_TABLES
 from beop_assets_tests.fixtures.postgres import dagster_pg_env
 from beop_assets_tests.fixtures.topology import (
     KEY_ENV,
@@ -123,14 +127,14 @@ def test_a_day_of_exports_runs_on_two_celery_workers(
 
     # -- the machines: one webserver, two workers; shared state only in Postgres, Redis and GCS ------
     broker = redis_broker
-    shared_warehouse = tmp_path / "shared-warehouse"  # the one shared folder left: see the module docstring
+    warehouse_bucket = gcs_emulator.create_bucket(f"topology-warehouse-{time.time_ns()}", exist_ok=False).name
     env = {
         **base_env(),
         **dagster_pg_env(postgres_url),
         "BEOP_LEDGER_URL": postgres_url,
         "DAGSTER_CELERY_BROKER_URL": broker.url,
         "BEOP_LANDING": f"gs://{landing_name}/landing",
-        "BEOP_WAREHOUSE": str(shared_warehouse),
+        "BEOP_WAREHOUSE_MIRROR": f"gs://{warehouse_bucket}/warehouse",  # and no BEOP_WAREHOUSE: each its own
         "STORAGE_EMULATOR_HOST": gcs_emulator.url,
         PASSWORD_ENV: sshd.password,
         KEY_ENV: gcs_key.text,
@@ -186,7 +190,16 @@ def test_a_day_of_exports_runs_on_two_celery_workers(
     assert {r.export_id: r.run_id for r in rows} == run_ids
     assert {r.status for r in rows} == {"delivered"}
     assert sum(r.rows for r in rows) > 0
-    assert not (shared_warehouse / "deliveries.sqlite").exists()
+    # -- the model's day went through GCS, not through a shared folder -------------------------------
+    mirrored = sorted(b.name for b in storage.Client.create_anonymous_client().list_blobs(warehouse_bucket))
+    assert mirrored == sorted(f"warehouse/{t}/date={DAY}/data.parquet" for t in MODEL_TABLES)
+    for worker in workers:
+        own = worker.folder / "warehouse"
+        assert (own / "participations" / f"date={DAY}" / "data.parquet").exists(), worker.name
+        assert not (own / "deliveries.sqlite").exists()
+    loader = [w for w in workers if task_of[load.run_id] in done[w.name]][0]
+    assert (loader.folder / "warehouse" / "beop.duckdb").exists()  # the DuckDB file stays where it was built
+    assert not any((w.folder / "warehouse" / "beop.duckdb").exists() for w in workers if w is not loader)
 
     # -- every file equal to the single-machine run's -------------------------------------------------
     delivered_csv = {
