@@ -21,7 +21,7 @@ lock: setup
 	$(BIN)/uv pip compile pyproject.toml --extra test --python-version 3.11 \
 	  --python-platform x86_64-unknown-linux-gnu -o requirements.lock -q
 
-# The servers the tests and the demo start on loopback (OpenSSH, ProFTPD, gesftpserver): installed
+# The servers the tests and the demo start on loopback (OpenSSH, ProFTPD, gesftpserver, PostgreSQL, Redis): installed
 # when missing, as root (otherwise it says what to install).
 system-packages:
 	@bash .ci/system-packages

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
-import sqlite3
 import time
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -145,11 +144,7 @@ def purge_spool(root: Path, max_age_s: float, now: float) -> list[str]:
 
 
 def purge_ledger(root: Path, keep_from: date) -> int:
-    path = ledger.ledger_file(root)
-    if not path.exists():
-        return 0
-    with contextlib.closing(sqlite3.connect(path, timeout=60, isolation_level=None)) as con:
-        return con.execute("DELETE FROM deliveries WHERE data_day < ?", (keep_from.isoformat(),)).rowcount
+    return ledger.purge_before(keep_from, root)
 
 
 def purge_expired(landing: str, root: Path, retention_days: int, today: date, now: float | None = None) -> PurgeReport:

@@ -70,6 +70,7 @@ class Settings:
     sftp_read_back: bool = False
     # A temporary file of the product's older than this in a customer's directory is a crash's leftover.
     sftp_stale_temp_age_s: float = DEFAULT_SFTP_STALE_TEMP_HOURS * 3600
+    ledger_url: str | None = None  # BEOP_LEDGER_URL: the delivery ledger in Postgres; unset: SQLite in the warehouse
 
     @property
     def landing_is_gcs(self) -> bool:
@@ -149,6 +150,7 @@ def current() -> Settings:
         sftp_read_back=_flag("BEOP_SFTP_READ_BACK"),
         sftp_stale_temp_age_s=_positive_int("BEOP_SFTP_STALE_TEMP_HOURS", DEFAULT_SFTP_STALE_TEMP_HOURS, "hours")
         * 3600,
+        ledger_url=os.environ.get("BEOP_LEDGER_URL") or None,
     )
 
 

@@ -17,4 +17,6 @@ pytest_plugins = [
     "beop_assets_tests.fixtures.landing",
     "beop_assets_tests.fixtures.product",
     "beop_assets_tests.fixtures.alerts",
+    "beop_assets_tests.fixtures.postgres",
+    "beop_assets_tests.fixtures.redis",
 ]

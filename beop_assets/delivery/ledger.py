@@ -1,8 +1,10 @@
 """The delivery ledger: every delivery attempt and its result, in one table.
 
-SQLite in the warehouse folder, because many export runs append to it at once (WAL mode and a busy
-timeout serialize them safely) and the DuckDB model file must stay free for its single writer.
-On a cluster this table moves to the same Postgres as the Dagster instance.
+Embedded default: SQLite in the warehouse folder, because many export runs append to it at once (WAL
+mode and a busy timeout serialize them safely) and the DuckDB model file must stay free for its single
+writer. On several machines there is no shared warehouse folder: `BEOP_LEDGER_URL`
+(`postgresql://user@host/db`, usually the database of the Dagster instance) puts the same table in
+Postgres. Both go through one SQLAlchemy code path, so the backends cannot drift apart.
 
 Each delivery also records how its content was proven (`verified_from`) and, where the transport
 reports them, the checksums of the file built and of the object stored: when a customer's key may
@@ -12,41 +14,64 @@ not read a delivered object back, these recorded checksums are what the delivery
 from __future__ import annotations
 
 import contextlib
-import sqlite3
-from contextlib import closing
+import functools
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
 
 from beop_assets import settings
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS deliveries (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    export_id TEXT NOT NULL,
-    mode TEXT NOT NULL,
-    data_day TEXT NOT NULL,
-    file_name TEXT,
-    rows INTEGER,
-    bytes INTEGER,
-    sha256 TEXT,
-    destination TEXT,
-    run_id TEXT,
-    status TEXT NOT NULL,           -- started | delivered | failed
-    error TEXT,
-    attempts INTEGER,
-    started_at TEXT NOT NULL,
-    finished_at TEXT,
-    verified_from TEXT,             -- how the content was proven: "read-back", "upload receipt", ...
-    built_crc32c TEXT,
-    built_md5 TEXT,
-    stored_bytes INTEGER,
-    stored_crc32c TEXT,
-    stored_md5 TEXT,
-    generation INTEGER
-);
-CREATE INDEX IF NOT EXISTS deliveries_by_export_day ON deliveries (export_id, data_day);
-"""
+_METADATA = sa.MetaData()
+# Sizes and GCS generations (microsecond timestamps) overflow a 32-bit integer: BIGINT, except for
+# SQLite's rowid alias, which must be spelled INTEGER to autoincrement.
+_BIG = sa.BigInteger()
+DELIVERIES = sa.Table(
+    "deliveries",
+    _METADATA,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("export_id", sa.Text, nullable=False),
+    sa.Column("mode", sa.Text, nullable=False),
+    sa.Column("data_day", sa.Text, nullable=False),
+    sa.Column("file_name", sa.Text),
+    sa.Column("rows", _BIG),
+    sa.Column("bytes", _BIG),
+    sa.Column("sha256", sa.Text),
+    sa.Column("destination", sa.Text),
+    sa.Column("run_id", sa.Text),
+    sa.Column("status", sa.Text, nullable=False),  # started | delivered | failed
+    sa.Column("error", sa.Text),
+    sa.Column("attempts", sa.Integer),
+    sa.Column("started_at", sa.Text, nullable=False),
+    sa.Column("finished_at", sa.Text),
+    sa.Column("verified_from", sa.Text),  # how the content was proven: "read-back", "upload receipt", ...
+    sa.Column("built_crc32c", sa.Text),
+    sa.Column("built_md5", sa.Text),
+    sa.Column("stored_bytes", _BIG),
+    sa.Column("stored_crc32c", sa.Text),
+    sa.Column("stored_md5", sa.Text),
+    sa.Column("generation", _BIG),
+    sa.Index("deliveries_by_export_day", "export_id", "data_day"),
+    sqlite_autoincrement=True,
+)
+# The product's own leftover temporary files that deliveries removed from customers' directories.
+REMOVED_TEMP_FILES = sa.Table(
+    "removed_temp_files",
+    _METADATA,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("export_id", sa.Text, nullable=False),
+    sa.Column("destination", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("run_id", sa.Text),
+    sa.Column("removed_at", sa.Text, nullable=False),
+    sqlite_autoincrement=True,
+)
+# Any lock id will do, as long as it is this table's: concurrent first runs must not race on CREATE TABLE.
+_SCHEMA_LOCK = 0x0BE0DE11
 
 
 @dataclass(frozen=True)
@@ -89,26 +114,83 @@ class Verification:
 
 
 _COLUMNS = [f.name for f in fields(Delivery)]
-# Columns added after the first ledgers were written: added in place to an existing file.
-_ADDED_COLUMNS = {f.name: "INTEGER" if "int" in str(f.type) else "TEXT" for f in fields(Verification)}
+# Columns added after the first ledgers were written: added in place to an existing table.
+_ADDED_COLUMNS = [f.name for f in fields(Verification)]
 
 
 def ledger_file(root: Path | None = None) -> Path:
+    """Where the embedded (SQLite) ledger lives: the warehouse folder."""
     return (root or settings.current().warehouse) / "deliveries.sqlite"
 
 
-def _connect(root: Path | None) -> sqlite3.Connection:
-    path = ledger_file(root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(path, timeout=60, isolation_level=None)
-    con.execute("PRAGMA journal_mode=WAL")
-    con.executescript(_SCHEMA)
-    present = {row[1] for row in con.execute("PRAGMA table_info(deliveries)")}
-    for column, kind in _ADDED_COLUMNS.items():
-        if column not in present:
-            with contextlib.suppress(sqlite3.OperationalError):  # another process added it meanwhile
-                con.execute(f"ALTER TABLE deliveries ADD COLUMN {column} {kind}")
-    return con
+def ledger_url(root: Path | None = None) -> str:
+    """The ledger's database: `BEOP_LEDGER_URL` when set (whatever `root` says: on several machines
+    the warehouse folder is not shared), else SQLite in the warehouse folder `root`."""
+    configured = settings.current().ledger_url
+    if configured:
+        return configured
+    return f"sqlite:///{ledger_file(root).resolve()}"
+
+
+@functools.lru_cache(maxsize=16)
+def _engine(url: str) -> Engine:
+    """One engine per database, without a pool: a connection per call, never one inherited across
+    the fork of a Dagster step process, and none left open by a finished run."""
+    parsed = sa.make_url(url)
+    if parsed.drivername in ("postgres", "postgresql"):
+        # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; psycopg2 is the driver Dagster's
+        # Postgres storage needs, so the ledger uses the same one.
+        parsed = parsed.set(drivername="postgresql+psycopg2")
+    if parsed.get_backend_name() != "sqlite":
+        return sa.create_engine(parsed, poolclass=sa.NullPool)
+    engine = sa.create_engine(parsed, poolclass=sa.NullPool, connect_args={"timeout": 60})
+
+    @sa.event.listens_for(engine, "connect")
+    def _wal(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute("PRAGMA journal_mode=WAL")
+
+    return engine
+
+
+def _schema_is_current(con: Connection) -> bool:
+    inspector = sa.inspect(con)
+    if not (inspector.has_table(DELIVERIES.name) and inspector.has_table(REMOVED_TEMP_FILES.name)):
+        return False
+    present = {column["name"] for column in inspector.get_columns(DELIVERIES.name)}
+    return all(column in present for column in _ADDED_COLUMNS)
+
+
+def _ensure_schema(con: Connection) -> None:
+    """Create the table, or extend one written before the proof columns existed."""
+    if _schema_is_current(con):
+        return
+    postgres = con.dialect.name == "postgresql"
+    if postgres:  # held until this transaction ends; another process may be creating the table right now
+        con.execute(sa.text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": _SCHEMA_LOCK})
+    con.execute(sa.schema.CreateTable(DELIVERIES, if_not_exists=True))
+    con.execute(sa.schema.CreateTable(REMOVED_TEMP_FILES, if_not_exists=True))
+    for index in DELIVERIES.indexes:
+        con.execute(sa.schema.CreateIndex(index, if_not_exists=True))
+    present = {column["name"] for column in sa.inspect(con).get_columns(DELIVERIES.name)}
+    for name in _ADDED_COLUMNS:
+        if name in present:
+            continue
+        kind = DELIVERIES.c[name].type.compile(dialect=con.dialect)
+        if postgres:
+            con.execute(sa.text(f"ALTER TABLE {DELIVERIES.name} ADD COLUMN IF NOT EXISTS {name} {kind}"))
+        else:  # SQLite has no IF NOT EXISTS here; another process may have added the column meanwhile
+            with contextlib.suppress(sa.exc.OperationalError):
+                con.execute(sa.text(f"ALTER TABLE {DELIVERIES.name} ADD COLUMN {name} {kind}"))
+
+
+@contextlib.contextmanager
+def _connect(root: Path | None) -> Iterator[Connection]:
+    url = ledger_url(root)
+    if url.startswith("sqlite"):
+        ledger_file(root).parent.mkdir(parents=True, exist_ok=True)
+    with _engine(url).begin() as con:
+        _ensure_schema(con)
+        yield con
 
 
 def _now() -> str:
@@ -127,13 +209,21 @@ def start(
     run_id: str,
     root: Path | None = None,
 ) -> int:
-    with closing(_connect(root)) as con:
-        cur = con.execute(
-            "INSERT INTO deliveries (export_id, mode, data_day, file_name, rows, bytes, sha256, destination, run_id,"
-            " status, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'started', ?)",
-            (export_id, mode, day.isoformat(), file_name, rows, size, sha256, destination, run_id, _now()),
-        )
-        return int(cur.lastrowid or 0)
+    values = dict(
+        export_id=export_id,
+        mode=mode,
+        data_day=day.isoformat(),
+        file_name=file_name,
+        rows=rows,
+        bytes=size,
+        sha256=sha256,
+        destination=destination,
+        run_id=run_id,
+        status="started",
+        started_at=_now(),
+    )
+    with _connect(root) as con:
+        return int(con.execute(sa.insert(DELIVERIES).values(**values).returning(DELIVERIES.c.id)).scalar_one())
 
 
 def finish(
@@ -146,13 +236,20 @@ def finish(
     root: Path | None = None,
 ) -> None:
     proof = asdict(verification) if verification is not None else {}
-    assignments = "".join(f", {column} = ?" for column in proof)
-    with closing(_connect(root)) as con:
-        con.execute(
-            "UPDATE deliveries SET status = ?, error = ?, attempts = ?, destination = coalesce(?, destination),"
-            f" finished_at = ?{assignments} WHERE id = ?",
-            ("failed" if error else "delivered", error, attempts, destination, _now(), *proof.values(), delivery_id),
+    update = (
+        sa.update(DELIVERIES)
+        .where(DELIVERIES.c.id == delivery_id)
+        .values(
+            status="failed" if error else "delivered",
+            error=error,
+            attempts=attempts,
+            destination=sa.func.coalesce(destination, DELIVERIES.c.destination),
+            finished_at=_now(),
+            **proof,
         )
+    )
+    with _connect(root) as con:
+        con.execute(update)
 
 
 def history(
@@ -162,19 +259,14 @@ def history(
     status: str | None = None,
     limit: int = 1000,
 ) -> list[Delivery]:
-    clauses, params = [], []
+    query = sa.select(*(DELIVERIES.c[c] for c in _COLUMNS)).order_by(DELIVERIES.c.id.desc()).limit(limit)
     for column, value in (("export_id", export_id), ("data_day", day and day.isoformat()), ("status", status)):
         if value:
-            clauses.append(f"{column} = ?")
-            params.append(value)
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    if not ledger_file(root).exists():
+            query = query.where(DELIVERIES.c[column] == value)
+    if not settings.current().ledger_url and not ledger_file(root).exists():
         return []
-    with closing(_connect(root)) as con:
-        rows = con.execute(
-            f"SELECT {', '.join(_COLUMNS)} FROM deliveries {where} ORDER BY id DESC LIMIT ?", (*params, limit)
-        ).fetchall()
-    return [Delivery(*row) for row in rows]
+    with _connect(root) as con:
+        return [Delivery(*row) for row in con.execute(query)]
 
 
 def last_delivered(export_id: str, day: date, root: Path | None = None) -> Delivery | None:
@@ -191,17 +283,23 @@ def record_removed_temp_files(
 ) -> None:
     """Record the product's own leftover temporary files a delivery removed from a customer's directory
     (a crash's `.part` files, SPEC section 5), one row each, so that what was cleaned up, where and
-    when can be seen afterwards. Its table is created here, beside `deliveries`."""
+    when can be seen afterwards."""
     if not names:
         return
-    with closing(_connect(root)) as con:
-        con.execute(
-            "CREATE TABLE IF NOT EXISTS removed_temp_files (id INTEGER PRIMARY KEY AUTOINCREMENT,"
-            " export_id TEXT NOT NULL, destination TEXT NOT NULL, name TEXT NOT NULL, run_id TEXT,"
-            " removed_at TEXT NOT NULL)"
-        )
-        now = _now()
-        con.executemany(
-            "INSERT INTO removed_temp_files (export_id, destination, name, run_id, removed_at) VALUES (?, ?, ?, ?, ?)",
-            [(export_id, destination, name, run_id, now) for name in names],
-        )
+    now = _now()
+    rows = [dict(export_id=export_id, destination=destination, name=n, run_id=run_id, removed_at=now) for n in names]
+    with _connect(root) as con:
+        con.execute(sa.insert(REMOVED_TEMP_FILES), rows)
+
+
+def purge_before(keep_from: date, root: Path | None = None) -> int:
+    """Delete the ledger's detail older than the retention window: deliveries of data days before
+    `keep_from`, and leftover-removal records made before it. Returns the rows deleted."""
+    if not settings.current().ledger_url and not ledger_file(root).exists():
+        return 0
+    with _connect(root) as con:
+        deleted = con.execute(sa.delete(DELIVERIES).where(DELIVERIES.c.data_day < keep_from.isoformat())).rowcount
+        deleted += con.execute(
+            sa.delete(REMOVED_TEMP_FILES).where(REMOVED_TEMP_FILES.c.removed_at < keep_from.isoformat())
+        ).rowcount
+    return deleted
