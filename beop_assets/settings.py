@@ -26,6 +26,7 @@ class Settings:
     exports_file: Path
     start_date: str
     gzip_level: int
+    delivery_workers: int
 
     @property
     def landing_is_gcs(self) -> bool:
@@ -39,6 +40,8 @@ def current() -> Settings:
         exports_file=Path(os.environ.get("BEOP_EXPORTS", DEFAULT_EXPORTS)),
         start_date=os.environ.get("BEOP_START_DATE", DEFAULT_START_DATE),
         gzip_level=int(os.environ.get("BEOP_GZIP_LEVEL", "1")),
+        # Processes that deliver exports side by side in `beop-exports run` (1: one after another).
+        delivery_workers=max(1, int(os.environ.get("BEOP_DELIVERY_WORKERS") or os.cpu_count() or 1)),
     )
 
 
