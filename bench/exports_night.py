@@ -47,9 +47,10 @@ source = {source}
 if source:
     sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f)]
     sys.path.insert(0, source)
-from beop_assets.cli import main
-sys.argv[0] = "beop-exports"
-main()
+if __name__ == "__main__":
+    from beop_assets.cli import main
+    sys.argv[0] = "beop-exports"
+    main()
 """
 
 
@@ -98,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", type=Path, default=None, help="write a cProfile of the CLI process here")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     parser.add_argument("--env", action="append", default=[], help="extra VAR=VALUE for the CLI (repeatable)")
+    parser.add_argument("--dagster-yaml", type=Path, default=None, help="the instance's dagster.yaml (default: the CLI's)")
     parser.add_argument(
         "--source", type=Path, default=None, help="run the product from this folder (e.g. an older commit's tree)"
     )
@@ -129,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         registry_file.write_text(yaml.safe_dump(registry(args.exports, directories, sftp, gcs), sort_keys=False))
         generate_day(work / "landing", day, args.participations, seed=1)
         (work / "dagster_home").mkdir()
+        if args.dagster_yaml:
+            shutil.copy(args.dagster_yaml, work / "dagster_home" / "dagster.yaml")
         env = {
             **os.environ,
             SFTP_PASSWORD_ENV: sshd.password,

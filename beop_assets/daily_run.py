@@ -29,8 +29,14 @@ from beop_assets import settings
 from beop_assets.partitions import EXPORT_PARTITIONS_BY_MODE, data_days, export_day_key
 
 DEFAULT_DAGSTER_HOME = ".dagster_home"
-# Written into a new DAGSTER_HOME: the model's pool runs one load at a time (its writes to the
-# DuckDB file are also serialized by a file lock, so an instance without this is still safe).
+# Written into a new DAGSTER_HOME (an existing dagster.yaml is never touched):
+# - the model's pool runs one load at a time (its writes to the DuckDB file are also serialized by a
+#   file lock, so an instance without this is still safe);
+# - every run's events go into one SQLite file ($DAGSTER_HOME/event_log.db, WAL, shared by concurrent
+#   runs through SQLite's busy timeout) instead of a new database per run: creating and migrating that
+#   database was a large part of a small export's run (bench/README.md, "Per-export cost");
+# - steps' stdout/stderr are not captured to files (two tailing threads per step): the product logs
+#   through Dagster's structured log, which the UI shows; put a `compute_logs` section back to capture.
 INSTANCE_YAML = """\
 concurrency:
   pools:
@@ -39,6 +45,15 @@ concurrency:
     max_concurrent_runs: 4
 telemetry:
   enabled: false
+event_log_storage:
+  module: dagster._core.storage.event_log
+  class: ConsolidatedSqliteEventLogStorage
+  config:
+    base_dir:
+      env: DAGSTER_HOME
+compute_logs:
+  module: dagster._core.storage.noop_compute_log_manager
+  class: NoOpComputeLogManager
 """
 
 
