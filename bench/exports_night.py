@@ -22,6 +22,7 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -98,8 +99,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--participations", type=int, default=2000)
     parser.add_argument("--profile", type=Path, default=None, help="write a cProfile of the CLI process here")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument(
+        "--daemon",
+        action="store_true",
+        help="the nightly path instead: dagster-daemon, the day loaded, the delivery sensor, runs launched by the daemon",
+    )
     parser.add_argument("--env", action="append", default=[], help="extra VAR=VALUE for the CLI (repeatable)")
-    parser.add_argument("--dagster-yaml", type=Path, default=None, help="the instance's dagster.yaml (default: the CLI's)")
+    parser.add_argument(
+        "--dagster-yaml", type=Path, default=None, help="the instance's dagster.yaml (default: the CLI's)"
+    )
     parser.add_argument(
         "--source", type=Path, default=None, help="run the product from this folder (e.g. an older commit's tree)"
     )
@@ -143,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
             "DAGSTER_HOME": str(work / "dagster_home"),
         }
         env.update(dict(item.split("=", 1) for item in args.env))
+        if args.daemon:
+            return nightly_path(args, work, env, day, directories, emulator)
         launcher = work / "beop_exports_cli.py"
         launcher.write_text(LAUNCHER.format(source=repr(str(args.source.resolve()) if args.source else None)))
         command = [sys.executable, str(launcher), "run", "--date", day.isoformat()]
@@ -193,6 +203,90 @@ def main(argv: list[str] | None = None) -> int:
             print(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def nightly_path(args, work: Path, env: dict, day, directories: list[str], emulator) -> int:
+    """`dagster-daemon run` on the repository's workspace, with the instance the CLI writes. The sensors
+    are on by default: the registry sensor adds the partitions; once they are in, the day is loaded
+    (the run the nightly schedule would launch, executed here so that the clock is not waited for);
+    the delivery sensor then requests one run per export, and the daemon's run queue launches them.
+    Timed from the end of the load to the end of the last delivery run."""
+    from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+
+    from beop_assets.daily_run import INSTANCE_YAML, QUIET
+
+    home = Path(env["DAGSTER_HOME"])
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text(INSTANCE_YAML)
+    os.environ.update(env)
+    from beop_assets.definitions import defs
+
+    instance = DagsterInstance.from_config(str(home))
+    log = open(work / "daemon.log", "ab")  # noqa: SIM115 (closed in `finally`, after the daemon)
+    daemon = subprocess.Popen(
+        [str(REPO / ".venv" / "bin" / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            partitions = len(instance.get_dynamic_partitions("specific_exports")) + len(
+                instance.get_dynamic_partitions("global_exports")
+            )
+            if partitions >= args.exports:
+                break
+            time.sleep(1)
+        else:
+            print("the registry sensor did not add the partitions in 300 s; see", work / "daemon.log")
+            return 1
+        load = defs.resolve_job_def("load_participations").execute_in_process(
+            partition_key=day.isoformat(), instance=instance, tags={"beop/trigger": "nightly"}, run_config=QUIET
+        )
+        loaded_at = time.perf_counter()
+        load_before = os.getloadavg()
+        print(f"loaded {day} ({'ok' if load.success else 'FAILED'}); waiting for {args.exports} delivery runs")
+        finished = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
+        records = []
+        while time.perf_counter() - loaded_at < 3600:
+            records = instance.get_run_records(RunsFilter(tags={"beop/trigger": "day-loaded"}))
+            if len(records) >= args.exports and all(r.dagster_run.status in finished for r in records):
+                break
+            time.sleep(2)
+        last_end = max((r.end_time or 0) for r in records) if records else 0
+        first_start = min((r.create_timestamp.timestamp()) for r in records) if records else 0
+        wall = time.perf_counter() - loaded_at
+        ok = sum(r.dagster_run.status == DagsterRunStatus.SUCCESS for r in records)
+        durations = sorted((r.end_time or 0) - (r.start_time or 0) for r in records if r.start_time)
+        per_export = wall / args.exports
+        target = TARGETS_S["night-1000"]
+        print(f"nightly path         {len(records)} runs launched by the daemon, {ok} succeeded")
+        print(
+            f"wall                 {wall:.1f} s from the load's end to the last run's end "
+            f"(first run queued {first_start - time.time() + wall:+.1f} s after the load; last ended at "
+            f"{last_end - time.time() + wall:.1f} s)"
+        )
+        if durations:
+            print(f"run duration         median {durations[len(durations) // 2]:.2f} s (process start to end)")
+        print(
+            f"per export           {per_export:.3f} s   target {target:.1f} s (1,000 in 10 min)   "
+            f"{'PASS' if per_export <= target and ok == args.exports else 'MISS'}"
+        )
+        print(f"1,000 exports        {per_export * 1000 / 60:.1f} min at this rate")
+        print(f"load average         {load_before[0]:.2f} at the load, {os.getloadavg()[0]:.2f} at the end")
+        return 0
+    finally:
+        os.killpg(daemon.pid, signal.SIGTERM)
+        try:
+            daemon.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(daemon.pid, signal.SIGKILL)
+            daemon.wait()
+        log.close()
 
 
 if __name__ == "__main__":
