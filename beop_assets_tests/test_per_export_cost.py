@@ -127,3 +127,26 @@ def test_parallel_deliveries_isolate_the_export_whose_server_is_dead(product, mo
     assert all(r.dagster_run.status == DagsterRunStatus.SUCCESS for r in exports if r not in failed)
     spans = sorted((r.start_time, r.end_time) for r in exports)
     assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:], strict=False)), spans
+
+
+def test_a_gs_landing_zone_is_read_once_until_a_reference_object_changes(product, monkeypatch):
+    """For `gs://`, the reference files' identity is their objects' generation and checksum (one listing)."""
+    from google.cloud import storage
+
+    bucket = storage.Client.create_anonymous_client().bucket(product.bucket)
+    for path in product.landing.reference_folder.iterdir():
+        bucket.blob(f"landing/reference/{path.name}").upload_from_filename(str(path))
+    monkeypatch.setenv("BEOP_LANDING", f"gs://{product.bucket}/landing")
+    product.write_registry([product.crm("acme-crm", optins=["o_1"])])
+    downloads = []
+    real = ExportRegistry.reference
+    monkeypatch.setattr(ExportRegistry, "reference", lambda self: downloads.append(1) or real(self))
+
+    assert ExportRegistry().load().reference.optins["o_1"].name == "Newsletter"
+    assert ExportRegistry().load().reference.optins["o_1"].name == "Newsletter"
+    assert len(downloads) == 1
+
+    optins = (product.landing.reference_folder / "optins.ndjson").read_text(encoding="utf-8")
+    bucket.blob("landing/reference/optins.ndjson").upload_from_string(optins.replace("Newsletter", "NewsLetter"))
+    assert ExportRegistry().load().reference.optins["o_1"].name == "NewsLetter"
+    assert len(downloads) == 2
