@@ -1,7 +1,8 @@
 """The operator's settings (SPEC section 6), read from the environment at the moment they are needed.
 
 Nothing here is cached in module globals: the same process (a test, `dagster dev`) may see the
-settings change, and the registry file is re-read on every use so that edits need no restart.
+settings change, and the registry file is looked at on every use so that edits need no restart
+(`resources.py` reuses the validated registry only while its files are byte for byte unchanged).
 """
 
 from __future__ import annotations
