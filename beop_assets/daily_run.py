@@ -2,23 +2,41 @@
 
 Every run is recorded in the Dagster instance ($DAGSTER_HOME), exactly as the nightly schedule and
 its delivery sensor would record it, so the UI shows CLI runs and scheduled runs alike.
+
+The export runs are executed by a few worker processes side by side ($BEOP_DELIVERY_WORKERS, default
+one per core): a small export's run is mostly Dagster's and the transports' own Python work, which
+one process cannot spread over two cores, and each worker pays the import of the definitions once
+for all its runs instead of once per run. Each export still gets its own run and partition, so a
+failing export fails only its run; a worker that dies takes down no other export's outcome (the
+exports it had not reported are retried, each in a process of its own, then reported by name). An
+ephemeral (in-memory) instance cannot be shared between processes: its runs execute one by one.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 from dagster import DagsterEventType, DagsterInstance, ExecuteInProcessResult
 
+from beop_assets import settings
 from beop_assets.partitions import EXPORT_PARTITIONS_BY_MODE, data_days, export_day_key
 
 DEFAULT_DAGSTER_HOME = ".dagster_home"
-# Written into a new DAGSTER_HOME: the model's pool runs one load at a time (its writes to the
-# DuckDB file are also serialized by a file lock, so an instance without this is still safe).
+# Written into a new DAGSTER_HOME (an existing dagster.yaml is never touched):
+# - the model's pool runs one load at a time (its writes to the DuckDB file are also serialized by a
+#   file lock, so an instance without this is still safe);
+# - every run's events go into one SQLite file ($DAGSTER_HOME/event_log.db, WAL, shared by concurrent
+#   runs through SQLite's busy timeout) instead of a new database per run: creating and migrating that
+#   database was a large part of a small export's run (bench/README.md, "Per-export cost");
+# - steps' stdout/stderr are not captured to files (two tailing threads per step): the product logs
+#   through Dagster's structured log, which the UI shows; put a `compute_logs` section back to capture.
 INSTANCE_YAML = """\
 concurrency:
   pools:
@@ -27,6 +45,15 @@ concurrency:
     max_concurrent_runs: 4
 telemetry:
   enabled: false
+event_log_storage:
+  module: dagster._core.storage.event_log
+  class: ConsolidatedSqliteEventLogStorage
+  config:
+    base_dir:
+      env: DAGSTER_HOME
+compute_logs:
+  module: dagster._core.storage.noop_compute_log_manager
+  class: NoOpComputeLogManager
 """
 
 
@@ -105,7 +132,7 @@ def run_day(
     dagster_instance: DagsterInstance | None = None,
 ) -> list[Outcome]:
     from beop_assets.definitions import defs
-    from beop_assets.jobs import EXPORT_JOBS_BY_MODE, load_participations_job
+    from beop_assets.jobs import load_participations_job
     from beop_assets.resources import ExportRegistry
 
     if not data_days.has_partition_key(day.isoformat()):
@@ -144,17 +171,89 @@ def run_day(
             meta = {k: v.value for k, v in mat.metadata.items()}
             echo(f"loaded {day}: {meta.get('rows')} participations, {meta.get('rejected')} rejected lines")
 
-    for export_id, mode in targets:
-        job = defs.resolve_job_def(EXPORT_JOBS_BY_MODE[mode].name)
-        result = job.execute_in_process(
-            partition_key=str(export_day_key(day, export_id)),
-            instance=dagster_instance,
-            raise_on_error=False,
-            tags={"beop/trigger": "cli"},
-            run_config=QUIET,
-        )
-        outcomes.append(_outcome(export_id, mode, result))
-    return outcomes
+    return outcomes + deliver(day, targets, dagster_instance)
+
+
+def deliver(
+    day: date, targets: list[tuple[str, str]], dagster_instance: DagsterInstance, workers: int | None = None
+) -> list[Outcome]:
+    """One run per (export, mode) of `targets`, outcomes in the order of `targets`."""
+    workers = min(workers or settings.current().delivery_workers, len(targets))
+    if workers <= 1 or dagster_instance.is_ephemeral:
+        return [_deliver_one(day, export_id, mode, dagster_instance) for export_id, mode in targets]
+    done: dict[str, Outcome] = {}
+    home = dagster_instance.root_directory
+    lost = _deliver_in_pool(day, targets, home, workers, done)
+    if lost:
+        # A worker died (a crash, the OOM killer) and the pool with it: every export it had not
+        # reported is retried in a process of its own, so the export that kills its process fails alone.
+        with ThreadPoolExecutor(workers) as threads:
+            for export_id, mode, outcome in threads.map(lambda t: (*t, _deliver_alone(day, t, home)), lost):
+                done[export_id] = outcome or Outcome(
+                    export_id, mode, "failed", error="the process delivering this export died; see its run in the UI"
+                )
+    return [done[export_id] for export_id, _ in targets]
+
+
+def _deliver_alone(day: date, target: tuple[str, str], home: str) -> Outcome | None:
+    done: dict[str, Outcome] = {}
+    _deliver_in_pool(day, [target], home, 1, done)
+    return done.get(target[0])
+
+
+def _deliver_in_pool(
+    day: date, targets: list[tuple[str, str]], home: str, workers: int, done: dict[str, Outcome]
+) -> list[tuple[str, str]]:
+    """Deliver `targets` with `workers` processes; return those whose process died before reporting."""
+    # spawn, not fork: the parent holds Dagster's and gRPC's threads, which a fork would copy mid-state.
+    context = multiprocessing.get_context("spawn")
+    lost: list[tuple[str, str]] = []
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start, initargs=(home,)) as pool:
+        futures: dict[Future, tuple[str, str]] = {
+            pool.submit(_worker_deliver, day, export_id, mode): (export_id, mode) for export_id, mode in targets
+        }
+        while futures:
+            finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+            for future in finished:
+                export_id, mode = futures.pop(future)
+                try:
+                    done[export_id] = future.result()
+                except BrokenProcessPool:
+                    lost.append((export_id, mode))
+                except Exception as exc:  # the worker could not even start the run: this export only
+                    done[export_id] = Outcome(export_id, mode, "failed", error=f"{type(exc).__name__}: {exc}")
+    return lost
+
+
+# The instance of a worker process: opened once by `_worker_start`, used by each run it executes.
+_worker_instance: DagsterInstance | None = None
+
+
+def _worker_start(home: str) -> None:
+    global _worker_instance
+    import beop_assets.definitions  # noqa: F401  (imported once per worker, before the first run)
+
+    _worker_instance = DagsterInstance.from_config(home)
+
+
+def _worker_deliver(day: date, export_id: str, mode: str) -> Outcome:
+    assert _worker_instance is not None
+    return _deliver_one(day, export_id, mode, _worker_instance)
+
+
+def _deliver_one(day: date, export_id: str, mode: str, dagster_instance: DagsterInstance) -> Outcome:
+    from beop_assets.definitions import defs
+    from beop_assets.jobs import EXPORT_JOBS_BY_MODE
+
+    job = defs.resolve_job_def(EXPORT_JOBS_BY_MODE[mode].name)
+    result = job.execute_in_process(
+        partition_key=str(export_day_key(day, export_id)),
+        instance=dagster_instance,
+        raise_on_error=False,
+        tags={"beop/trigger": "cli"},
+        run_config=QUIET,
+    )
+    return _outcome(export_id, mode, result)
 
 
 def _outcome(export_id: str, mode: str, result: ExecuteInProcessResult) -> Outcome:

@@ -1,7 +1,8 @@
 """The operator's settings (SPEC section 6), read from the environment at the moment they are needed.
 
 Nothing here is cached in module globals: the same process (a test, `dagster dev`) may see the
-settings change, and the registry file is re-read on every use so that edits need no restart.
+settings change, and the registry file is looked at on every use so that edits need no restart
+(`resources.py` reuses the validated registry only while its files are byte for byte unchanged).
 Every variable, its default and why is listed in docs/operators-guide.md.
 """
 
@@ -71,6 +72,7 @@ class Settings:
     # A temporary file of the product's older than this in a customer's directory is a crash's leftover.
     sftp_stale_temp_age_s: float = DEFAULT_SFTP_STALE_TEMP_HOURS * 3600
     ledger_url: str | None = None  # BEOP_LEDGER_URL: the delivery ledger in Postgres; unset: SQLite in the warehouse
+    delivery_workers: int = 1
 
     @property
     def landing_is_gcs(self) -> bool:
@@ -151,6 +153,8 @@ def current() -> Settings:
         sftp_stale_temp_age_s=_positive_int("BEOP_SFTP_STALE_TEMP_HOURS", DEFAULT_SFTP_STALE_TEMP_HOURS, "hours")
         * 3600,
         ledger_url=os.environ.get("BEOP_LEDGER_URL") or None,
+        # Processes that deliver exports side by side in `beop-exports run` (1: one after another).
+        delivery_workers=max(1, int(os.environ.get("BEOP_DELIVERY_WORKERS") or os.cpu_count() or 1)),
     )
 
 
