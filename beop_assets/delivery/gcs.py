@@ -51,8 +51,8 @@ from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 from beop_assets.cloud_storage import emulator_host
 from beop_assets.delivery.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from beop_assets.delivery.gcs_credentials import client_for_export, key_source, read_service_account_key
+from beop_assets.delivery.gcs_target import GcsTarget
 from beop_assets.delivery.retry import call_with_retries
-from beop_assets.exports.registry import GcsTarget
 
 log = logging.getLogger(__name__)
 

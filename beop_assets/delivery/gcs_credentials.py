@@ -22,7 +22,7 @@ from google.oauth2 import service_account
 
 from beop_assets import cloud_storage
 from beop_assets.delivery.errors import PermanentDeliveryError
-from beop_assets.exports.registry import GcsTarget
+from beop_assets.delivery.gcs_target import GcsTarget
 
 # Enough to create, overwrite, read, list and delete objects; nothing on the bucket itself.
 WRITE_SCOPES = ("https://www.googleapis.com/auth/devstorage.read_write",)

@@ -90,7 +90,7 @@ from paramiko.sftp import (
 from beop_assets.delivery.errors import PermanentDeliveryError, TransientDeliveryError
 from beop_assets.delivery.retry import call_with_retries
 from beop_assets.delivery.sftp_connection import Credentials, SftpClient, load_credentials, sftp_session
-from beop_assets.exports.registry import SftpTarget
+from beop_assets.delivery.sftp_target import SftpTarget
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from beop_assets.delivery.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
-from beop_assets.exports.registry import SftpTarget
+from beop_assets.delivery.sftp_target import SftpTarget
 
 log = logging.getLogger(__name__)
 

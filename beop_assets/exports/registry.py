@@ -20,10 +20,11 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
-    field_validator,
     model_validator,
 )
 
+from beop_assets.delivery.gcs_target import GcsTarget
+from beop_assets.delivery.sftp_target import SftpTarget
 from beop_assets.landing.reference import Reference
 
 EXPORT_ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
@@ -46,61 +47,8 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class SftpTarget(_Strict):
-    """Where a specific export is delivered, and how to authenticate (by reference only)."""
-
-    host: str = Field(min_length=1)
-    port: int = Field(default=22, ge=1, le=65535)
-    username: str = Field(min_length=1)
-    directory: str = Field(min_length=1)
-    password_env: str | None = None
-    private_key_file: str | None = None
-    private_key_env: str | None = None
-    private_key_passphrase_env: str | None = None
-    known_hosts_file: str | None = None
-    insecure_skip_host_key_check: bool = False
-
-    @model_validator(mode="after")
-    def _one_credential_and_host_key_policy(self) -> SftpTarget:
-        given = [k for k in ("password_env", "private_key_file", "private_key_env") if getattr(self, k)]
-        if len(given) != 1:
-            raise ValueError(
-                "exactly one of password_env, private_key_file, private_key_env is required"
-                + (f" (got {', '.join(given)})" if given else "")
-            )
-        if self.known_hosts_file and self.insecure_skip_host_key_check:
-            raise ValueError("known_hosts_file and insecure_skip_host_key_check: true exclude each other")
-        if not self.known_hosts_file and not self.insecure_skip_host_key_check:
-            raise ValueError(
-                "known_hosts_file is required (or the explicit opt-out insecure_skip_host_key_check: true)"
-            )
-        return self
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-
-class GcsTarget(_Strict):
-    """Where a global export is delivered, with the customer's service-account key (by reference)."""
-
-    bucket: str = Field(min_length=3, max_length=222, pattern=r"^[a-z0-9][a-z0-9._-]*[a-z0-9]$")
-    prefix: str = ""
-    credentials_file: str | None = None
-    credentials_env: str | None = None
-
-    @model_validator(mode="after")
-    def _one_credentials_source(self) -> GcsTarget:
-        if bool(self.credentials_file) == bool(self.credentials_env):
-            raise ValueError("exactly one of credentials_file, credentials_env is required")
-        return self
-
-    @field_validator("prefix")
-    @classmethod
-    def _relative_prefix(cls, value: str) -> str:
-        if value.startswith("/") or ".." in value.split("/"):
-            raise ValueError("prefix must be relative and must not contain '..'")
-        return value
+# The transports own their target types; the registry names them (and re-exports them for callers).
+__all__ = ["GcsTarget", "SftpTarget"]
 
 
 class _ExportBase(_Strict):
