@@ -405,8 +405,9 @@ def test_parquet_day_rows_order_and_types_are_unchanged(current, golden, table):
 @pytest.mark.parametrize("table", ["participations", "optins", "rejected_participations"])
 def test_the_duckdb_file_serves_the_same_rows(current, golden, table):
     key = f"duckdb.{table}"
-    assert current[key]["columns"] == golden[key]["columns"]
-    assert sorted(map(json.dumps, current[key]["rows"])) == sorted(map(json.dumps, golden[key]["rows"]))
+    got = _only_golden_columns(current[key], golden[key])
+    assert got["columns"] == golden[key]["columns"]
+    assert sorted(map(json.dumps, got["rows"])) == sorted(map(json.dumps, golden[key]["rows"]))
 
 
 @pytest.mark.parametrize("export_id", [e.id for e in CRM_EXPORTS])
