@@ -104,10 +104,10 @@ def csv_anchor(cfg: dict):
     return _copy(*crm_anchor(crm_export(cfg["sftp"]), _parquet(cfg), out), out)
 
 
-def csv_build(cfg: dict):
+def csv_build(cfg: dict, variant: str = ""):
     from beop_assets.exports.crm_csv import build_crm_csv
 
-    out = Path(cfg["out"]) / "bench-crm.csv"
+    out = Path(cfg["out"]) / ("bench-crm.csv" if not variant else f"bench-crm-{variant}.csv")
     built = build_crm_csv(
         crm_export(cfg["sftp"]),
         parse_day(cfg["day"]),
@@ -117,7 +117,12 @@ def csv_build(cfg: dict):
         root=Path(cfg["warehouse"]),
         **cfg.get("csv_kwargs", {}),
     )
-    return built.rows, built.bytes, {"path": str(out)}
+    return built.rows, built.bytes, {"path": str(out), "sha256": built.sha256}
+
+
+def csv_derived(cfg: dict):
+    """The CSV build as it was before the loader stored the typed columns: derived per export."""
+    return csv_build({**cfg, "csv_kwargs": {**cfg.get("csv_kwargs", {}), "derive_typed_columns": True}}, "derived")
 
 
 def json_anchor_stage(cfg: dict, compression: str = "GZIP"):
@@ -292,6 +297,7 @@ STAGES = {
     "load": load,
     "csv_anchor": csv_anchor,
     "csv": csv_build,
+    "csv_derived": csv_derived,
     "json_anchor": json_anchor_stage,
     "json_plain_anchor": json_plain_anchor,
     "json": json_build,

@@ -25,7 +25,8 @@ class Settings:
     warehouse: Path
     exports_file: Path
     start_date: str
-    gzip_level: int
+    gzip_level: int  # deflate level of global exports, zlib-ng 0-9
+    load_memory_limit: str  # DuckDB's memory limit for a day load (it spills past it)
 
     @property
     def landing_is_gcs(self) -> bool:
@@ -38,7 +39,8 @@ def current() -> Settings:
         warehouse=Path(os.environ.get("BEOP_WAREHOUSE", DEFAULT_WAREHOUSE)),
         exports_file=Path(os.environ.get("BEOP_EXPORTS", DEFAULT_EXPORTS)),
         start_date=os.environ.get("BEOP_START_DATE", DEFAULT_START_DATE),
-        gzip_level=int(os.environ.get("BEOP_GZIP_LEVEL", "1")),
+        gzip_level=int(os.environ.get("BEOP_GZIP_LEVEL", "5")),
+        load_memory_limit=os.environ.get("BEOP_LOAD_MEMORY_LIMIT", "1GB"),
     )
 
 

@@ -175,8 +175,14 @@ def _selection(export: SpecificExport) -> str:
     raise ValueError(f"unknown specific export type {export.type!r}")
 
 
-def crm_select(export: SpecificExport, optin_names: dict[str, str], participations: Path) -> CrmQuery:
-    """The query producing the export's CSV columns from one day's participations Parquet file."""
+def crm_select(
+    export: SpecificExport, optin_names: dict[str, str], participations: Path, *, derive_typed_columns: bool = False
+) -> CrmQuery:
+    """The query producing the export's CSV columns from one day's participations Parquet file.
+
+    The typed columns are read from the day as the loader stored them; `derive_typed_columns` (or a day
+    loaded without them) derives them here instead, from the forms: the same values, at a higher cost.
+    """
     # DuckDB refuses a parameter the SQL does not use: bind exactly those `_selection` refers to.
     params: dict[str, object] = {"parquet": str(participations), "account_id": export.account_id}
     if export.type == "crm-participation" or export.campaigns or export.contents:
@@ -184,7 +190,7 @@ def crm_select(export: SpecificExport, optin_names: dict[str, str], participatio
     if export.type == "crm-optin":
         params["optins"] = list(export.optins)
 
-    stored = has_stored_crm_columns(participations)
+    stored = not derive_typed_columns and has_stored_crm_columns(participations)
     columns: list[tuple[str, str, bool]] = []  # (alias, expression, is_text)
     for name in FORM_FIELD_COLUMNS:
         columns.append((name, STORED_CRM_COLUMNS[name] if stored else form_field_sql(name), True))
