@@ -99,8 +99,8 @@ REJECTION_RULES: list[tuple[str, str, str]] = [
         "timestamp_outside_day",
         "'timestamp ' || e.timestamp || ' is not in the folder''s UTC day {day}'",
     ),
-    ("acc IS NULL", "unknown_account", "'unknown account ' || e.account_id"),
-    ("con IS NULL", "unknown_content", "'unknown content ' || e.content_id"),
+    ("acc.account_id IS NULL", "unknown_account", "'unknown account ' || e.account_id"),
+    ("con.content_id IS NULL", "unknown_content", "'unknown content ' || e.content_id"),
     (
         "con.account_id <> e.account_id",
         "content_of_another_account",
@@ -191,21 +191,24 @@ def _case(day: date, pick) -> str:
 
 
 def _judged_sql(source: str, structure: str) -> str:
-    """Every line of one source with what the rules look at: json_kind, the parsed event, ts, acc, con."""
+    """Every line of one source with what the rules look at: json_kind, the parsed event, ts, and its
+    reference rows acc and con (hash joins on the small reference tables: the lines stream through)."""
     return f"""
-        SELECT *, getvariable('accounts')[e.account_id] AS acc, getvariable('contents')[e.content_id] AS con
+        SELECT parsed.*, acc, con
         FROM (
             SELECT *, TRY_CAST(e.timestamp AS TIMESTAMPTZ) AS ts
             FROM (
                 SELECT *, CASE WHEN json_kind = 'OBJECT' THEN from_json(line, '{structure}') END AS e
                 FROM (SELECT *, CASE WHEN read_error IS NULL THEN TRY(json_type(line)) END AS json_kind FROM ({source}))
             )
-        )
+        ) parsed
+        LEFT JOIN lookup_accounts acc ON acc.account_id = parsed.e.account_id
+        LEFT JOIN lookup_contents con ON con.content_id = parsed.e.content_id
     """
 
 
 def _stage_reference(con: duckdb.DuckDBPyConnection, folder: Path) -> None:
-    """The reference tables, and the lookups the rules and the rows use (maps: no join reorders rows)."""
+    """The reference tables, and the lookups the rules and the rows join (one row per id)."""
     for name in REFERENCE_TABLES:
         path = folder / f"{name}.ndjson"
         if not path.exists():
@@ -216,24 +219,17 @@ def _stage_reference(con: duckdb.DuckDBPyConnection, folder: Path) -> None:
             )
         except duckdb.Error as exc:
             raise ReferenceDataError(f"reference file unreadable: {path}: {exc}") from exc
+    con.execute("CREATE TABLE lookup_accounts AS SELECT account_id, username FROM ref_accounts")
+    con.execute("""
+        CREATE TABLE lookup_contents AS
+        SELECT c.content_id, c.account_id, c.name, c.campaign_id, cmp.name AS campaign_name
+        FROM ref_contents c
+        LEFT JOIN ref_campaigns cmp ON cmp.campaign_id = c.campaign_id AND cmp.account_id = c.account_id
+    """)
 
 
 def _set_lookups(con: duckdb.DuckDBPyConnection) -> None:
-    """The reference lookups, as session variables of one connection (each cursor has its own)."""
-    con.execute("""
-        SET VARIABLE accounts = (
-            SELECT map_from_entries(list((account_id, {'username': username})))
-            FROM ref_accounts WHERE account_id IS NOT NULL)
-    """)
-    con.execute("""
-        SET VARIABLE contents = (
-            SELECT map_from_entries(list((c.content_id, {
-                'account_id': c.account_id, 'name': c.name, 'campaign_id': c.campaign_id,
-                'campaign_name': cmp.name})))
-            FROM ref_contents c
-            LEFT JOIN ref_campaigns cmp ON cmp.campaign_id = c.campaign_id AND cmp.account_id = c.account_id
-            WHERE c.content_id IS NOT NULL)
-    """)
+    """The optins' reference, as a session variable of one connection (read inside the optins lambda)."""
     con.execute("""
         SET VARIABLE optins = (
             SELECT map_from_entries(list((optin_id, {'account_id': account_id, 'name': name, 'text': text})))
@@ -258,7 +254,6 @@ def _judge(
         out = scratch / f"judged-{index:05d}.parquet"
         cur = con.cursor()
         try:
-            _set_lookups(cur)
 
             def copy(source: str) -> None:
                 cur.execute(f"""
@@ -386,14 +381,12 @@ def _participations_sql(day: date, judged: list[Path], duplicates: int) -> str:
                 FROM (
                     SELECT {_PARTICIPATION_COLUMNS.format(day=day.isoformat())}
                     FROM (
-                        SELECT *, getvariable('accounts')[e.account_id] AS acc,
-                               getvariable('contents')[e.content_id] AS con
-                        FROM (
-                            SELECT file_index, line_number, ts, from_json(line, '{EVENT_STRUCTURE_SQL}') AS e
-                            FROM ({lines}) j
-                            WHERE reason IS NULL {later}
-                        )
-                    )
+                        SELECT file_index, line_number, ts, from_json(line, '{EVENT_STRUCTURE_SQL}') AS e
+                        FROM ({lines}) j
+                        WHERE reason IS NULL {later}
+                    ) parsed
+                    LEFT JOIN lookup_accounts acc ON acc.account_id = parsed.e.account_id
+                    LEFT JOIN lookup_contents con ON con.content_id = parsed.e.content_id
                 )
             )
         )
