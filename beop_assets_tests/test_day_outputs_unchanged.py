@@ -344,10 +344,16 @@ def outputs(tmp: Path) -> dict[str, Any]:
     return result
 
 
-@pytest.fixture(scope="module")
-def current(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    got = outputs(tmp_path_factory.mktemp("hostile"))
-    if os.environ.get("BEOP_WRITE_GOLDEN"):
+@pytest.fixture(scope="module", params=["reference in maps", "reference joined"])
+def current(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The outputs of today's code, with each way the loader looks the reference up (small or large)."""
+    with pytest.MonkeyPatch.context() as patch:
+        if request.param == "reference joined":
+            from beop_assets.model import day_loader
+
+            patch.setattr(day_loader, "MAP_LOOKUP_MAX", 0)
+        got = outputs(tmp_path_factory.mktemp("hostile"))
+    if os.environ.get("BEOP_WRITE_GOLDEN") and request.param == "reference in maps":
         GOLDEN.parent.mkdir(exist_ok=True)
         GOLDEN.write_bytes(gzip.compress(json.dumps(got, ensure_ascii=False, indent=0).encode(), mtime=0))
     return got

@@ -190,21 +190,39 @@ def _case(day: date, pick) -> str:
     )
 
 
-def _judged_sql(source: str, structure: str) -> str:
-    """Every line of one source with what the rules look at: json_kind, the parsed event, ts, and its
-    reference rows acc and con (hash joins on the small reference tables: the lines stream through)."""
+# Up to this many accounts and contents, the reference rows are looked up in session-variable maps:
+# the lines keep their order, so in-order landing files are written without a sort. A map lookup scans
+# its keys, so a larger reference is hash-joined instead (the day is then sorted once after the write).
+MAP_LOOKUP_MAX = 256
+
+
+def _reference_sql(rows: str, small: bool) -> str:
+    """`rows` (a query with `e`) with its reference rows `acc` and `con` (NULL when unknown)."""
+    if small:
+        return f"""
+            SELECT *, getvariable('accounts')[e.account_id] AS acc, getvariable('contents')[e.content_id] AS con
+            FROM ({rows})
+        """
     return f"""
         SELECT parsed.*, acc, con
-        FROM (
+        FROM ({rows}) parsed
+        LEFT JOIN lookup_accounts acc ON acc.account_id = parsed.e.account_id
+        LEFT JOIN lookup_contents con ON con.content_id = parsed.e.content_id
+    """
+
+
+def _judged_sql(source: str, structure: str, small: bool) -> str:
+    """Every line of one source with what the rules look at: json_kind, the parsed event, ts, acc, con."""
+    return _reference_sql(
+        f"""
             SELECT *, TRY_CAST(e.timestamp AS TIMESTAMPTZ) AS ts
             FROM (
                 SELECT *, CASE WHEN json_kind = 'OBJECT' THEN from_json(line, '{structure}') END AS e
                 FROM (SELECT *, CASE WHEN read_error IS NULL THEN TRY(json_type(line)) END AS json_kind FROM ({source}))
             )
-        ) parsed
-        LEFT JOIN lookup_accounts acc ON acc.account_id = parsed.e.account_id
-        LEFT JOIN lookup_contents con ON con.content_id = parsed.e.content_id
-    """
+        """,
+        small,
+    )
 
 
 def _stage_reference(con: duckdb.DuckDBPyConnection, folder: Path) -> None:
@@ -228,13 +246,31 @@ def _stage_reference(con: duckdb.DuckDBPyConnection, folder: Path) -> None:
     """)
 
 
+def _small_reference(con: duckdb.DuckDBPyConnection) -> bool:
+    counts = con.execute("SELECT (SELECT count(*) FROM lookup_accounts), (SELECT count(*) FROM lookup_contents)")
+    return max(counts.fetchone()) <= MAP_LOOKUP_MAX
+
+
 def _set_lookups(con: duckdb.DuckDBPyConnection) -> None:
-    """The optins' reference, as a session variable of one connection (read inside the optins lambda)."""
+    """The reference as session variables of one connection (each cursor has its own): the optins
+    (read inside the optins lambda) and, when small, the accounts and contents."""
     con.execute("""
         SET VARIABLE optins = (
             SELECT map_from_entries(list((optin_id, {'account_id': account_id, 'name': name, 'text': text})))
             FROM ref_optins WHERE optin_id IS NOT NULL)
     """)
+    if _small_reference(con):
+        con.execute("""
+            SET VARIABLE accounts = (
+                SELECT map_from_entries(list((account_id, {'account_id': account_id, 'username': username})))
+                FROM lookup_accounts WHERE account_id IS NOT NULL)
+        """)
+        con.execute("""
+            SET VARIABLE contents = (
+                SELECT map_from_entries(list((content_id, {'content_id': content_id, 'account_id': account_id,
+                    'name': name, 'campaign_id': campaign_id, 'campaign_name': campaign_name})))
+                FROM lookup_contents WHERE content_id IS NOT NULL)
+        """)
 
 
 # -- pass 1: judge every line, keep keys and rejects ------------------------------------------------
@@ -247,6 +283,7 @@ def _judge(
     numbered lines is one thread per file). Each scratch row is a line with its verdict: `reason` and
     `detail` (NULL when accepted), the accepted line's `participation_id` and `ts`."""
     reason, detail = _case(day, lambda code, _: f"'{code}'"), _case(day, lambda _, detail: detail)
+    small = _small_reference(con)
     names = list(staged.files)
     load.files.extend(names)
 
@@ -254,6 +291,7 @@ def _judge(
         out = scratch / f"judged-{index:05d}.parquet"
         cur = con.cursor()
         try:
+            _set_lookups(cur)
 
             def copy(source: str) -> None:
                 cur.execute(f"""
@@ -262,7 +300,7 @@ def _judge(
                                CASE WHEN reason IS NOT NULL THEN {detail} END AS detail,
                                CASE WHEN reason IS NULL THEN e.participation_id END AS participation_id,
                                CASE WHEN reason IS NULL THEN CAST(ts AS TIMESTAMP) END AS ts
-                        FROM (SELECT *, {reason} AS reason FROM ({_judged_sql(source, KEY_STRUCTURE_SQL)}))
+                        FROM (SELECT *, {reason} AS reason FROM ({_judged_sql(source, KEY_STRUCTURE_SQL, small)}))
                     ) TO {warehouse.sql_path(out)} ({SCRATCH_PARQUET_OPTIONS})
                 """)
 
@@ -358,7 +396,7 @@ _PARTICIPATION_COLUMNS = """
 """
 
 
-def _participations_sql(day: date, judged: list[Path], duplicates: int) -> str:
+def _participations_sql(day: date, judged: list[Path], duplicates: int, small: bool) -> str:
     # The judged files are read in file order, each in line order (an order-preserving COPY).
     lines = (
         f"SELECT * FROM read_parquet({_sql_list(judged)}, hive_partitioning = false)"
@@ -372,6 +410,11 @@ def _participations_sql(day: date, judged: list[Path], duplicates: int) -> str:
         if duplicates
         else ""
     )
+    parsed = f"""
+        SELECT file_index, line_number, ts, from_json(line, '{EVENT_STRUCTURE_SQL}') AS e
+        FROM ({lines}) j
+        WHERE reason IS NULL {later}
+    """
     return f"""
         SELECT * EXCLUDE (crm_fields_kept, crm_fields_kinds), {stored_crm_columns_sql("crm_fields")}
         FROM (
@@ -380,13 +423,7 @@ def _participations_sql(day: date, judged: list[Path], duplicates: int) -> str:
                 SELECT *, {CRM_FIELDS_SQL} AS crm_fields
                 FROM (
                     SELECT {_PARTICIPATION_COLUMNS.format(day=day.isoformat())}
-                    FROM (
-                        SELECT file_index, line_number, ts, from_json(line, '{EVENT_STRUCTURE_SQL}') AS e
-                        FROM ({lines}) j
-                        WHERE reason IS NULL {later}
-                    ) parsed
-                    LEFT JOIN lookup_accounts acc ON acc.account_id = parsed.e.account_id
-                    LEFT JOIN lookup_contents con ON con.content_id = parsed.e.content_id
+                    FROM ({_reference_sql(parsed, small)})
                 )
             )
         )
@@ -426,7 +463,7 @@ def _write_participations(
     con: duckdb.DuckDBPyConnection, day: date, root: Path, judged: list[Path], duplicates: int
 ) -> Path:
     final = warehouse.day_file("participations", day, root)
-    tmp = _write(con, _participations_sql(day, judged, duplicates), _tmp_for(final))
+    tmp = _write(con, _participations_sql(day, judged, duplicates, _small_reference(con)), _tmp_for(final))
     if not _in_order(tmp):
         # The landing files were not in time order: sort the day once (spilling past the memory limit).
         con.execute("SET preserve_insertion_order = false")
