@@ -1,30 +1,32 @@
 """Loading one data day: landing files -> validated, deduplicated Parquet days, served by the DuckDB file.
 
-A day of any size loads in bounded memory: nothing holds the day's lines or rows at once. The load
-streams the landing files twice, and DuckDB (with a memory limit, spilling to a scratch folder) keeps
-only narrow keys in between:
+A day of any size loads in bounded memory: nothing holds the day's lines or rows at once. DuckDB runs
+with a memory limit and spills to a scratch folder in the warehouse; between the passes only files on
+disk and narrow keys remain:
 
-1. **Judge** (one query per file, in file order): every line is read as raw text (one VARCHAR per
-   line, numbered), checked (`TRY(json_type)`), and parsed for its four key fields only. A line is
-   rejected, with its reason, file and line number, when SPEC section 2 says so; a rejected line never
-   stops the day. What is kept: the reason and raw text of each rejected line, and the key
-   (participation_id, timestamp) of each accepted one. The duplicates are then found on those keys:
-   a participation_id accepted again is rejected, the first (by file name, then line) being loaded.
-2. **Write** (one streaming COPY over every file, in file order): the lines are read and judged again
-   by the same rules, now parsed whole, and the accepted ones that are not later duplicates become the
-   participations Parquet day, with the reference names and the CRM columns every CSV export reads.
+1. **Judge** (one query per file, `threads` files at a time: DuckDB numbers lines only through
+   `read_csv(...) WITH ORDINALITY`, one thread per file): every line is read as raw text, checked
+   (`TRY(json_type)`) and parsed for its four key fields only. A line is rejected, with its reason,
+   file and line number, when SPEC section 2 says so; a rejected line never stops the day. Each line
+   goes, numbered and with its verdict, into the file's scratch Parquet file.
+2. **Duplicates**, on the accepted lines' keys alone: a participation_id accepted again is rejected,
+   the first (by file name, then line) being loaded.
+3. **Write** (one order-preserving COPY over the scratch files, in file order, on every thread): the
+   accepted lines that are not later duplicates are parsed whole and become the participations day,
+   with the reference names and the typed CRM columns every CSV export reads (computed once, here).
    Landing files usually arrive in time order: the rows are then already in (timestamp,
-   participation_id) order and are written as they stream. Whether they were is checked on the written
-   file itself; if not, the day is sorted once (DuckDB's sort spills past the memory limit).
-3. The optins day is the participations day's optins, unnested in place (same order); the rejected day
-   is the rejected lines and the duplicates, by file and line.
+   participation_id) order. Whether they are is checked on the written file; if not, the day is sorted
+   once (DuckDB's sort spills past the memory limit).
+4. The optins day is the participations day's optins, unnested in place (same order); the rejected day
+   is the rejected lines and the duplicates, by file and line. The three are published together, once
+   the count of written participations agrees with the judged lines.
 
 The DuckDB file holds no copy of the rows: its `participations`, `optins` and `rejected_participations`
-are views over the Parquet days, so that operators query the model there as before.
+are views over the Parquet days (`publish_views`), so that operators query the model there as before.
 
 A file DuckDB cannot read as a whole (a truncated gzip, bytes that are not UTF-8) is read again line by
-line in Python into a scratch Parquet file, so that every good line before the fault is kept and the
-fault itself becomes a rejected record; both passes then read that scratch file.
+line in Python, a chunk at a time, into a scratch Parquet file, so that every good line before the
+fault is kept and the fault itself becomes a rejected record.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import gzip
 import os
 import shutil
 import tempfile
+import time
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -57,8 +60,8 @@ from beop_assets.model.events import EVENT_STRUCTURE_SQL, KEY_STRUCTURE_SQL
 
 # Lines longer than this are rejected rather than loaded (a 10 MB line is loaded).
 MAX_LINE_BYTES = 64 * 1024 * 1024
-# DuckDB's memory for one load (the process's peak is this plus the interpreter and one Arrow batch);
-# past it, DuckDB spills to the load's scratch folder. BEOP_LOAD_MEMORY_LIMIT overrides it.
+# DuckDB's memory for one load (the process's peak is this plus the interpreter, ~0.2 GB); past it,
+# DuckDB spills to the load's scratch folder. BEOP_LOAD_MEMORY_LIMIT overrides it (assets/model.py).
 DEFAULT_MEMORY_LIMIT = "1GB"
 PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 50000"
 # The judged lines live only for the load: a fast codec, and row groups small enough to read in parallel.
@@ -496,6 +499,14 @@ _REJECTED_SQL = """
 """
 
 
+def _remove_stale_scratch(root: Path) -> None:
+    """A load killed mid-way leaves its scratch folder (the day's lines): removed by a later load."""
+    cutoff = time.time() - warehouse.OLD_VERSIONS_KEPT_S
+    for folder in root.glob(".load-*"):
+        if folder.is_dir() and folder.stat().st_mtime < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def load_day(
     staged: StagedDay,
     root: Path | None = None,
@@ -513,6 +524,7 @@ def load_day(
     load = DayLoad(day=day)
     threads = threads or os.cpu_count() or 1
     root.mkdir(parents=True, exist_ok=True)
+    _remove_stale_scratch(root)
     scratch = Path(tempfile.mkdtemp(prefix=".load-", dir=root))
     written: dict[str, Path] = {}
     con = duckdb.connect(
