@@ -88,9 +88,12 @@ def load(cfg: dict):
     )
 
 
-def _copy(sql: str, params, out: Path):
-    """Run an anchor COPY with the product's reader settings (threads, preserve_insertion_order)."""
+def _copy(sql: str, params, out: Path, unordered: bool = False):
+    """Run an anchor COPY with the product's reader settings (threads, preserve_insertion_order; with
+    `unordered`, DuckDB may write the rows in any order, which it needs to keep its memory flat)."""
     con = warehouse.reader()
+    if unordered:
+        con.execute("SET preserve_insertion_order = false")
     try:
         con.execute(sql, params)
         rows = con.fetchone()[0]
@@ -104,10 +107,10 @@ def csv_anchor(cfg: dict):
     return _copy(*crm_anchor(crm_export(cfg["sftp"]), _parquet(cfg), out), out)
 
 
-def csv_build(cfg: dict):
+def csv_build(cfg: dict, variant: str = ""):
     from beop_assets.exports.crm_csv import build_crm_csv
 
-    out = Path(cfg["out"]) / "bench-crm.csv"
+    out = Path(cfg["out"]) / ("bench-crm.csv" if not variant else f"bench-crm-{variant}.csv")
     built = build_crm_csv(
         crm_export(cfg["sftp"]),
         parse_day(cfg["day"]),
@@ -117,12 +120,17 @@ def csv_build(cfg: dict):
         root=Path(cfg["warehouse"]),
         **cfg.get("csv_kwargs", {}),
     )
-    return built.rows, built.bytes, {"path": str(out)}
+    return built.rows, built.bytes, {"path": str(out), "sha256": built.sha256}
+
+
+def csv_derived(cfg: dict):
+    """The CSV build as it was before the loader stored the typed columns: derived per export."""
+    return csv_build({**cfg, "csv_kwargs": {**cfg.get("csv_kwargs", {}), "derive_typed_columns": True}}, "derived")
 
 
 def json_anchor_stage(cfg: dict, compression: str = "GZIP"):
     out = Path(cfg["out"]) / ("anchor.ndjson.gz" if compression == "GZIP" else "anchor.ndjson")
-    return _copy(*json_anchor(_parquet(cfg), out, compression), out)
+    return _copy(*json_anchor(_parquet(cfg), out, compression), out, cfg.get("json_anchor_unordered", False))
 
 
 def json_plain_anchor(cfg: dict):
@@ -148,20 +156,23 @@ def json_build(cfg: dict):
 def verify_gzip(cfg: dict):
     """Python's gzip module (zlib) reads both files; the lines must match one for one. `gzip -t` too."""
     ours, anchor = Path(cfg["out"]) / "bench-global.ndjson.gz", Path(cfg["out"]) / "anchor.ndjson.gz"
-    counts, digests, plain = {}, {}, {}
+    counts, digests, plain, multisets = {}, {}, {}, {}
     for name, path in (("ours", ours), ("anchor", anchor)):
-        digest, count, size = hashlib.sha256(), 0, 0
+        digest, count, size, multiset = hashlib.sha256(), 0, 0, 0
         with gzip.open(path, "rb") as handle:
             for line in handle:
                 digest.update(line)
+                # order-independent: the same lines in any order give the same sum
+                multiset = (multiset + int.from_bytes(hashlib.blake2b(line, digest_size=8).digest(), "big")) % (1 << 64)
                 count += 1
                 size += len(line)
-        counts[name], digests[name], plain[name] = count, digest.hexdigest(), size
+        counts[name], digests[name], plain[name], multisets[name] = count, digest.hexdigest(), size, multiset
     gzip_t = subprocess.run(["gzip", "-t", str(ours)], capture_output=True, text=True)
     extra = {
         "lines_ours": counts["ours"],
         "lines_anchor": counts["anchor"],
         "same_lines": digests["ours"] == digests["anchor"],
+        "same_line_set": multisets["ours"] == multisets["anchor"],
         "plain_bytes": plain["ours"],
         "plain_bytes_anchor": plain["anchor"],
         "gzip_t_ok": gzip_t.returncode == 0,
@@ -292,6 +303,7 @@ STAGES = {
     "load": load,
     "csv_anchor": csv_anchor,
     "csv": csv_build,
+    "csv_derived": csv_derived,
     "json_anchor": json_anchor_stage,
     "json_plain_anchor": json_plain_anchor,
     "json": json_build,

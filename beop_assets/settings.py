@@ -60,7 +60,8 @@ class Settings:
     warehouse: Path
     exports_file: Path
     start_date: str
-    gzip_level: int
+    gzip_level: int  # deflate level of global exports, zlib-ng 0-9
+    load_memory_limit: str  # DuckDB's memory limit for a day load (it spills past it)
     schedule_default: str = "running"
     delivery_lookback_days: int = DEFAULT_DELIVERY_LOOKBACK_DAYS
     missed_day_deadline: time = time(6, 0)
@@ -143,7 +144,8 @@ def current() -> Settings:
         warehouse=Path(os.environ.get("BEOP_WAREHOUSE", DEFAULT_WAREHOUSE)),
         exports_file=Path(os.environ.get("BEOP_EXPORTS", DEFAULT_EXPORTS)),
         start_date=os.environ.get("BEOP_START_DATE") or default_start_date(),
-        gzip_level=int(os.environ.get("BEOP_GZIP_LEVEL", "1")),
+        gzip_level=int(os.environ.get("BEOP_GZIP_LEVEL", "5")),
+        load_memory_limit=os.environ.get("BEOP_LOAD_MEMORY_LIMIT", "1GB"),
         schedule_default=_schedule_default(),
         delivery_lookback_days=_positive_int("BEOP_DELIVERY_LOOKBACK_DAYS", DEFAULT_DELIVERY_LOOKBACK_DAYS),
         missed_day_deadline=parse_clock(os.environ.get("BEOP_MISSED_DAY_DEADLINE", DEFAULT_MISSED_DAY_DEADLINE)),

@@ -8,11 +8,13 @@ import hashlib
 import io
 from datetime import date
 
+import duckdb
 import pytest
 
-from beop_assets.exports.crm_columns import FIXED_COLUMNS, optin_headers
+from beop_assets.exports.crm_columns import FIXED_COLUMNS, has_stored_crm_columns, optin_headers
 from beop_assets.exports.crm_csv import build_crm_csv
 from beop_assets.exports.registry import SftpTarget, SpecificExport
+from beop_assets.model import warehouse
 from beop_assets.model.warehouse import DayNotLoadedError
 
 DAY = date(2026, 11, 25)
@@ -305,3 +307,32 @@ def test_small_batches_write_the_same_file(zone):
     one, raw_one, _, _ = build(zone, spec, batch_size=1)
     many, raw_many, _, _ = build(zone, spec)
     assert raw_one == raw_many and one.rows == many.rows == 4
+
+
+@pytest.mark.parametrize("neutralize", [False, True])
+def test_stored_typed_columns_give_the_bytes_of_the_derivation(zone, neutralize):
+    """The loader stores the typed columns once; reading them gives the file deriving them would give."""
+    spec = export(
+        contents=["c_2", "c_3"], campaigns=["cmp_1"], optins=["o_1", "o_2", "o_3"], neutralize_formulas=neutralize
+    )
+    stored, raw_stored, _, _ = build(zone, spec)
+    derived, raw_derived, _, _ = build(zone, spec, derive_typed_columns=True)
+    assert raw_stored == raw_derived and stored.rows == derived.rows == 4
+
+
+def test_a_day_loaded_without_the_stored_columns_is_still_exported(zone, tmp_path):
+    """A day loaded by an earlier release has no `crm_*` columns: the export derives them, same bytes."""
+    spec = export(contents=["c_2"], campaigns=["cmp_1"], optins=["o_1"])
+    _, before, _, _ = build(zone, spec)
+    day_file = warehouse.loaded_day_file("participations", DAY, zone.warehouse)
+    old = tmp_path / "old.parquet"
+    con = duckdb.connect()
+    con.execute(
+        f"COPY (SELECT COLUMNS(lambda c: NOT starts_with(c, 'crm_')) FROM read_parquet('{day_file}', hive_partitioning = false)) "
+        f"TO '{old}' (FORMAT parquet)"
+    )
+    con.close()
+    warehouse.replace_file(old, warehouse.day_file("participations", DAY, zone.warehouse))
+    assert not has_stored_crm_columns(warehouse.loaded_day_file("participations", DAY, zone.warehouse))
+    _, after, _, _ = build(zone, spec)
+    assert after == before

@@ -215,3 +215,48 @@ def test_blank_lines_and_crlf_line_ends_are_not_rejections(landing_zone):
     path.write_bytes(b"\r\n".join(json.dumps(landing_zone.event(f"p_{i}")).encode() for i in range(3)) + b"\r\n\n")
     load = landing_zone.load(DAY)
     assert (load.participations, load.rejected) == (3, 0)
+
+
+def _day_rows(zone, table):
+    return rows(zone.parquet(table, DAY))
+
+
+def test_landing_files_in_time_order_are_written_as_they_stream_and_equal_the_sorted_day(landing_zone, monkeypatch):
+    """In-order landing files skip the sort; the day must be exactly the one the sort would give."""
+    from beop_assets.model import day_loader
+
+    events = [
+        landing_zone.event(
+            f"p_{i:03d}",
+            timestamp=f"2026-11-25T{i // 60:02d}:{i % 60:02d}:00.000Z",
+            optins=[{"optin_id": "o_2", "optin_value": i % 2 == 0}, {"optin_id": "o_1"}],
+        )
+        for i in range(300)
+    ]
+    landing_zone.write_events(DAY, events[:150], name="a.ndjson")
+    landing_zone.write_events(DAY, events[150:], name="b.ndjson.gz")
+    checked = []
+    real = day_loader._in_order
+    monkeypatch.setattr(day_loader, "_in_order", lambda path: checked.append(real(path)) or checked[-1])
+    landing_zone.load(DAY)
+    assert checked == [True]  # already in order: written as streamed
+    streamed = {t: _day_rows(landing_zone, t) for t in warehouse.MODEL_TABLES}
+    monkeypatch.setattr(day_loader, "_in_order", lambda path: False)  # force the sort
+    landing_zone.load(DAY)
+    assert {t: _day_rows(landing_zone, t) for t in warehouse.MODEL_TABLES} == streamed
+    assert [r["participation_id"] for r in streamed["participations"]] == [f"p_{i:03d}" for i in range(300)]
+    assert len(streamed["optins"]) == 600
+
+
+def test_the_duckdb_file_serves_views_over_the_parquet_days_not_a_copy(landing_zone):
+    landing_zone.write_events(DAY, [landing_zone.event("p_1")])
+    db_file = warehouse.database_file(landing_zone.warehouse)
+    db_file.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(db_file)) as old:  # a DuckDB file written by an earlier release: a copy of the rows
+        old.execute("CREATE TABLE participations AS SELECT 1 AS stale")
+    landing_zone.load(DAY)
+    con = duckdb.connect(str(db_file), read_only=True)
+    kinds = dict(con.execute("SELECT table_name, table_type FROM information_schema.tables").fetchall())
+    assert kinds == {t: "VIEW" for t in warehouse.MODEL_TABLES}
+    assert con.execute("SELECT participation_id, crm_email FROM participations").fetchall() == [("p_1", None)]
+    con.close()

@@ -200,8 +200,8 @@ def test_day_not_loaded_is_an_error(zone):
 
 
 def test_unsupported_level_is_refused(zone):
-    with pytest.raises(ValueError, match="0 to 3"):
-        build(zone, level=6)
+    with pytest.raises(ValueError, match="0 to 9"):
+        build(zone, level=10)
 
 
 def test_many_batches_stream_every_row_in_order(landing_zone):
@@ -221,7 +221,7 @@ def test_many_batches_stream_every_row_in_order(landing_zone):
     )
     zone.load(DAY)
     outputs = {}
-    for threads, level in ((1, 0), (2, 1), (2, 3)):
+    for threads, level in ((1, 0), (2, 1), (2, 3), (1, 5), (2, 9)):
         built, raw, text, lines = build(zone, batch_size=7, threads=threads, level=level)
         assert built.rows == count == len(lines)
         assert [o["questions"][0]["anwser_text"] for o in lines] == [str(i) for i in range(count)]

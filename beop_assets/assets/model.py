@@ -8,6 +8,7 @@ from datetime import date
 
 from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, MetadataValue, multi_asset
 
+from beop_assets import settings
 from beop_assets.landing.zone import staged_day
 from beop_assets.model import warehouse as model_warehouse
 from beop_assets.model.day_loader import load_day
@@ -22,7 +23,8 @@ MODEL_POOL = "duckdb_model"
         AssetSpec(
             "participations",
             description="Every valid participation of the UTC day, deduplicated, with its account, content "
-            "and campaign names. One Parquet file per day, also in the DuckDB file.",
+            "and campaign names, and the typed CRM columns every CSV export reads. One Parquet file per day, "
+            "served by a view in the DuckDB file.",
             group_name="participation_model",
             kinds={"duckdb", "parquet"},
             owners=["team:data-platform"],
@@ -55,7 +57,7 @@ def participation_model(context: AssetExecutionContext, warehouse: Warehouse):
     with staged_day(day) as staged:
         if not staged.files:
             context.log.warning(f"no participation files for {day}: the day is loaded empty")
-        load = load_day(staged, warehouse.path())
+        load = load_day(staged, warehouse.path(), memory_limit=settings.current().load_memory_limit)
     root = warehouse.path()
     context.log.info(
         f"{day}: {load.lines} lines in {len(load.files)} files -> {load.participations} participations, "

@@ -31,6 +31,10 @@ Choices, and why:
   exactly, as the contract spells the types.
 - An optin column is the optin's `optin_value` in the participation (true / false), empty when the optin is
   not part of the participation (or its value is null); when one optin appears twice the first one wins.
+- The typed columns are computed once per participation, by the loader, and stored in the participations
+  day (`STORED_CRM_COLUMNS`, `crm_email` already holding the email fallback): an export is then a filtered
+  projection. A day loaded before those columns existed is read with the same derivation
+  (`form_field_sql`), at export time.
 - Row order: no ORDER BY (it would make DuckDB hold the whole day to sort it). The loader writes the
   Parquet sorted by (timestamp, participation_id) and the reader connection keeps
   `preserve_insertion_order = true`, so a filter-and-project query streams the rows in file order.
@@ -43,6 +47,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+import pyarrow.parquet as pq
 
 from beop_assets.exports.registry import SpecificExport
 
@@ -67,6 +73,14 @@ FIXED_COLUMNS: tuple[str, ...] = FORM_FIELD_COLUMNS + (
     "campaign-id",
     "campaign-name",
 )
+
+# Where the loader stores each typed column in the participations day (`crm_email`: with the fallback).
+STORED_CRM_COLUMNS: dict[str, str] = {name: "crm_" + name.replace("-", "_") for name in FORM_FIELD_COLUMNS}
+# Every form field of a participation, in form order then field order (over the day's `forms` column).
+CRM_FIELDS_SQL = "flatten(list_transform(forms, lambda f: coalesce(f.form_data, [])))"
+
+# The participation's columns an export reads as they are.
+_PASSED_ON = "content_id, content_name, campaign_id, campaign_name, optins"
 
 # OWASP CSV injection: a cell starting with one of these is read as a formula by spreadsheets.
 FORMULA_TRIGGERS: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
@@ -106,14 +120,37 @@ def _quoted(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def _first_field(field_type: str) -> str:
+def form_field_sql(field_type: str, fields: str = "fields") -> str:
+    """The value of one typed CSV column: the first non-empty value of that `field_type` among the
+    participation's form fields, in form order then field order; for `email`, the participation's own
+    email first. Reads `kept` and `kinds` (see `typed_fields_sql`) and `email`."""
     # field_type is one of our own constants (FORM_FIELD_COLUMNS), never a customer value.
     if field_type not in FORM_FIELD_COLUMNS:
         raise ValueError(f"not a CRM form field type: {field_type!r}")
+    expression = f"{fields}_kept[list_position({fields}_kinds, '{field_type}')].field_value"
+    return f"coalesce(nullif(email, ''), {expression})" if field_type == "email" else expression
+
+
+def typed_fields_sql(fields: str = "fields") -> str:
+    """The two lists `form_field_sql` reads, from the flattened form fields `fields`: the non-empty
+    fields (`<fields>_kept`) and their types (`<fields>_kinds`): one pass over the fields, then one
+    native position lookup per column (eleven lambdas per row cost more than the rest of the export)."""
     return (
-        f"list_filter(fields, lambda d: d.field_type = '{field_type}' "
-        "AND coalesce(d.field_value, '') <> '')[1].field_value"
+        f"list_filter({fields}, lambda d: coalesce(d.field_value, '') <> '') AS {fields}_kept, "
+        f"list_transform(list_filter({fields}, lambda d: coalesce(d.field_value, '') <> ''), "
+        f"lambda d: d.field_type) AS {fields}_kinds"
     )
+
+
+def stored_crm_columns_sql(fields: str = "crm_fields") -> str:
+    """The stored typed columns, as the loader computes them (a select list over `typed_fields_sql`)."""
+    return ", ".join(f"{form_field_sql(name, fields)} AS {STORED_CRM_COLUMNS[name]}" for name in FORM_FIELD_COLUMNS)
+
+
+def has_stored_crm_columns(participations: Path) -> bool:
+    """Whether the day was loaded with the stored typed columns (read from the Parquet footer only)."""
+    names = set(pq.read_schema(participations).names)
+    return all(column in names for column in STORED_CRM_COLUMNS.values())
 
 
 def _neutralized(expression: str) -> str:
@@ -138,8 +175,14 @@ def _selection(export: SpecificExport) -> str:
     raise ValueError(f"unknown specific export type {export.type!r}")
 
 
-def crm_select(export: SpecificExport, optin_names: dict[str, str], participations: Path) -> CrmQuery:
-    """The query producing the export's CSV columns from one day's participations Parquet file."""
+def crm_select(
+    export: SpecificExport, optin_names: dict[str, str], participations: Path, *, derive_typed_columns: bool = False
+) -> CrmQuery:
+    """The query producing the export's CSV columns from one day's participations Parquet file.
+
+    The typed columns are read from the day as the loader stored them; `derive_typed_columns` (or a day
+    loaded without them) derives them here instead, from the forms: the same values, at a higher cost.
+    """
     # DuckDB refuses a parameter the SQL does not use: bind exactly those `_selection` refers to.
     params: dict[str, object] = {"parquet": str(participations), "account_id": export.account_id}
     if export.type == "crm-participation" or export.campaigns or export.contents:
@@ -147,12 +190,10 @@ def crm_select(export: SpecificExport, optin_names: dict[str, str], participatio
     if export.type == "crm-optin":
         params["optins"] = list(export.optins)
 
+    stored = not derive_typed_columns and has_stored_crm_columns(participations)
     columns: list[tuple[str, str, bool]] = []  # (alias, expression, is_text)
     for name in FORM_FIELD_COLUMNS:
-        expression = _first_field(name)
-        if name == "email":
-            expression = f"coalesce(nullif(email, ''), {expression})"
-        columns.append((name, expression, True))
+        columns.append((name, STORED_CRM_COLUMNS[name] if stored else form_field_sql(name), True))
     columns += [
         ("creative-id", "content_id", True),
         ("creative-name", "content_name", True),
@@ -173,17 +214,21 @@ def crm_select(export: SpecificExport, optin_names: dict[str, str], participatio
         )
     else:
         outer = "*"
+    day = f"""read_parquet($parquet, hive_partitioning = false)
+        WHERE account_id = $account_id
+          AND {_selection(export)}"""
+    if stored:
+        rows = f"SELECT {', '.join(STORED_CRM_COLUMNS.values())}, {_PASSED_ON} FROM {day}"
+    else:  # a day loaded before the typed columns were stored: derive them here
+        rows = (
+            f"SELECT email, {typed_fields_sql('fields')}, {_PASSED_ON} "
+            f"FROM (SELECT email, {CRM_FIELDS_SQL} AS fields, {_PASSED_ON} FROM {day})"
+        )
     sql = f"""
 SELECT {outer}
 FROM (
     SELECT {inner}
-    FROM (
-        SELECT email, content_id, content_name, campaign_id, campaign_name, optins,
-               flatten(list_transform(forms, lambda f: coalesce(f.form_data, []))) AS fields
-        FROM read_parquet($parquet, hive_partitioning = false)
-        WHERE account_id = $account_id
-          AND {_selection(export)}
-    )
+    FROM ({rows})
 )
 """
     return CrmQuery(sql=sql, params=params, headers=crm_headers(export, optin_names))

@@ -1,11 +1,11 @@
 """Building one specific export's CSV file for one data day (SPEC section 3).
 
-The columns and the rows are decided in `crm_columns.py`; this module only streams them into a file:
+The columns and the rows are decided in `crm_columns.py` (the typed columns were computed once, at load
+time, so the query is a filtered projection of the day); this module only streams them into a file:
 DuckDB reads the day's participations Parquet through a fresh in-memory connection (never the model's
 DuckDB file, so no lock is taken) and hands Arrow record batches (`to_arrow_reader`) to
 `pyarrow.csv.CSVWriter`. Only one batch is in Python's hands at a time, so memory does not grow with the
-day's size; measured at ~0.85 s per 1M participations on a 2-core machine (DESIGN.md), against ~7.9 s
-for Python's `csv` module.
+day's size; much faster than Python's `csv` module (DESIGN.md; figures in bench/README.md).
 
 The file format, as a customer's importer sees it:
 
@@ -43,6 +43,7 @@ def build_crm_csv(
     *,
     root: Path | None = None,
     batch_size: int = 10_000,
+    derive_typed_columns: bool = False,
 ) -> ExportFile:
     """Write the export's CSV file for `day` to `out_path` and describe it.
 
@@ -50,7 +51,7 @@ def build_crm_csv(
     tell the customer that nobody participated. `optin_names` maps optin id -> name (the reference data).
     """
     participations = warehouse.loaded_day_file("participations", day, root)
-    query = crm_select(export, optin_names, participations)
+    query = crm_select(export, optin_names, participations, derive_typed_columns=derive_typed_columns)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     options = pa_csv.WriteOptions(include_header=True, delimiter=",", eol=RECORD_SEPARATOR, quoting_style="needed")
     rows = 0

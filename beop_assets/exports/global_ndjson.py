@@ -11,11 +11,11 @@ The lines reach Python as Arrow record batches of one string column that already
 `\\n`; the column's data buffer is thus exactly the batch's bytes of the file, and is handed to the
 compressor as is (no per-row loop, no per-row object). Only one batch is held at a time.
 
-Why python-isal, and level 1 by default (DESIGN.md, 1M participations on a 2-core machine):
-to_json -> Arrow batches -> isal level 1 ~5.6 s (2 threads ~4.7 s), against ~27 s and 3 GB of RAM for
-DuckDB's own `COPY ... (FORMAT JSON, COMPRESSION GZIP)`, ~8.5 s for zlib-ng level 6 and ~28 s for
-pyarrow's gzip stream (always level 9). Level 1 costs ~30% in size (184 MB vs 138 MB at level 6), a good
-trade for a nightly batch. The caller reads the level from BEOP_GZIP_LEVEL (isal accepts 0 to 3).
+Why zlib-ng, at level 5 by default, on two threads: DuckDB's own `COPY ... (FORMAT JSON, COMPRESSION
+GZIP)` writes zlib's level 6; isal's levels (0-3) stay ~1.5 x that size, zlib-ng's level 5 is within ~5 %
+of it for about a third of zlib's CPU, and `gzip_ng_threaded` compresses 1 MiB blocks on a second thread
+while DuckDB builds the next batch (figures in bench/README.md). The caller reads the level from
+BEOP_GZIP_LEVEL (0 = stored, 1 = fastest ... 9 = smallest).
 The output is one ordinary gzip member (mtime 0, no file name), which `gzip`, `zcat` and any zlib reader read.
 A day without participations gives a valid gzip file whose content is empty.
 """
@@ -29,13 +29,14 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pyarrow as pa
-from isal import igzip, igzip_threaded
+from zlib_ng import gzip_ng, gzip_ng_threaded
 
 from beop_assets.exports.export_file import ExportFile
 from beop_assets.exports.registry import GlobalExport
 from beop_assets.model import warehouse
 
-ISAL_LEVELS = range(0, 4)  # isal's compression levels (0 = fastest, 3 = smallest)
+GZIP_LEVELS = range(0, 10)  # zlib-ng's deflate levels (0 = stored, 1 = fastest, 9 = smallest)
+DEFAULT_GZIP_LEVEL = 5
 
 # The keys of one line, in the contract's order (SPEC section 4); the delivery checks verify them.
 NDJSON_KEYS = [
@@ -91,17 +92,17 @@ WHERE account_id = $account_id
 
 @contextmanager
 def _gzip_sink(path: Path, level: int, threads: int) -> Iterator[BinaryIO]:
-    """One gzip member written by isal: threaded when `threads` > 1, else in this thread."""
-    if level not in ISAL_LEVELS:
-        raise ValueError(f"gzip level {level} is not supported: python-isal accepts 0 to 3 (BEOP_GZIP_LEVEL)")
+    """One gzip stream written by zlib-ng: compressed on `threads` threads when > 1, else in this one."""
+    if level not in GZIP_LEVELS:
+        raise ValueError(f"gzip level {level} is not supported: zlib-ng accepts 0 to 9 (BEOP_GZIP_LEVEL)")
     if threads > 1:
-        with igzip_threaded.open(path, "wb", compresslevel=level, threads=threads) as sink:
+        with gzip_ng_threaded.open(path, "wb", compresslevel=level, threads=threads) as sink:
             yield sink
         return
-    # mtime=0 and no file name in the header, as the threaded writer does: same rows, same bytes.
+    # mtime=0 and no file name in the header: the same file for the same rows.
     with (
         open(path, "wb") as raw,
-        igzip.IGzipFile(filename="", mode="wb", compresslevel=level, fileobj=raw, mtime=0) as sink,
+        gzip_ng.GzipNGFile(filename="", mode="wb", compresslevel=level, fileobj=raw, mtime=0) as sink,
     ):
         yield sink
 
@@ -125,14 +126,14 @@ def build_global_ndjson(
     file_name: str,
     *,
     root: Path | None = None,
-    level: int = 1,
+    level: int = DEFAULT_GZIP_LEVEL,
     threads: int = 2,
     batch_size: int = 10_000,
 ) -> ExportFile:
     """Write the account's participations of `day` as gzip ndJSON to `out_path` and describe it.
 
     Raises `DayNotLoadedError` when the model has no participations for that day (an empty file would
-    tell the customer that nobody participated), `ValueError` for a level isal does not support.
+    tell the customer that nobody participated), `ValueError` for a level zlib-ng does not support.
     """
     participations = warehouse.loaded_day_file("participations", day, root)
     out_path.parent.mkdir(parents=True, exist_ok=True)

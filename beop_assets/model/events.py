@@ -32,3 +32,8 @@ EVENT_STRUCTURE = {
 }
 
 EVENT_STRUCTURE_SQL = json.dumps(EVENT_STRUCTURE).replace("'", "''")
+
+# The four fields the first pass of a load looks at (`day_loader`): the same fields as in
+# EVENT_STRUCTURE, so that they parse to the same values, at a fraction of the cost of the whole event.
+KEY_FIELDS = ("participation_id", "timestamp", "account_id", "content_id")
+KEY_STRUCTURE_SQL = json.dumps({key: EVENT_STRUCTURE[key] for key in KEY_FIELDS}).replace("'", "''")
