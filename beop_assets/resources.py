@@ -55,7 +55,7 @@ def _reference_identity(landing: str) -> tuple:
     if not landing.startswith("gs://"):
         folder = Path(landing) / "reference"
         return tuple((name, _digest(folder / f"{name}.ndjson")) for name in REFERENCE_TABLES)
-    from beop_assets.gcs_clients import landing_client
+    from beop_assets.cloud_storage import landing_client
 
     bucket, _, prefix = landing.removeprefix("gs://").partition("/")
     base = f"{prefix.strip('/')}/" if prefix.strip("/") else ""

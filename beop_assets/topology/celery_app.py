@@ -77,7 +77,7 @@ def _run_of(task: Any, kwargs: dict[str, Any]) -> tuple[str, date] | None:
 
 
 def _mirror_client():
-    from beop_assets.gcs_clients import landing_client  # the platform's own identity, or the emulator
+    from beop_assets.cloud_storage import landing_client  # the platform's own identity, or the emulator
 
     return landing_client()
 
