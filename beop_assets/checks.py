@@ -23,7 +23,7 @@ from typing import Any
 
 from dagster import AssetCheckExecutionContext, AssetCheckResult, MetadataValue, PreviewWarning, asset_check
 
-from beop_assets.exports.crm_columns import crm_headers, crm_select
+from beop_assets.exports.crm_columns import crm_headers, crm_select, optin_names
 from beop_assets.exports.export_file import sha256_of
 from beop_assets.exports.global_ndjson import NDJSON_KEYS
 from beop_assets.io_managers import DeliveredFile
@@ -130,7 +130,7 @@ def _ndjson_records(delivered: DeliveredFile) -> Iterator[dict[str, Any]]:
 def _context(context: AssetCheckExecutionContext, registry: ExportRegistry):
     day, export_id = split_export_day_key(context.partition_key)
     loaded = registry.load()
-    return day, loaded.get(export_id), loaded.reference
+    return day, loaded.get(export_id), loaded.checked_reference()
 
 
 def _own_account(content_ids: set, account_id: str, reference) -> AssetCheckResult:
@@ -162,7 +162,7 @@ def crm_header_is_contract(
     context: AssetCheckExecutionContext, crm_export_file: DeliveredFile, registry: ExportRegistry
 ) -> AssetCheckResult:
     _, export, reference = _context(context, registry)
-    expected = crm_headers(export, {o: reference.optins[o].name for o in export.optins if o in reference.optins})
+    expected = crm_headers(export, optin_names(export, reference))
     header: list[str] = next(_csv_records(crm_export_file), [])
     return AssetCheckResult(
         passed=header == expected,
@@ -179,8 +179,9 @@ def crm_rows_match_model(
     context: AssetCheckExecutionContext, crm_export_file: DeliveredFile, registry: ExportRegistry, warehouse: Warehouse
 ) -> AssetCheckResult:
     day, export, reference = _context(context, registry)
-    names = {o: reference.optins[o].name for o in export.optins if o in reference.optins}
-    query = crm_select(export, names, model.loaded_day_file("participations", day, warehouse.path()))
+    query = crm_select(
+        export, optin_names(export, reference), model.loaded_day_file("participations", day, warehouse.path())
+    )
     con = model.reader()
     try:
         expected = con.sql(f"SELECT count(*) FROM ({query.sql})", params=query.params).fetchall()[0][0]

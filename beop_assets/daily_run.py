@@ -26,7 +26,7 @@ from pathlib import Path
 from dagster import DagsterEventType, DagsterInstance, ExecuteInProcessResult
 
 from beop_assets import settings
-from beop_assets.partitions import EXPORT_PARTITIONS_BY_MODE, data_days, export_day_key
+from beop_assets.partitions import data_days, export_day_key
 
 DEFAULT_DAGSTER_HOME = ".dagster_home"
 # Written into a new DAGSTER_HOME (an existing dagster.yaml is never touched):
@@ -148,11 +148,13 @@ def run_day(
     if registry.unreadable and export_ids is None:
         return [Outcome("(registry)", None, "failed", error="; ".join(map(str, registry.faults)))]
 
-    for mode, partitions in EXPORT_PARTITIONS_BY_MODE.items():
+    from beop_assets.jobs import EXPORT_MODES
+
+    for mode, spec in EXPORT_MODES.items():
         wanted = {i for i, m in targets if m == mode}
-        missing = sorted(wanted - set(dagster_instance.get_dynamic_partitions(partitions.name)))
+        missing = sorted(wanted - set(dagster_instance.get_dynamic_partitions(spec.partitions_name)))
         if missing:
-            dagster_instance.add_dynamic_partitions(partitions.name, missing)
+            dagster_instance.add_dynamic_partitions(spec.partitions_name, missing)
 
     echo(f"loading participations of {day} ...")
     load = defs.resolve_job_def(load_participations_job.name).execute_in_process(
@@ -243,9 +245,9 @@ def _worker_deliver(day: date, export_id: str, mode: str) -> Outcome:
 
 def _deliver_one(day: date, export_id: str, mode: str, dagster_instance: DagsterInstance) -> Outcome:
     from beop_assets.definitions import defs
-    from beop_assets.jobs import EXPORT_JOBS_BY_MODE
+    from beop_assets.jobs import EXPORT_MODES
 
-    job = defs.resolve_job_def(EXPORT_JOBS_BY_MODE[mode].name)
+    job = defs.resolve_job_def(EXPORT_MODES[mode].job.name)
     result = job.execute_in_process(
         partition_key=str(export_day_key(day, export_id)),
         instance=dagster_instance,
@@ -262,11 +264,12 @@ def _outcome(export_id: str, mode: str, result: ExecuteInProcessResult) -> Outco
     outcome = Outcome(export_id, mode, "delivered", run_id=result.run_id)
     for event in result.all_events:
         if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
-            meta = event.event_specific_data.materialization.metadata
-            outcome.file_name = meta["file_name"].value if "file_name" in meta else None
-            outcome.rows = meta["rows"].value if "rows" in meta else None
+            meta = event.step_materialization_data.materialization.metadata
+            file_name, rows = meta.get("file_name"), meta.get("rows")
+            outcome.file_name = str(file_name.value) if file_name is not None else None
+            outcome.rows = int(rows.value) if rows is not None and isinstance(rows.value, int) else None
         elif event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
-            evaluation = event.event_specific_data
+            evaluation = event.asset_check_evaluation_data
             if not evaluation.passed:
                 outcome.status = "unverified"
                 outcome.error = (

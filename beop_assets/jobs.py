@@ -1,10 +1,13 @@
 """The jobs operators launch, backfill and schedule: load a day; deliver specific or global exports;
 check a day's deliveries against the deadline; purge what is older than the retention window."""
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from dagster import (
+    AssetKey,
     AssetSelection,
+    DynamicPartitionsDefinition,
     Nothing,
     OpExecutionContext,
     Out,
@@ -14,9 +17,10 @@ from dagster import (
     job,
     op,
 )
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from beop_assets import settings
-from beop_assets.partitions import data_days, global_export_days, specific_export_days
+from beop_assets.partitions import data_days, global_export_days, global_exports, specific_export_days, specific_exports
 from beop_assets.resources import Warehouse
 
 load_participations_job = define_asset_job(
@@ -47,7 +51,25 @@ detect_missed_deliveries_job = define_asset_job(
     description="Flag (and announce) every enabled export without a successful delivery of the data day.",
 )
 
-EXPORT_JOBS_BY_MODE = {"specific": deliver_specific_exports_job, "global": deliver_global_exports_job}
+
+@dataclass(frozen=True)
+class ExportMode:
+    """Everything that differs between the two export modes, in one row: the dynamic partition set of
+    its export ids, the asset that builds and delivers its files, and the job that runs that asset."""
+
+    partitions: DynamicPartitionsDefinition
+    asset_key: AssetKey
+    job: UnresolvedAssetJobDefinition
+
+    @property
+    def partitions_name(self) -> str:
+        return self.partitions.name or ""
+
+
+EXPORT_MODES = {
+    "specific": ExportMode(specific_exports, AssetKey("crm_export_file"), deliver_specific_exports_job),
+    "global": ExportMode(global_exports, AssetKey("global_export_file"), deliver_global_exports_job),
+}
 
 
 @op(

@@ -36,8 +36,6 @@ with warnings.catch_warnings():
     # An export partition (day, export) depends on the participations of that same day.
     SAME_DATA_DAY = MultiToSingleDimensionPartitionMapping(partition_dimension_name="date")
 
-EXPORT_PARTITIONS_BY_MODE = {"specific": specific_exports, "global": global_exports}
-
 
 def export_day_key(day: date, export_id: str) -> MultiPartitionKey:
     return MultiPartitionKey({"date": day.isoformat(), "export": export_id})

@@ -85,7 +85,7 @@ class ExportRegistry(ConfigurableResource):
         return Path(self.path) if self.path else settings.current().exports_file
 
     def reference(self) -> Reference:
-        with staged_reference(self.landing) as folder:
+        with staged_reference(self.landing or settings.current().landing) as folder:
             return Reference.read(folder)
 
     def load(self) -> Registry:

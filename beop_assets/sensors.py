@@ -36,14 +36,13 @@ from dagster import (
 
 from beop_assets import alerts, settings
 from beop_assets.jobs import (
-    EXPORT_JOBS_BY_MODE,
+    EXPORT_MODES,
     deliver_global_exports_job,
     deliver_specific_exports_job,
 )
-from beop_assets.partitions import EXPORT_PARTITIONS_BY_MODE, data_days, export_day_key
+from beop_assets.partitions import data_days, export_day_key
 from beop_assets.resources import ExportRegistry
 
-EXPORT_ASSET_BY_MODE = {"specific": AssetKey("crm_export_file"), "global": AssetKey("global_export_file")}
 LOADED_ASSET = AssetKey("participations")
 IN_FLIGHT = [
     DagsterRunStatus.QUEUED,
@@ -61,9 +60,10 @@ def registry_partition_requests(registry_resource: ExportRegistry, instance) -> 
         raise ValueError("; ".join(map(str, registry.faults)))
     requests: list[AddDynamicPartitionsRequest | DeleteDynamicPartitionsRequest] = []
     changes: list[str] = []
-    for mode, partitions in EXPORT_PARTITIONS_BY_MODE.items():
+    for mode, spec in EXPORT_MODES.items():
+        partitions = spec.partitions
         wanted = set(registry.scheduled_ids(mode))
-        current = set(instance.get_dynamic_partitions(partitions.name))
+        current = set(instance.get_dynamic_partitions(spec.partitions_name))
         if wanted - current:
             requests.append(partitions.build_add_request(sorted(wanted - current)))
             changes += [f"+{mode}:{i}" for i in sorted(wanted - current)]
@@ -144,15 +144,16 @@ def delivery_requests(registry_resource: ExportRegistry, instance, loads: dict[d
     if registry.unreadable:
         raise ValueError("; ".join(map(str, registry.faults)))
     requests = []
-    for mode, job in EXPORT_JOBS_BY_MODE.items():
-        known = set(instance.get_dynamic_partitions(EXPORT_PARTITIONS_BY_MODE[mode].name))
+    for mode, spec in EXPORT_MODES.items():
+        job = spec.job
+        known = set(instance.get_dynamic_partitions(spec.partitions_name))
         wanted = {
             str(export_day_key(day, export_id)): (day, export_id)
             for day in sorted(loads)
             for export_id in registry.scheduled_ids(mode)
             if export_id in known
         }
-        done = {r.partition_key for r in _partition_records(instance, EXPORT_ASSET_BY_MODE[mode], sorted(wanted))}
+        done = {r.partition_key for r in _partition_records(instance, spec.asset_key, sorted(wanted))}
         busy = _in_flight_partitions(instance, job.name) if wanted else set()
         for key, (day, _) in sorted(wanted.items()):
             if key in done or key in busy:

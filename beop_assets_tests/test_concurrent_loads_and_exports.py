@@ -36,9 +36,8 @@ from beop_assets import daily_run
 from beop_assets.definitions import defs
 from beop_assets.delivery import ledger
 from beop_assets.demo.generate import generate_day
-from beop_assets.jobs import load_participations_job
+from beop_assets.jobs import EXPORT_MODES, load_participations_job
 from beop_assets.model import warehouse
-from beop_assets.partitions import EXPORT_PARTITIONS_BY_MODE
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,9 +60,10 @@ from datetime import date
 
 what, day = sys.argv[1], date.fromisoformat(sys.argv[2])
 if what == "direct-load":  # a writer outside Dagster's pools (e.g. a second `beop-exports run`)
+    from beop_assets import settings
     from beop_assets.landing.zone import staged_day
     from beop_assets.model.day_loader import load_day
-    with staged_day(day) as staged:
+    with staged_day(day, settings.current().landing) as staged:
         load = load_day(staged)
     print(json.dumps({"success": True, "participations": load.participations, "optins": load.optins,
                       "rejected": load.rejected}))
@@ -71,7 +71,7 @@ if what == "direct-load":  # a writer outside Dagster's pools (e.g. a second `be
 
 from beop_assets.daily_run import QUIET, _outcome, _root_error, instance
 from beop_assets.definitions import defs
-from beop_assets.jobs import EXPORT_JOBS_BY_MODE, load_participations_job
+from beop_assets.jobs import EXPORT_MODES, load_participations_job
 from beop_assets.partitions import export_day_key
 
 with instance() as dagster_instance:
@@ -84,7 +84,7 @@ with instance() as dagster_instance:
                           "error": None if result.success else _root_error(result)}))
     else:
         export_id = sys.argv[3]
-        result = defs.resolve_job_def(EXPORT_JOBS_BY_MODE[what].name).execute_in_process(
+        result = defs.resolve_job_def(EXPORT_MODES[what].job.name).execute_in_process(
             partition_key=str(export_day_key(day, export_id)), instance=dagster_instance,
             raise_on_error=False, run_config=QUIET)
         outcome = _outcome(export_id, what, result)
@@ -251,8 +251,8 @@ def test_export_runs_never_wait_for_the_model_writers_and_two_loads_serialize(pr
     # The on-disk instance every process shares, as `beop-exports run` creates it in $DAGSTER_HOME.
     with daily_run.instance() as instance:
         assert instance.is_persistent and Path(instance.root_directory) == Path(os.environ["DAGSTER_HOME"])
-        for mode, partitions in EXPORT_PARTITIONS_BY_MODE.items():
-            instance.add_dynamic_partitions(partitions.name, [i for i, m in modes.items() if m == mode])
+        for mode, spec in EXPORT_MODES.items():
+            instance.add_dynamic_partitions(spec.partitions_name, [i for i, m in modes.items() if m == mode])
         loaded_a = defs.resolve_job_def(load_participations_job.name).execute_in_process(
             partition_key=DAY_A.isoformat(), instance=instance, raise_on_error=False, run_config=daily_run.QUIET
         )

@@ -10,7 +10,7 @@ from beop_assets import settings
 from beop_assets.exports.export_file import ExportFile
 from beop_assets.exports.file_names import global_file_name
 from beop_assets.exports.global_ndjson import NDJSON_KEYS, build_global_ndjson
-from beop_assets.exports.registry import GlobalExport, RegistryError
+from beop_assets.exports.registry import GlobalExport
 from beop_assets.partitions import SAME_DATA_DAY, global_export_days, split_export_day_key
 from beop_assets.resources import ExportRegistry, Warehouse
 
@@ -32,10 +32,8 @@ LINE_KEY_TYPES = {"questions": "list", "optins": "list", "forms": "list", "conte
 def global_export_file(context: AssetExecutionContext, registry: ExportRegistry, warehouse: Warehouse) -> ExportFile:
     day, export_id = split_export_day_key(context.partition_key)
     loaded = registry.load()
-    export = loaded.get(export_id)
-    if not isinstance(export, GlobalExport):
-        raise RegistryError(f"export {export_id!r} is a {export.mode} export, not a global one")
-    username = loaded.reference.accounts[export.account_id]
+    export = loaded.get_as(export_id, GlobalExport)
+    username = loaded.checked_reference().accounts[export.account_id]
     file_name = global_file_name(username, day)
     built = build_global_ndjson(
         export,

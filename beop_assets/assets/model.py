@@ -54,7 +54,7 @@ MODEL_POOL = "duckdb_model"
 )
 def participation_model(context: AssetExecutionContext, warehouse: Warehouse):
     day = date.fromisoformat(context.partition_key)
-    with staged_day(day) as staged:
+    with staged_day(day, settings.current().landing) as staged:
         if not staged.files:
             context.log.warning(f"no participation files for {day}: the day is loaded empty")
         load = load_day(staged, warehouse.path(), memory_limit=settings.current().load_memory_limit)

@@ -6,11 +6,11 @@ the upload (with its retries) is in `delivery/sftp.py`, driven by `SftpDeliveryI
 
 from dagster import AssetDep, AssetExecutionContext, TableColumn, TableSchema, asset
 
-from beop_assets.exports.crm_columns import FIXED_COLUMNS, optin_headers
+from beop_assets.exports.crm_columns import FIXED_COLUMNS, optin_headers, optin_names
 from beop_assets.exports.crm_csv import build_crm_csv
 from beop_assets.exports.export_file import ExportFile
 from beop_assets.exports.file_names import crm_file_name, delivery_uuid
-from beop_assets.exports.registry import RegistryError, SpecificExport
+from beop_assets.exports.registry import SpecificExport
 from beop_assets.partitions import SAME_DATA_DAY, specific_export_days, split_export_day_key
 from beop_assets.resources import ExportRegistry, Warehouse
 
@@ -29,16 +29,13 @@ from beop_assets.resources import ExportRegistry, Warehouse
 def crm_export_file(context: AssetExecutionContext, registry: ExportRegistry, warehouse: Warehouse) -> ExportFile:
     day, export_id = split_export_day_key(context.partition_key)
     loaded = registry.load()
-    export = loaded.get(export_id)
-    if not isinstance(export, SpecificExport):
-        raise RegistryError(f"export {export_id!r} is a {export.mode} export, not a specific one")
-    reference = loaded.reference
-    optin_names = {o: reference.optins[o].name for o in export.optins if o in reference.optins}
+    export = loaded.get_as(export_id, SpecificExport)
+    names = optin_names(export, loaded.checked_reference())
     file_name = crm_file_name(export.type, export.name, day, delivery_uuid(context.run_id, context.partition_key))
     built = build_crm_csv(
         export,
         day,
-        optin_names,
+        names,
         warehouse.spool(export_id, context.run_id) / file_name,
         file_name,
         root=warehouse.path(),
@@ -51,7 +48,7 @@ def crm_export_file(context: AssetExecutionContext, registry: ExportRegistry, wa
                 columns=[TableColumn(c, "string") for c in FIXED_COLUMNS]
                 + [
                     TableColumn(h, "boolean", description=f"optin {o}: true, false, or empty if not asked")
-                    for o, h in zip(export.optins, optin_headers(export.optins, optin_names), strict=True)
+                    for o, h in zip(export.optins, optin_headers(export.optins, names), strict=True)
                 ]
             ),
         }

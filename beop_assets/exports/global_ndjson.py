@@ -22,11 +22,11 @@ A day without participations gives a valid gzip file whose content is empty.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import BinaryIO
 
 import pyarrow as pa
 from zlib_ng import gzip_ng, gzip_ng_threaded
@@ -91,7 +91,7 @@ WHERE account_id = $account_id
 
 
 @contextmanager
-def _gzip_sink(path: Path, level: int, threads: int) -> Iterator[BinaryIO]:
+def _gzip_sink(path: Path, level: int, threads: int) -> Iterator[io.BufferedIOBase]:
     """One gzip stream written by zlib-ng: compressed on `threads` threads when > 1, else in this one."""
     if level not in GZIP_LEVELS:
         raise ValueError(f"gzip level {level} is not supported: zlib-ng accepts 0 to 9 (BEOP_GZIP_LEVEL)")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -87,6 +87,9 @@ Export = Annotated[SpecificExport | GlobalExport, Field(discriminator="mode")]
 _export_adapter: TypeAdapter[SpecificExport | GlobalExport] = TypeAdapter(Export)
 
 
+ExportT = TypeVar("ExportT", "SpecificExport", "GlobalExport")
+
+
 @dataclass(frozen=True)
 class Fault:
     export_id: str | None
@@ -126,6 +129,20 @@ class Registry:
         a slug can never be a partition key: it is reported by `validate` and `run`, never scheduled."""
         ids = {e.id for e in self.enabled(mode)} | {i for i, m in self.broken.items() if m == mode}
         return sorted(i for i in ids if is_export_id(i))
+
+    def checked_reference(self) -> Reference:
+        """The reference data the exports were checked against; an export cannot be built without it."""
+        if self.reference is None:
+            raise RegistryError(f"the reference data could not be read, so no export of {self.path} can run")
+        return self.reference
+
+    def get_as(self, export_id: str, kind: type[ExportT]) -> ExportT:
+        """`get`, for an asset of one mode: an export of the other mode is a clear error."""
+        export = self.get(export_id)
+        if not isinstance(export, kind):
+            wanted = "specific" if kind is SpecificExport else "global"
+            raise RegistryError(f"export {export_id!r} is a {export.mode} export, not a {wanted} one")
+        return export
 
     def get(self, export_id: str) -> SpecificExport | GlobalExport:
         """The export with that id, or a `RegistryError` that says exactly why it cannot run."""
@@ -271,16 +288,16 @@ def load_registry(path: Path, reference: Reference | None) -> Registry:
         mode = modes.pop() if len(modes) == 1 else None
         registry.broken[export_id] = mode if mode in ("specific", "global") else None
 
-    for index, _export_id, export in parsed:
-        if export is None or export.id in duplicates:
+    for index, _export_id, valid in parsed:
+        if valid is None or valid.id in duplicates:
             continue
         if reference is not None:
-            tenancy = check_tenancy(export, reference)
+            tenancy = check_tenancy(valid, reference)
             if tenancy:
                 line = lines[index] if index < len(lines) else None
                 registry.faults.extend(Fault(f.export_id, f.field, f.message, line) for f in tenancy)
-                if export.enabled:
-                    registry.broken[export.id] = export.mode
+                if valid.enabled:
+                    registry.broken[valid.id] = valid.mode
                 continue
-        registry.exports[export.id] = export
+        registry.exports[valid.id] = valid
     return registry

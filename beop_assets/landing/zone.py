@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from beop_assets import settings
-
 DAY_FILE_SUFFIXES = (".ndjson", ".ndjson.gz")
 
 
@@ -43,9 +41,8 @@ def _split_gs(uri: str) -> tuple[str, str]:
 
 
 @contextmanager
-def staged_day(day: date, landing: str | None = None) -> Iterator[StagedDay]:
+def staged_day(day: date, landing: str) -> Iterator[StagedDay]:
     """Yield the day's participation files and the reference folder as local paths."""
-    landing = landing or settings.current().landing
     if not landing.startswith("gs://"):
         root = Path(landing)
         folder = root / "participations" / day_folder_name(day)
@@ -88,7 +85,7 @@ def staged_day(day: date, landing: str | None = None) -> Iterator[StagedDay]:
 
 
 @contextmanager
-def staged_reference(landing: str | None = None) -> Iterator[Path]:
+def staged_reference(landing: str) -> Iterator[Path]:
     """The reference folder as a local path (downloaded for a `gs://` landing zone)."""
     with staged_day(date(1970, 1, 1), landing) as staged:
         yield staged.reference_folder

@@ -48,7 +48,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from beop_assets.exports.crm_columns import CRM_FIELDS_SQL, stored_crm_columns_sql, typed_fields_sql
 from beop_assets.landing.reference import (
     REFERENCE_TABLES,
     ReferenceDataError,
@@ -57,6 +56,7 @@ from beop_assets.landing.reference import (
 from beop_assets.landing.zone import StagedDay
 from beop_assets.model import warehouse
 from beop_assets.model.events import EVENT_STRUCTURE_SQL, KEY_STRUCTURE_SQL
+from beop_assets.model.typed_fields import CRM_FIELDS_SQL, stored_crm_columns_sql, typed_fields_sql
 
 # Lines longer than this are rejected rather than loaded (a 10 MB line is loaded).
 MAX_LINE_BYTES = 64 * 1024 * 1024
@@ -249,9 +249,18 @@ def _stage_reference(con: duckdb.DuckDBPyConnection, folder: Path) -> None:
     """)
 
 
+def _one_row(result: duckdb.DuckDBPyConnection) -> tuple:
+    """The single row an aggregate query always returns."""
+    row = result.fetchone()
+    if row is None:
+        raise RuntimeError("an aggregate query returned no row")
+    return row
+
+
 def _small_reference(con: duckdb.DuckDBPyConnection) -> bool:
     counts = con.execute("SELECT (SELECT count(*) FROM lookup_accounts), (SELECT count(*) FROM lookup_contents)")
-    return max(counts.fetchone()) <= MAP_LOOKUP_MAX
+    accounts, contents = _one_row(counts)
+    return max(accounts, contents) <= MAP_LOOKUP_MAX
 
 
 def _set_lookups(con: duckdb.DuckDBPyConnection) -> None:
@@ -312,7 +321,7 @@ def _judge(
                 copy(
                     _DUCKDB_SOURCE_SQL.format(raw=_RAW_LINES_SQL.format(path=warehouse.sql_path(path), rejects=rejects))
                 )
-                refused = cur.execute(f"SELECT count(*) FROM rejects_{index}").fetchone()[0]
+                (refused,) = _one_row(cur.execute(f"SELECT count(*) FROM rejects_{index}"))
             except duckdb.Error:
                 refused = 1
             if refused:
@@ -372,7 +381,8 @@ def _find_duplicates(con: duckdb.DuckDBPyConnection) -> int:
         )
         WHERE seen > 1
     """)
-    return con.execute("SELECT count(*) FROM duplicates").fetchone()[0]
+    (count,) = _one_row(con.execute("SELECT count(*) FROM duplicates"))
+    return int(count)
 
 
 # -- pass 2: write the participations day -----------------------------------------------------------
