@@ -62,6 +62,7 @@ class Settings:
     start_date: str
     gzip_level: int  # deflate level of global exports, zlib-ng 0-9
     load_memory_limit: str  # DuckDB's memory limit for a day load (it spills past it)
+    export_threads: int = 2  # DuckDB threads of an export's read of the model (2 cores: one export at a time)
     schedule_default: str = "running"
     delivery_lookback_days: int = DEFAULT_DELIVERY_LOOKBACK_DAYS
     missed_day_deadline: time = time(6, 0)
@@ -146,6 +147,7 @@ def current() -> Settings:
         start_date=os.environ.get("BEOP_START_DATE") or default_start_date(),
         gzip_level=int(os.environ.get("BEOP_GZIP_LEVEL", "5")),
         load_memory_limit=os.environ.get("BEOP_LOAD_MEMORY_LIMIT", "1GB"),
+        export_threads=_positive_int("BEOP_EXPORT_THREADS", 2, "threads"),
         schedule_default=_schedule_default(),
         delivery_lookback_days=_positive_int("BEOP_DELIVERY_LOOKBACK_DAYS", DEFAULT_DELIVERY_LOOKBACK_DAYS),
         missed_day_deadline=parse_clock(os.environ.get("BEOP_MISSED_DAY_DEADLINE", DEFAULT_MISSED_DAY_DEADLINE)),

@@ -74,7 +74,7 @@ def model_writer(root: Path | None = None) -> Iterator[duckdb.DuckDBPyConnection
 
 def reader() -> duckdb.DuckDBPyConnection:
     """A fresh in-memory connection for reading Parquet days: never takes the DuckDB file lock."""
-    con = duckdb.connect(":memory:", config={"threads": int(os.environ.get("BEOP_EXPORT_THREADS", "2"))})
+    con = duckdb.connect(":memory:", config={"threads": settings.current().export_threads})
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET preserve_insertion_order = true")
     return con
