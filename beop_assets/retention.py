@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 from beop_assets.delivery import ledger
 from beop_assets.model import warehouse
 
@@ -99,13 +101,23 @@ def _purge_gcs_landing(landing: str, keep_from: date) -> list[str]:
     return sorted(removed)
 
 
+def _parquet_rows(folder: Path) -> int:
+    """The rows of a Parquet day as the model serves it (its current version), from the file's footer."""
+    current = folder / "data.parquet"
+    return pq.ParquetFile(current).metadata.num_rows if current.exists() else 0
+
+
 def purge_model(root: Path, keep_from: date, report: PurgeReport, now: float) -> None:
     for table in warehouse.MODEL_TABLES:
         removed = []
+        rows = 0
         for day, folder in _expired_day_folders(root / table, keep_from):
+            rows += _parquet_rows(folder)
             shutil.rmtree(folder)
             removed.append(day.isoformat())
         report.model_days[table] = removed
+        # The DuckDB file serves views over the Parquet days: what they no longer serve.
+        report.database_rows[table] = rows
         # Versions replaced by a later load of a day that is kept.
         for folder in sorted((root / table).glob("date=*")) if (root / table).is_dir() else []:
             current = folder / "data.parquet"
@@ -119,11 +131,11 @@ def purge_model(root: Path, keep_from: date, report: PurgeReport, now: float) ->
             existing = {row[0] for row in db.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
             db.execute("BEGIN TRANSACTION")
             for table in warehouse.MODEL_TABLES:
-                if table in existing:
+                if table in existing:  # a copy in a table, from before the views: purged there too
                     counted = db.execute(f"SELECT count(*) FROM {table} WHERE day < ?", [keep_from]).fetchone()
                     count = counted[0] if counted else 0
                     db.execute(f"DELETE FROM {table} WHERE day < ?", [keep_from])
-                    report.database_rows[table] = int(count)
+                    report.database_rows[table] = max(report.database_rows.get(table, 0), int(count))
             db.execute("COMMIT")
             db.execute("CHECKPOINT")
 

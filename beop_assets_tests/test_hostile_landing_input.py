@@ -149,6 +149,22 @@ def test_an_invalid_utf8_line_among_good_ones_is_rejected_alone_with_its_line_nu
     assert fault["line_number"] == 3 and "invalid UTF-8" in fault["detail"]
 
 
+def test_text_that_looks_like_an_escape_is_loaded_whole(landing_zone):
+    """A value holding backslash-zero as text (JSON `"\\\\0"`) once cut its line short, which was then
+    rejected as invalid JSON: every such line is loaded, with its value as it was."""
+    texts = ["\\0", "a\\0b", "\\x01", "\\n", "\\\\0"]
+    events = [landing_zone.event(f"p_{i}", email=text) for i, text in enumerate(texts)]
+    folder = landing_zone.day_folder(DAY)
+    folder.mkdir(parents=True)
+    (folder / "escapes.ndjson").write_text("".join(json.dumps(e) + "\n" for e in events))
+
+    load = landing_zone.load(DAY)
+
+    assert (load.lines, load.participations, load.rejected_by_reason) == (5, 5, {})
+    emails = table(landing_zone, "participations", "SELECT email FROM t ORDER BY participation_id")
+    assert [r["email"] for r in emails] == texts
+
+
 # -- lines that are too much -----------------------------------------------------------------------
 
 

@@ -69,9 +69,14 @@ SCRATCH_PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION lz4_raw, ROW_GROUP_SIZE 2
 # Lines read from a file DuckDB refused, per scratch Parquet row group (bounded memory).
 _PYTHON_CHUNK_LINES = 10_000
 
+# The "delimiter" that makes DuckDB's CSV reader hand over each line whole: four control characters,
+# which a line of valid JSON can never hold raw. (DuckDB took the former `'\\0'` as the two characters
+# backslash and zero, and cut short every line that held them as text, e.g. an email "\\0".) Only a
+# line that is already invalid JSON can hold this sequence, and it is then cut at it.
+LINE_DELIMITER = "\x01\x02\x03\x04"
 _RAW_LINES_SQL = (
     "SELECT line, ordinality AS line_number FROM read_csv({path}, columns={{'line': 'VARCHAR'}}, "
-    "header=false, delim='\\0', quote='', escape='', new_line='\\n', auto_detect=false, "
+    f"header=false, delim='{LINE_DELIMITER}', quote='', escape='', new_line='\\n', auto_detect=false, "
     f"max_line_size={MAX_LINE_BYTES}, buffer_size={2 * MAX_LINE_BYTES}, strict_mode=false, "
     "{rejects}ignore_errors=true) WITH ORDINALITY"
 )
