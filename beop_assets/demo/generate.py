@@ -43,8 +43,7 @@ export of ``a_2`` with ``optins: [o_5, o_6]``; a global export of ``a_3``.
 
 Speed: the events are built as JSON text inside DuckDB (hash-based randomness, values picked from pools
 pre-encoded in Python, one ``concat`` per line), never row by row in Python; the part files are written
-side by side, one single-threaded DuckDB connection each. 1,000,000 events (~1.2 GB) take about 8 s on
-a 2-core machine.
+side by side, one single-threaded DuckDB connection each (timings in bench/README.md).
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ Every participation of the account for the day becomes one JSON object on one li
 the published order (including the contract's `anwser_text` spelling). DuckDB builds each line with
 `to_json(struct_pack(...))`: struct_pack keeps the key order, to_json writes NULL as `null`, keeps
 UTF-8 raw and escapes newline, CR, tab, quotes, backslashes and control characters, so a line is
-always one record. No row ever becomes a Python object (per-row serialization in Python measured
-~45 s per 1M participations, against ~2.6 s for DuckDB's to_json).
+always one record. No row ever becomes a Python object: serializing rows in Python is an order of
+magnitude slower than DuckDB's to_json (bench/README.md).
 
 The lines reach Python as Arrow record batches of one string column that already ends each line with
 `\\n`; the column's data buffer is thus exactly the batch's bytes of the file, and is handed to the

@@ -80,7 +80,7 @@ _RAW_LINES_SQL = (
     f"max_line_size={MAX_LINE_BYTES}, buffer_size={2 * MAX_LINE_BYTES}, strict_mode=false, "
     "{rejects}ignore_errors=true) WITH ORDINALITY"
 )
-# rtrim(line, chr(13)) alone is slow on long lines (~8 s per 1M lines of ~1 KB): only lines that end
+# rtrim(line, chr(13)) alone is slow on long lines: only lines that end
 # with a CR go through it, the others are kept as they are (the same result).
 _DUCKDB_SOURCE_SQL = (
     "SELECT line_number, CASE WHEN suffix(line, chr(13)) THEN rtrim(line, chr(13)) ELSE line END AS line, "
