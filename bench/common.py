@@ -7,6 +7,7 @@ Only bench code lives here: every measured path is a product function imported f
 from __future__ import annotations
 
 import json
+import subprocess
 from datetime import date
 from pathlib import Path
 
@@ -103,3 +104,43 @@ def dump(obj) -> str:
 
 def parse_day(text: str) -> date:
     return date.fromisoformat(text)
+
+
+def openssh_put(
+    source: Path,
+    destination: str,
+    *,
+    host: str,
+    port: int,
+    username: str,
+    key: Path | str,
+    known_hosts: Path | str,
+    scratch: Path,
+) -> None:
+    """The anchor of every SFTP figure: OpenSSH's own `sftp` client putting `source` (key
+    authentication, host key checked), login included."""
+    batch = scratch / "sftp-batch.txt"
+    batch.write_text(f"put {source} {destination}\n")
+    done = subprocess.run(
+        [
+            "sftp",
+            "-q",
+            "-b",
+            str(batch),
+            "-P",
+            str(port),
+            "-i",
+            str(key),
+            "-o",
+            f"UserKnownHostsFile={known_hosts}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            f"{username}@{host}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode:
+        raise RuntimeError(f"sftp failed: {done.stderr}")

@@ -20,7 +20,6 @@ import logging
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from common import openssh_put  # noqa: E402
 
 from beop_assets.delivery import sftp  # noqa: E402
 from beop_assets.demo.sshd import LocalSshd  # noqa: E402
@@ -68,31 +69,16 @@ def _timed(fn: Callable[[], object], what: str) -> float:
 
 
 def _sftp_client(server: LocalSshd | LocalProftpd, source: Path, destination: str, scratch: Path) -> None:
-    batch = scratch / "sftp-batch.txt"
-    batch.write_text(f"put {source} {destination}\n")
-    done = subprocess.run(
-        [
-            "sftp",
-            "-q",
-            "-b",
-            str(batch),
-            "-P",
-            str(server.port),
-            "-i",
-            str(server.client_key_path),
-            "-o",
-            f"UserKnownHostsFile={server.known_hosts_path}",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            "BatchMode=yes",
-            f"{server.username}@{server.host}",
-        ],
-        capture_output=True,
-        text=True,
+    openssh_put(
+        source,
+        destination,
+        host=server.host,
+        port=server.port,
+        username=server.username,
+        key=server.client_key_path,
+        known_hosts=server.known_hosts_path,
+        scratch=scratch,
     )
-    if done.returncode:
-        raise RuntimeError(f"sftp failed: {done.stderr}")
 
 
 def bench_server(

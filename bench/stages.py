@@ -28,6 +28,7 @@ from common import (
     global_export,
     json_anchor,
     load_anchor,
+    openssh_put,
     parse_day,
 )
 
@@ -212,31 +213,16 @@ def sftp_anchor(cfg: dict):
     """OpenSSH's own `sftp` client putting the same file on the same server (key authentication)."""
     path = Path(cfg["out"]) / "bench-crm.csv"
     target = cfg["sftp"]
-    batch = Path(cfg["out"]) / "sftp-batch.txt"
-    batch.write_text(f"put {path} {target['directory']}/openssh-anchor.csv\n")
-    done = subprocess.run(
-        [
-            "sftp",
-            "-q",
-            "-b",
-            str(batch),
-            "-P",
-            str(target["port"]),
-            "-i",
-            cfg["client_key"],
-            "-o",
-            f"UserKnownHostsFile={target['known_hosts_file']}",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            "BatchMode=yes",
-            f"{target['username']}@{target['host']}",
-        ],
-        capture_output=True,
-        text=True,
+    openssh_put(
+        path,
+        f"{target['directory']}/openssh-anchor.csv",
+        host=target["host"],
+        port=target["port"],
+        username=target["username"],
+        key=cfg["client_key"],
+        known_hosts=target["known_hosts_file"],
+        scratch=Path(cfg["out"]),
     )
-    if done.returncode:
-        raise RuntimeError(f"sftp failed: {done.stderr}")
     return cfg["rows"], path.stat().st_size, {}
 
 
