@@ -26,6 +26,7 @@ import pytest
 import requests
 import yaml
 
+from beop_assets.demo.sshd import ensure_system_user
 from beop_assets_tests.test_e2e_dagster_daemon import _family, _free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,24 +36,7 @@ SYSTEM_PYTHON = "/usr/bin/python3.11"
 
 
 def _non_root_user() -> pwd.struct_passwd:
-    try:
-        return pwd.getpwnam(NON_ROOT_USER)
-    except KeyError:
-        subprocess.run(
-            [
-                "useradd",
-                "--system",
-                "--no-create-home",
-                "--home-dir",
-                "/nonexistent",
-                "--shell",
-                "/usr/sbin/nologin",
-                NON_ROOT_USER,
-            ],
-            check=True,
-            capture_output=True,
-        )
-        return pwd.getpwnam(NON_ROOT_USER)
+    return ensure_system_user(NON_ROOT_USER)
 
 
 def _clean_env(**extra: str) -> dict[str, str]:

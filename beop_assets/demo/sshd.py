@@ -95,9 +95,10 @@ def _stable_password(username: str) -> str:
     return password
 
 
-def _ensure_user(username: str, password: str) -> pwd.struct_passwd:
+def ensure_system_user(username: str) -> pwd.struct_passwd:
+    """A throwaway system user without home or login shell, created if missing (races tolerated)."""
     try:
-        pwd.getpwnam(username)
+        return pwd.getpwnam(username)
     except KeyError:
         done = subprocess.run(
             [
@@ -115,6 +116,11 @@ def _ensure_user(username: str, password: str) -> pwd.struct_passwd:
         )
         if done.returncode != 0 and done.returncode != 9:  # 9: created meanwhile by another process
             raise SshdError(f"useradd {username} failed: {done.stderr.strip()}") from None
+    return pwd.getpwnam(username)
+
+
+def _ensure_user(username: str, password: str) -> pwd.struct_passwd:
+    ensure_system_user(username)
     _run("chpasswd", stdin=f"{username}:{password}\n")
     return pwd.getpwnam(username)
 
