@@ -46,8 +46,8 @@ from beop_assets_tests.fixtures.topology import (
     celery_worker,
     day_registry,
     run_errors,
-    tasks_done_by,
     wait_for_runs,
+    wait_tasks_done,
     wait_worker_ready,
     webserver,
 )
@@ -174,7 +174,7 @@ def test_a_day_of_exports_runs_on_two_celery_workers(
 
         # -- on both workers ------------------------------------------------------------------------
         task_of = {r.run_id: r.tags[CELERY_TASK_TAG] for r in [load, *runs]}
-        done = {worker.name: tasks_done_by(worker) for worker in workers}
+        done = wait_tasks_done(workers, set(task_of.values()))
         ran_on = {run_id: [n for n, tasks in done.items() if task in tasks] for run_id, task in task_of.items()}
         assert all(len(names) == 1 for names in ran_on.values()), ran_on  # each run on exactly one worker
         per_worker = {name: sum(1 for names in ran_on.values() if names == [name]) for name in done}
