@@ -8,6 +8,11 @@ against the anchor of the same exports run in-process by `run_day` (what `beop-e
 
     .venv/bin/python bench/run_launchers.py                  # 20 exports of a 1,000-participation day
     .venv/bin/python bench/run_launchers.py --exports 40 --participations 5000
+    .venv/bin/python bench/run_launchers.py --exports 1000 --launchers celery   # the 1,000-export night
+
+Celery workers run as documented for machines that share no disk: `BEOP_WAREHOUSE=gs://...` (the
+model's days in the emulator, each worker's copy in its own folder) and step logs on GCS. The other
+rows share one local warehouse folder.
 
 The same real servers as the tests (Postgres, Redis, OpenSSH sshd, the GCS emulator) are started in
 temporary folders and stopped at the end; needs root (sshd). Prints one table: wall time from the first
@@ -73,7 +78,7 @@ def _submit_day(gql: DagsterGraphQLClient, instance: DagsterInstance, exports: l
     for export in exports:
         job = "deliver_specific_exports" if export["mode"] == "specific" else "deliver_global_exports"
         run_ids.append(gql.submit_job_execution(job, tags={"dagster/partition": f"{DAY}|{export['id']}"}))
-    runs = wait_for_runs(instance, run_ids, services, 1800)
+    runs = wait_for_runs(instance, run_ids, services, max(1800.0, 15.0 * len(run_ids)))
     wall = time.perf_counter() - started
     failed = [r.run_id for r in runs if r.status != DagsterRunStatus.SUCCESS]
     if failed:
@@ -89,6 +94,9 @@ def _topology(kind: str, workers: int, args, servers, work: Path, registry: str,
     env["BEOP_WAREHOUSE"] = str(work / "warehouse")
     services: list[Service] = []
     if kind == "celery":
+        emulator = servers["gcs"]
+        env["BEOP_WAREHOUSE"] = f"gs://{emulator.create_bucket(f'bench-model-{time.time_ns()}').name}/warehouse"
+        env["DAGSTER_COMPUTE_LOGS_BUCKET"] = emulator.create_bucket(f"bench-logs-{time.time_ns()}").name
         env["DAGSTER_CELERY_BROKER_URL"] = servers["redis"].url
         services = [celery_worker(work, f"worker-{i}", registry, env) for i in range(workers)]
         web = webserver(work, registry, env)
@@ -147,6 +155,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--exports", type=int, default=20)
     parser.add_argument("--participations", type=int, default=1000)
+    parser.add_argument(
+        "--launchers",
+        default="in-process,default,celery",
+        help="comma-separated rows to run: in-process (the anchor), default, celery (1 and 2 workers)",
+    )
     args = parser.parse_args()
     crm, global_ = args.exports * 3 // 4, args.exports - args.exports * 3 // 4
 
@@ -157,7 +170,8 @@ def main() -> int:
     with LocalPostgres() as pg, LocalRedis() as redis, LocalSshd() as sshd:
         emulator = GcsEmulator(backend="memory").start()
         try:
-            servers = {"postgres": pg, "redis": redis}
+            servers = {"postgres": pg, "redis": redis, "gcs": emulator}
+            wanted = set(args.launchers.split(","))
             env = {
                 **base_env(),
                 "BEOP_LANDING": str(landing),
@@ -172,6 +186,8 @@ def main() -> int:
                 ("CeleryRunLauncher, 1 worker", "celery", 1),
                 ("CeleryRunLauncher, 2 workers", "celery", 2),
             ):
+                if kind not in wanted:
+                    continue
                 work = root / kind / str(workers)
                 work.mkdir(parents=True)
                 bucket = emulator.create_bucket(f"bench-{kind}-{workers}-{time.time_ns()}").name

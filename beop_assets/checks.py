@@ -180,7 +180,7 @@ def crm_rows_match_model(
 ) -> AssetCheckResult:
     day, export, reference = _context(context, registry)
     query = crm_select(
-        export, optin_names(export, reference), model.loaded_day_file("participations", day, warehouse.path())
+        export, optin_names(export, reference), model.loaded_day_file("participations", day, warehouse.day_root(day))
     )
     con = model.reader()
     try:
@@ -248,7 +248,7 @@ def global_rows_match_model(
     con = model.reader()
     try:
         (expected,) = con.execute(
-            f"SELECT count(*) FROM read_parquet({model.sql_path(model.loaded_day_file('participations', day, warehouse.path()))})"
+            f"SELECT count(*) FROM read_parquet({model.sql_path(model.loaded_day_file('participations', day, warehouse.day_root(day)))})"
             " WHERE account_id = ?",
             [export.account_id],
         ).fetchall()[0]

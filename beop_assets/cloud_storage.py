@@ -48,7 +48,7 @@ def keyed_client(project: str, credentials: service_account.Credentials) -> stor
     return storage.Client(project=project, credentials=credentials)
 
 
-def landing_client() -> storage.Client:
+def platform_client() -> storage.Client:
     """A client for reading a `gs://` landing zone: application default credentials in production
     (the platform's own identity, not a customer's), the emulator when one is configured."""
     if emulator_host() is not None:

@@ -83,8 +83,10 @@ def purge_expired(context: OpExecutionContext, warehouse: Warehouse):
     from beop_assets.retention import purge_expired as purge
 
     current = settings.current()
-    report = purge(current.landing, warehouse.path(), current.retention_days, datetime.now(UTC).date())
-    model_days = sorted({d for days in report.model_days.values() for d in days})
+    report = purge(
+        current.landing, warehouse.path(), current.retention_days, datetime.now(UTC).date(), store=warehouse.store_url()
+    )
+    model_days = sorted({d for days in [*report.model_days.values(), *report.stored_days.values()] for d in days})
     context.log.info(
         f"kept data days from {report.first_kept_day} ({current.retention_days} days); removed "
         f"{len(report.landing_days)} landing days, {len(model_days)} model days, "
@@ -98,6 +100,7 @@ def purge_expired(context: OpExecutionContext, warehouse: Warehouse):
             "first_kept_day": MetadataValue.text(report.first_kept_day.isoformat()),
             "landing_days_removed": MetadataValue.json(report.landing_days),
             "model_days_removed": MetadataValue.json(report.model_days),
+            "stored_days_removed": MetadataValue.json(report.stored_days),
             "database_rows_removed": MetadataValue.json(report.database_rows),
             "parquet_versions_removed": MetadataValue.int(len(report.parquet_versions)),
             "spool_folders_removed": MetadataValue.int(len(report.spool_folders)),

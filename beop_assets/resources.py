@@ -21,14 +21,18 @@ import shutil
 import threading
 import time
 from collections import OrderedDict
+from datetime import date
 from pathlib import Path
 
 from dagster import ConfigurableResource
+from google.cloud import storage
 
 from beop_assets import settings
 from beop_assets.exports.registry import Registry, load_registry
 from beop_assets.landing.reference import REFERENCE_TABLES, Reference, ReferenceDataError
 from beop_assets.landing.zone import staged_reference
+from beop_assets.model import warehouse_store
+from beop_assets.model.warehouse_store import Store
 
 SPOOL_RETENTION_S = 24 * 3600
 # Registries kept per process: one per (registry file, landing zone) in use, plus a few versions.
@@ -55,13 +59,13 @@ def _reference_identity(landing: str) -> tuple:
     if not landing.startswith("gs://"):
         folder = Path(landing) / "reference"
         return tuple((name, _digest(folder / f"{name}.ndjson")) for name in REFERENCE_TABLES)
-    from beop_assets.cloud_storage import landing_client
+    from beop_assets.cloud_storage import platform_client
 
     bucket, _, prefix = landing.removeprefix("gs://").partition("/")
     base = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
     names = {f"{base}reference/{name}.ndjson" for name in REFERENCE_TABLES}
     try:
-        blobs = landing_client().list_blobs(bucket, prefix=f"{base}reference/")
+        blobs = platform_client().list_blobs(bucket, prefix=f"{base}reference/")
         return tuple(sorted((b.name, b.generation, b.size, b.crc32c) for b in blobs if b.name in names))
     except Exception as exc:  # the real read names the problem
         raise _Uncacheable from exc
@@ -139,10 +143,39 @@ def _reference_fault(exc: Exception):
 class Warehouse(ConfigurableResource):
     """Where the model (DuckDB file and Parquet days), the spool and the delivery ledger live."""
 
-    root: str | None = None  # default: $BEOP_WAREHOUSE
+    root: str | None = None  # default: $BEOP_WAREHOUSE, or $BEOP_WAREHOUSE_CACHE when that is gs://
+    store: str | None = None  # default: $BEOP_WAREHOUSE when it is gs://bucket/prefix (model/warehouse_store.py)
 
     def path(self) -> Path:
         return Path(self.root) if self.root else settings.current().warehouse
+
+    def store_url(self) -> str | None:
+        return self.store or settings.current().warehouse_store
+
+    def _store(self) -> tuple[Store, storage.Client] | None:
+        url = self.store_url()
+        if not url:
+            return None
+        from beop_assets.cloud_storage import platform_client
+
+        return Store.parse(url), platform_client()
+
+    def publish_day(self, day: date) -> list[str]:
+        """A loaded day to the store, before the load is reported: the objects written (none on one disk)."""
+        found = self._store()
+        return warehouse_store.push_day(day, self.path(), *found) if found else []
+
+    def pull_every_day(self) -> list[Path]:
+        """Before a load: every stored day, so that the DuckDB file built here serves them all."""
+        found = self._store()
+        return warehouse_store.pull_all(self.path(), *found) if found else []
+
+    def day_root(self, day: date) -> Path:
+        """The folder to read `day` from, holding the stored version of the day (pulled if need be)."""
+        found = self._store()
+        if found:
+            warehouse_store.pull_day(day, self.path(), *found)
+        return self.path()
 
     def spool(self, export_id: str, run_id: str) -> Path:
         """A folder of its own for each run of an export: concurrent runs never share a file.

@@ -4,7 +4,8 @@ days, then removed everywhere the product put it.
 What goes, for every data day older than the window (day < today - retention days):
 - the landing zone's `participations/date=DAY/` folder (local folder or `gs://` prefix);
 - the model's Parquet days (`<warehouse>/<table>/date=DAY/`, every version) and the day's rows in
-  the DuckDB file;
+  the DuckDB file; with `BEOP_WAREHOUSE=gs://...`, the stored days too (this machine's copy is the
+  folder above);
 - the delivery ledger's rows of that day.
 And, whatever their day: Parquet versions replaced by a newer load (once no reader can still be on
 them: `OLD_VERSIONS_KEPT_S`), and spool folders of runs older than the window.
@@ -40,6 +41,7 @@ class PurgeReport:
     parquet_versions: list[str] = field(default_factory=list)
     spool_folders: list[str] = field(default_factory=list)
     ledger_rows: int = 0
+    stored_days: dict[str, list[str]] = field(default_factory=dict)  # table -> days removed from the store
 
     @property
     def removed_anything(self) -> bool:
@@ -50,6 +52,7 @@ class PurgeReport:
             or self.parquet_versions
             or self.spool_folders
             or self.ledger_rows
+            or any(self.stored_days.values())
         )
 
 
@@ -87,11 +90,11 @@ def purge_landing(landing: str, keep_from: date) -> list[str]:
 
 
 def _purge_gcs_landing(landing: str, keep_from: date) -> list[str]:
-    from beop_assets.cloud_storage import landing_client
+    from beop_assets.cloud_storage import platform_client
 
     bucket_name, _, prefix = landing.removeprefix("gs://").partition("/")
     base = f"{prefix.strip('/')}/participations/" if prefix.strip("/") else "participations/"
-    client = landing_client()
+    client = platform_client()
     removed: set[str] = set()
     for blob in client.list_blobs(bucket_name, prefix=base):
         day = _day_of(blob.name[len(base) :].split("/", 1)[0])
@@ -159,12 +162,28 @@ def purge_ledger(root: Path, keep_from: date) -> int:
     return ledger.purge_before(keep_from, root)
 
 
-def purge_expired(landing: str, root: Path, retention_days: int, today: date, now: float | None = None) -> PurgeReport:
+def purge_store(store: str, keep_from: date) -> dict[str, list[str]]:
+    from beop_assets.cloud_storage import platform_client
+    from beop_assets.model.warehouse_store import Store, purge_days
+
+    return purge_days(Store.parse(store), platform_client(), keep_from)
+
+
+def purge_expired(
+    landing: str,
+    root: Path,
+    retention_days: int,
+    today: date,
+    now: float | None = None,
+    store: str | None = None,
+) -> PurgeReport:
     """Remove everything older than the window (see the module docstring); report what was removed."""
     now = time.time() if now is None else now
     keep_from = first_kept_day(today, retention_days)
     report = PurgeReport(first_kept_day=keep_from)
     report.landing_days = purge_landing(landing, keep_from)
+    if store:
+        report.stored_days = purge_store(store, keep_from)
     purge_model(root, keep_from, report, now)
     report.spool_folders = purge_spool(root, retention_days * 86400, now)
     report.ledger_rows = purge_ledger(root, keep_from)

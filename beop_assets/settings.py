@@ -15,6 +15,8 @@ from pathlib import Path
 
 DEFAULT_LANDING = "data/landing"
 DEFAULT_WAREHOUSE = "data/warehouse"
+# With BEOP_WAREHOUSE=gs://...: the local folder this machine reads and writes the model in.
+DEFAULT_WAREHOUSE_CACHE = "data/warehouse-cache"
 DEFAULT_EXPORTS = "exports.yaml"
 # The first data day Dagster offers as a partition is this many days back (BEOP_START_DATE overrides):
 # a partition bar of a few months stays readable; an older backfill sets BEOP_START_DATE.
@@ -57,7 +59,7 @@ class AlertSettings:
 @dataclass(frozen=True)
 class Settings:
     landing: str
-    warehouse: Path
+    warehouse: Path  # the local folder of the model, the spool and the SQLite ledger
     exports_file: Path
     start_date: str
     gzip_level: int  # deflate level of global exports, zlib-ng 0-9
@@ -75,6 +77,8 @@ class Settings:
     sftp_stale_temp_age_s: float = DEFAULT_SFTP_STALE_TEMP_HOURS * 3600
     ledger_url: str | None = None  # BEOP_LEDGER_URL: the delivery ledger in Postgres; unset: SQLite in the warehouse
     delivery_workers: int = 1
+    # BEOP_WAREHOUSE=gs://bucket/prefix: where the model's days live; `warehouse` is then this machine's copy.
+    warehouse_store: str | None = None
 
     @property
     def landing_is_gcs(self) -> bool:
@@ -139,10 +143,22 @@ def default_start_date(today: date | None = None) -> str:
     return (today - timedelta(days=DEFAULT_START_DAYS_BACK)).isoformat()
 
 
+def _warehouse() -> tuple[Path, str | None]:
+    """(local folder, gs:// store or None): a gs:// BEOP_WAREHOUSE keeps its local copy in BEOP_WAREHOUSE_CACHE."""
+    value = os.environ.get("BEOP_WAREHOUSE") or DEFAULT_WAREHOUSE
+    if "://" not in value:
+        return Path(value), None
+    if not value.startswith("gs://") or not value.removeprefix("gs://").split("/", 1)[0]:
+        raise ValueError(f"BEOP_WAREHOUSE={value!r}: expected a local folder or gs://bucket/prefix")
+    return Path(os.environ.get("BEOP_WAREHOUSE_CACHE") or DEFAULT_WAREHOUSE_CACHE), value
+
+
 def current() -> Settings:
+    warehouse, warehouse_store = _warehouse()
     return Settings(
         landing=os.environ.get("BEOP_LANDING", DEFAULT_LANDING),
-        warehouse=Path(os.environ.get("BEOP_WAREHOUSE", DEFAULT_WAREHOUSE)),
+        warehouse=warehouse,
+        warehouse_store=warehouse_store,
         exports_file=Path(os.environ.get("BEOP_EXPORTS", DEFAULT_EXPORTS)),
         start_date=os.environ.get("BEOP_START_DATE") or default_start_date(),
         gzip_level=int(os.environ.get("BEOP_GZIP_LEVEL", "5")),

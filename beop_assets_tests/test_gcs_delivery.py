@@ -18,7 +18,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from google.oauth2 import service_account
 
-from beop_assets.cloud_storage import landing_client
+from beop_assets.cloud_storage import platform_client
 from beop_assets.delivery import gcs
 from beop_assets.delivery.errors import PermanentDeliveryError, TransientDeliveryError
 from beop_assets.delivery.gcs_credentials import client_for_export, read_service_account_key
@@ -220,7 +220,7 @@ def test_good_key_is_read_from_file_and_from_env(gcs_bucket, gcs_key, gcs_target
 
 
 def test_clients_use_the_emulator_anonymously_when_it_is_set(gcs_emulator, gcs_bucket, gcs_target):
-    for client in (client_for_export(EXPORT, gcs_target(gcs_bucket)), landing_client()):
+    for client in (client_for_export(EXPORT, gcs_target(gcs_bucket)), platform_client()):
         assert client.api_endpoint == gcs_emulator.url
         assert isinstance(client._credentials, AnonymousCredentials)
 

@@ -128,13 +128,15 @@ def test_a_day_of_exports_runs_on_two_celery_workers(
     # -- the machines: one webserver, two workers; shared state only in Postgres, Redis and GCS ------
     broker = redis_broker
     warehouse_bucket = gcs_emulator.create_bucket(f"topology-warehouse-{time.time_ns()}", exist_ok=False).name
+    logs_bucket = gcs_emulator.create_bucket(f"topology-logs-{time.time_ns()}", exist_ok=False).name
     env = {
         **base_env(),
         **dagster_pg_env(postgres_url),
         "BEOP_LEDGER_URL": postgres_url,
         "DAGSTER_CELERY_BROKER_URL": broker.url,
         "BEOP_LANDING": f"gs://{landing_name}/landing",
-        "BEOP_WAREHOUSE_MIRROR": f"gs://{warehouse_bucket}/warehouse",  # and no BEOP_WAREHOUSE: each its own
+        "BEOP_WAREHOUSE": f"gs://{warehouse_bucket}/warehouse",  # each machine's copy: its own folder
+        "DAGSTER_COMPUTE_LOGS_BUCKET": logs_bucket,
         "STORAGE_EMULATOR_HOST": gcs_emulator.url,
         PASSWORD_ENV: sshd.password,
         KEY_ENV: gcs_key.text,
@@ -180,6 +182,17 @@ def test_a_day_of_exports_runs_on_two_celery_workers(
         per_worker = {name: sum(1 for names in ran_on.values() if names == [name]) for name in done}
         assert all(count >= 1 for count in per_worker.values()), per_worker
         assert sum(per_worker.values()) == len(exports) + 1
+
+    # -- every run's step logs on GCS, whichever worker ran it -----------------------------------------
+    logs = {b.name: b for b in storage.Client.create_anonymous_client().list_blobs(logs_bucket)}
+    for run_id in task_of:
+        assert any(name.startswith(f"dagster-compute-logs/storage/{run_id}/") for name in logs), run_id
+    load_err = b"".join(
+        blob.download_as_bytes()
+        for name, blob in logs.items()
+        if name.startswith(f"dagster-compute-logs/storage/{load.run_id}/") and name.endswith(".err")
+    )
+    assert f"stored as gs://{warehouse_bucket}/warehouse/".encode() in load_err, load_err[-2000:]
 
     # -- the ledger, in Postgres --------------------------------------------------------------------
     engine = sa.create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg2://"))

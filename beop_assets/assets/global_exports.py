@@ -40,7 +40,7 @@ def global_export_file(context: AssetExecutionContext, registry: ExportRegistry,
         day,
         warehouse.spool(export_id, context.run_id) / file_name,
         file_name,
-        root=warehouse.path(),
+        root=warehouse.day_root(day),
         level=settings.current().gzip_level,
     )
     context.log.info(f"{export_id} {day}: built {file_name} ({built.rows} rows, {built.bytes} bytes)")

@@ -54,11 +54,18 @@ MODEL_POOL = "duckdb_model"
 )
 def participation_model(context: AssetExecutionContext, warehouse: Warehouse):
     day = date.fromisoformat(context.partition_key)
+    pulled = warehouse.pull_every_day()
+    if pulled:
+        context.log.info(f"{len(pulled)} stored Parquet day file(s) brought into {warehouse.path()}")
     with staged_day(day, settings.current().landing) as staged:
         if not staged.files:
             context.log.warning(f"no participation files for {day}: the day is loaded empty")
         load = load_day(staged, warehouse.path(), memory_limit=settings.current().load_memory_limit)
     root = warehouse.path()
+    stored = warehouse.publish_day(day)  # before the day is reported loaded: exports launched then find it
+    if stored:
+        context.log.info(f"{day}: stored as {', '.join(stored)}")
+    where = {t: next((u for u in stored if f"/{t}/" in u), None) for t in model_warehouse.MODEL_TABLES}
     context.log.info(
         f"{day}: {load.lines} lines in {len(load.files)} files -> {load.participations} participations, "
         f"{load.rejected} rejected {load.rejected_by_reason or ''}"
@@ -73,7 +80,9 @@ def participation_model(context: AssetExecutionContext, warehouse: Warehouse):
             "files": MetadataValue.md(
                 "\n".join(f"- `{n}`: {c} lines" for n, c in load.lines_by_file.items()) or "(no files)"
             ),
-            "parquet": MetadataValue.path(str(model_warehouse.day_file("participations", day, root))),
+            "parquet": MetadataValue.path(
+                where["participations"] or str(model_warehouse.day_file("participations", day, root))
+            ),
         },
     )
     yield MaterializeResult(
@@ -81,7 +90,7 @@ def participation_model(context: AssetExecutionContext, warehouse: Warehouse):
         metadata={
             "rows": MetadataValue.int(load.optins),
             "dagster/row_count": MetadataValue.int(load.optins),
-            "parquet": MetadataValue.path(str(model_warehouse.day_file("optins", day, root))),
+            "parquet": MetadataValue.path(where["optins"] or str(model_warehouse.day_file("optins", day, root))),
         },
     )
     yield MaterializeResult(
@@ -90,6 +99,8 @@ def participation_model(context: AssetExecutionContext, warehouse: Warehouse):
             "rows": MetadataValue.int(load.rejected),
             "dagster/row_count": MetadataValue.int(load.rejected),
             "by_reason": MetadataValue.json(load.rejected_by_reason),
-            "parquet": MetadataValue.path(str(model_warehouse.day_file("rejected_participations", day, root))),
+            "parquet": MetadataValue.path(
+                where["rejected_participations"] or str(model_warehouse.day_file("rejected_participations", day, root))
+            ),
         },
     )

@@ -38,7 +38,7 @@ def crm_export_file(context: AssetExecutionContext, registry: ExportRegistry, wa
         names,
         warehouse.spool(export_id, context.run_id) / file_name,
         file_name,
-        root=warehouse.path(),
+        root=warehouse.day_root(day),
     )
     context.log.info(f"{export_id} {day}: built {file_name} ({built.rows} rows, {built.bytes} bytes)")
     context.add_output_metadata(

@@ -56,10 +56,10 @@ def staged_day(day: date, landing: str) -> Iterator[StagedDay]:
         yield StagedDay(day=day, files=files, reference_folder=root / "reference")
         return
 
-    from beop_assets.cloud_storage import landing_client
+    from beop_assets.cloud_storage import platform_client
 
     bucket_name, prefix = _split_gs(landing)
-    client = landing_client()
+    client = platform_client()
     bucket = client.bucket(bucket_name)
     scratch = Path(tempfile.mkdtemp(prefix="beop-landing-"))
     try:
