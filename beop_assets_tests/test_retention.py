@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 import duckdb
 import pytest
 from dagster import DagsterEventType, DagsterInstance
+from google.cloud import storage
 
 from beop_assets import settings
 from beop_assets.definitions import defs
@@ -131,3 +132,27 @@ def test_a_gcs_landing_zone_loses_its_expired_days_only(gcs_emulator, gcs_bucket
     report = purge_expired(f"gs://{gcs_bucket}/landing", tmp_path / "warehouse", 30, TODAY)
     assert report.landing_days == [old.isoformat()]
     assert sorted(b.name for b in client.list_blobs(gcs_bucket)) == sorted(names[2:])
+
+
+def test_a_gs_warehouse_loses_its_expired_stored_days_through_the_job(landing_env, gcs_bucket, monkeypatch):
+    from beop_assets.model.warehouse_store import Store, push_day, stored_days
+
+    zone = landing_env
+    monkeypatch.setenv("BEOP_RETENTION_DAYS", "30")
+    expired, kept = days_back(40), days_back(30, 1)
+    _prepare(zone, expired + kept)
+    client = storage.Client.create_anonymous_client()
+    store = Store.parse(f"gs://{gcs_bucket}/model")
+    for day in expired + kept:
+        push_day(day, zone.warehouse, store, client)
+    monkeypatch.setenv("BEOP_WAREHOUSE", f"gs://{gcs_bucket}/model")
+    monkeypatch.setenv("BEOP_WAREHOUSE_CACHE", str(zone.warehouse))  # this machine's copy: the loaded folder
+
+    with DagsterInstance.ephemeral() as instance:
+        result = defs.resolve_job_def("purge_expired_data").execute_in_process(instance=instance)
+    assert result.success
+    (output,) = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_OUTPUT]
+    metadata = {k: v.value for k, v in output.event_specific_data.metadata.items()}
+    assert metadata["stored_days_removed"] == {t: [expired[0].isoformat()] for t in warehouse.MODEL_TABLES}
+    assert metadata["model_days_removed"] == {t: [expired[0].isoformat()] for t in warehouse.MODEL_TABLES}
+    assert stored_days(store, client) == {t: sorted(kept) for t in warehouse.MODEL_TABLES}
