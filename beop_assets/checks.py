@@ -1,7 +1,9 @@
 """Delivery checks: each export partition's delivered file, read back from the customer's server.
 
 They run right after the delivery, in the same run, on the file downloaded again through the IO
-manager's `load_input` (downloaded once per run, shared by the checks). An operator sees, per export
+manager's `load_input`. The four checks of a mode are one step (`multi_asset_check`): one download,
+one registry read and one step's events per export instead of four, which is most of what the checks
+cost a small export; each check still has its own name, result and metadata in the UI. An operator sees, per export
 and day: the file arrived intact, its layout is the contract's, it holds every row the model has for
 it, and no other account's row.
 
@@ -17,11 +19,20 @@ import csv
 import gzip
 import json
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetCheckExecutionContext, AssetCheckResult, MetadataValue, PreviewWarning, asset_check
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetIn,
+    AssetKey,
+    MetadataValue,
+    PreviewWarning,
+    multi_asset_check,
+)
 
 from beop_assets.exports.crm_columns import crm_headers, crm_select, optin_names
 from beop_assets.exports.export_file import sha256_of
@@ -133,6 +144,39 @@ def _context(context: AssetCheckExecutionContext, registry: ExportRegistry):
     return day, loaded.get(export_id), loaded.checked_reference()
 
 
+# A check: (name, description, what it computes from the step's context, file, export, reference, warehouse).
+Check = tuple[str, str, Callable[..., AssetCheckResult]]
+
+
+def _run_checks(asset: str, checks: list[Check], context, delivered: DeliveredFile, registry, warehouse):
+    """Every check's result, named; a check that raises still lets the others report, then fails the step."""
+    day, export, reference = _context(context, registry)
+    failure: Exception | None = None
+    for name, _description, compute in checks:
+        try:
+            result = compute(delivered, day=day, export=export, reference=reference, warehouse=warehouse)
+        except Exception as exc:  # reported after the other checks, as the step's failure
+            failure = failure or exc
+            continue
+        yield AssetCheckResult(
+            asset_key=AssetKey(asset),
+            check_name=name,
+            passed=result.passed,
+            metadata=result.metadata,
+            description=result.description,
+            severity=result.severity,
+        )
+    if failure is not None:
+        raise failure
+
+
+def _specs(asset: str, checks: list[Check], partitions_def) -> list[AssetCheckSpec]:
+    return [
+        AssetCheckSpec(name, asset=asset, description=description, partitions_def=partitions_def)
+        for name, description, _ in checks
+    ]
+
+
 def _own_account(content_ids: set, account_id: str, reference) -> AssetCheckResult:
     foreign = sorted(c for c in content_ids if reference.contents.get(c) != account_id)
     return AssetCheckResult(
@@ -144,41 +188,20 @@ def _own_account(content_ids: set, account_id: str, reference) -> AssetCheckResu
 # -- specific exports (CSV over SFTP) --------------------------------------------------------------
 
 
-@asset_check(
-    asset="crm_export_file",
-    partitions_def=specific_export_days,
-    description="The file on the SFTP server has the size and sha256 of the file built.",
-)
-def crm_file_delivered_intact(crm_export_file: DeliveredFile) -> AssetCheckResult:
-    return _intact(crm_export_file)
+def _crm_intact(delivered: DeliveredFile, **_: Any) -> AssetCheckResult:
+    return _intact(delivered)
 
 
-@asset_check(
-    asset="crm_export_file",
-    partitions_def=specific_export_days,
-    description="The header row is the contract's: fixed columns, then the export's optin columns.",
-)
-def crm_header_is_contract(
-    context: AssetCheckExecutionContext, crm_export_file: DeliveredFile, registry: ExportRegistry
-) -> AssetCheckResult:
-    _, export, reference = _context(context, registry)
+def _crm_header(delivered: DeliveredFile, *, export, reference, **_: Any) -> AssetCheckResult:
     expected = crm_headers(export, optin_names(export, reference))
-    header: list[str] = next(_csv_records(crm_export_file), [])
+    header: list[str] = next(_csv_records(delivered), [])
     return AssetCheckResult(
         passed=header == expected,
         metadata={"header": MetadataValue.json(header), "expected": MetadataValue.json(expected)},
     )
 
 
-@asset_check(
-    asset="crm_export_file",
-    partitions_def=specific_export_days,
-    description="The file holds one record per participation the model selects for this export and day.",
-)
-def crm_rows_match_model(
-    context: AssetCheckExecutionContext, crm_export_file: DeliveredFile, registry: ExportRegistry, warehouse: Warehouse
-) -> AssetCheckResult:
-    day, export, reference = _context(context, registry)
+def _crm_rows(delivered: DeliveredFile, *, day, export, reference, warehouse: Warehouse, **_: Any) -> AssetCheckResult:
     query = crm_select(
         export, optin_names(export, reference), model.loaded_day_file("participations", day, warehouse.day_root(day))
     )
@@ -187,100 +210,120 @@ def crm_rows_match_model(
         expected = con.sql(f"SELECT count(*) FROM ({query.sql})", params=query.params).fetchall()[0][0]
     finally:
         con.close()
-    records = sum(1 for _ in _csv_records(crm_export_file)) - 1
+    records = sum(1 for _ in _csv_records(delivered)) - 1
     return AssetCheckResult(passed=records == expected, metadata={"file_rows": records, "model_rows": expected})
 
 
-@asset_check(
-    asset="crm_export_file",
-    partitions_def=specific_export_days,
-    description="Every creative in the file belongs to the export's account.",
-)
-def crm_only_own_account(
-    context: AssetCheckExecutionContext, crm_export_file: DeliveredFile, registry: ExportRegistry
-) -> AssetCheckResult:
-    _, export, reference = _context(context, registry)
-    records = _csv_records(crm_export_file)
+def _crm_own_account(delivered: DeliveredFile, *, export, reference, **_: Any) -> AssetCheckResult:
+    records = _csv_records(delivered)
     header: list[str] = next(records, [])
     column = header.index("creative-id") if "creative-id" in header else None
     creatives = {row[column] for row in records} if column is not None else set()
     return _own_account(creatives, export.account_id, reference)
 
 
+CRM_CHECKS: list[Check] = [
+    (
+        "crm_file_delivered_intact",
+        "The file on the SFTP server has the size and sha256 of the file built.",
+        _crm_intact,
+    ),
+    (
+        "crm_header_is_contract",
+        "The header row is the contract's: fixed columns, then the export's optin columns.",
+        _crm_header,
+    ),
+    (
+        "crm_rows_match_model",
+        "The file holds one record per participation the model selects for this export and day.",
+        _crm_rows,
+    ),
+    ("crm_only_own_account", "Every creative in the file belongs to the export's account.", _crm_own_account),
+]
+
+
+@multi_asset_check(
+    name="crm_delivery_checks",
+    specs=_specs("crm_export_file", CRM_CHECKS, specific_export_days),
+    ins={"crm_export_file": AssetIn("crm_export_file")},
+    description="The delivered CSV file, read back from the customer's SFTP server.",
+)
+def crm_delivery_checks(
+    context: AssetCheckExecutionContext, crm_export_file: DeliveredFile, registry: ExportRegistry, warehouse: Warehouse
+):
+    yield from _run_checks("crm_export_file", CRM_CHECKS, context, crm_export_file, registry, warehouse)
+
+
 # -- global exports (ndJSON.gz to GCS) -------------------------------------------------------------
 
 
-@asset_check(
-    asset="global_export_file",
-    partitions_def=global_export_days,
-    description="The object in the bucket has the size and sha256 of the file built.",
-)
-def global_file_delivered_intact(global_export_file: DeliveredFile) -> AssetCheckResult:
-    return _intact(global_export_file)
+def _global_intact(delivered: DeliveredFile, **_: Any) -> AssetCheckResult:
+    return _intact(delivered)
 
 
-@asset_check(
-    asset="global_export_file",
-    partitions_def=global_export_days,
-    description="Every line is one JSON object with the contract's keys, in the contract's order.",
-)
-def global_lines_follow_contract(global_export_file: DeliveredFile) -> AssetCheckResult:
-    if unreadable := _unreadable(global_export_file):
+def _global_lines(delivered: DeliveredFile, **_: Any) -> AssetCheckResult:
+    if unreadable := _unreadable(delivered):
         return unreadable
-    bad = [n for n, record in enumerate(_ndjson_records(global_export_file), 1) if list(record) != NDJSON_KEYS]
-    return _result(global_export_file, not bad, {"lines_with_other_keys": MetadataValue.json(bad[:20])})
+    bad = [n for n, record in enumerate(_ndjson_records(delivered), 1) if list(record) != NDJSON_KEYS]
+    return _result(delivered, not bad, {"lines_with_other_keys": MetadataValue.json(bad[:20])})
 
 
-@asset_check(
-    asset="global_export_file",
-    partitions_def=global_export_days,
-    description="The file holds every participation of the account for the day.",
+def _global_rows(delivered: DeliveredFile, *, day, export, warehouse: Warehouse, **_: Any) -> AssetCheckResult:
+    if unreadable := _unreadable(delivered):
+        return unreadable
+    participations = model.sql_path(model.loaded_day_file("participations", day, warehouse.day_root(day)))
+    con = model.reader()
+    try:
+        (expected,) = con.execute(
+            f"SELECT count(*) FROM read_parquet({participations}) WHERE account_id = ?", [export.account_id]
+        ).fetchall()[0]
+    finally:
+        con.close()
+    lines = sum(1 for _ in _ndjson_records(delivered))
+    return _result(delivered, lines == expected, {"file_rows": lines, "model_rows": expected})
+
+
+def _global_own_account(delivered: DeliveredFile, *, export, reference, **_: Any) -> AssetCheckResult:
+    if unreadable := _unreadable(delivered):
+        return unreadable
+    creatives = {record.get("content_id") for record in _ndjson_records(delivered)}
+    result = _own_account(creatives, export.account_id, reference)
+    return _result(delivered, result.passed, dict(result.metadata))
+
+
+GLOBAL_CHECKS: list[Check] = [
+    (
+        "global_file_delivered_intact",
+        "The object in the bucket has the size and sha256 of the file built.",
+        _global_intact,
+    ),
+    (
+        "global_lines_follow_contract",
+        "Every line is one JSON object with the contract's keys, in the contract's order.",
+        _global_lines,
+    ),
+    ("global_rows_match_model", "The file holds every participation of the account for the day.", _global_rows),
+    (
+        "global_only_own_account",
+        "Every participation in the file is of a creative of the export's account.",
+        _global_own_account,
+    ),
+]
+
+
+@multi_asset_check(
+    name="global_delivery_checks",
+    specs=_specs("global_export_file", GLOBAL_CHECKS, global_export_days),
+    ins={"global_export_file": AssetIn("global_export_file")},
+    description="The delivered ndJSON.gz object, read back from the customer's bucket.",
 )
-def global_rows_match_model(
+def global_delivery_checks(
     context: AssetCheckExecutionContext,
     global_export_file: DeliveredFile,
     registry: ExportRegistry,
     warehouse: Warehouse,
-) -> AssetCheckResult:
-    if unreadable := _unreadable(global_export_file):
-        return unreadable
-    day, export, _ = _context(context, registry)
-    con = model.reader()
-    try:
-        (expected,) = con.execute(
-            f"SELECT count(*) FROM read_parquet({model.sql_path(model.loaded_day_file('participations', day, warehouse.day_root(day)))})"
-            " WHERE account_id = ?",
-            [export.account_id],
-        ).fetchall()[0]
-    finally:
-        con.close()
-    lines = sum(1 for _ in _ndjson_records(global_export_file))
-    return _result(global_export_file, lines == expected, {"file_rows": lines, "model_rows": expected})
+):
+    yield from _run_checks("global_export_file", GLOBAL_CHECKS, context, global_export_file, registry, warehouse)
 
 
-@asset_check(
-    asset="global_export_file",
-    partitions_def=global_export_days,
-    description="Every participation in the file is of a creative of the export's account.",
-)
-def global_only_own_account(
-    context: AssetCheckExecutionContext, global_export_file: DeliveredFile, registry: ExportRegistry
-) -> AssetCheckResult:
-    if unreadable := _unreadable(global_export_file):
-        return unreadable
-    _, export, reference = _context(context, registry)
-    creatives = {record.get("content_id") for record in _ndjson_records(global_export_file)}
-    result = _own_account(creatives, export.account_id, reference)
-    return _result(global_export_file, result.passed, dict(result.metadata))
-
-
-delivery_checks = [
-    crm_file_delivered_intact,
-    crm_header_is_contract,
-    crm_rows_match_model,
-    crm_only_own_account,
-    global_file_delivered_intact,
-    global_lines_follow_contract,
-    global_rows_match_model,
-    global_only_own_account,
-]
+delivery_checks = [crm_delivery_checks, global_delivery_checks]
