@@ -54,8 +54,9 @@ from beop_assets_tests.fixtures.topology import (  # noqa: E402
     base_env,
     celery_worker,
     day_registry,
+    instance_home_like,
+    start_machines,
     wait_for_runs,
-    wait_worker_ready,
     webserver,
 )
 
@@ -104,15 +105,10 @@ def _topology(kind: str, workers: int, args, servers, work: Path, registry: str,
         yaml_path = work / "default-launcher.yaml"
         yaml_path.write_text(DEFAULT_LAUNCHER_YAML)
         web = webserver(work, registry, env, instance_yaml=yaml_path)
+    started: list[Service] = []
     try:
-        for service in (*services, web.service):
-            service.start()
-        for service in services:
-            wait_worker_ready(service)
-        web.wait_ready()
-        home = work / "bench-home"
-        home.mkdir()
-        (home / "dagster.yaml").write_text((web.service.folder / "dagster_home" / "dagster.yaml").read_text())
+        start_machines(started, services, web)
+        home = instance_home_like(web, work / "bench-home")
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         try:
@@ -127,7 +123,7 @@ def _topology(kind: str, workers: int, args, servers, work: Path, registry: str,
                 else:
                     os.environ[k] = v
     finally:
-        for service in (web.service, *services):
+        for service in reversed(started):
             service.stop()
 
 

@@ -19,4 +19,5 @@ pytest_plugins = [
     "beop_assets_tests.fixtures.alerts",
     "beop_assets_tests.fixtures.postgres",
     "beop_assets_tests.fixtures.redis",
+    "beop_assets_tests.fixtures.topology",
 ]

@@ -22,7 +22,6 @@ from __future__ import annotations
 import gzip
 import os
 import time
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from urllib.parse import urlparse
@@ -41,15 +40,16 @@ from beop_assets_tests.fixtures.postgres import dagster_pg_env
 from beop_assets_tests.fixtures.topology import (
     KEY_ENV,
     PASSWORD_ENV,
-    Service,
     base_env,
     celery_worker,
     day_registry,
+    instance_home_like,
     run_errors,
+    start_machines,
+    upload_folder,
     wait_for_runs,
-    wait_tasks_done,
-    wait_worker_ready,
     webserver,
+    workers_of_runs,
 )
 
 pytestmark = pytest.mark.e2e
@@ -60,21 +60,6 @@ CRM_EXPORTS = 16
 GLOBAL_EXPORTS = 8
 RUN_TIMEOUT = float(os.environ.get("BEOP_TOPOLOGY_RUN_TIMEOUT", "420"))
 CELERY_TASK_TAG = "dagster-celery/task_id"
-
-
-def _upload_folder(client: storage.Client, bucket: str, prefix: str, folder: Path) -> None:
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            client.bucket(bucket).blob(f"{prefix}/{path.relative_to(folder)}").upload_from_filename(str(path))
-
-
-@pytest.fixture
-def topology_services() -> Iterator[list[Service]]:
-    """Every process the test starts, stopped by its own pid at the end, whatever happens."""
-    started: list[Service] = []
-    yield started
-    for service in reversed(started):
-        service.stop()
 
 
 def _single_machine_files(
@@ -119,7 +104,7 @@ def test_a_day_of_exports_runs_on_two_celery_workers(
     generated = tmp_path / "generated-landing"
     generate_day(generated, DAY, PARTICIPATIONS, seed=14)
     landing_name = gcs_emulator.create_bucket(f"topology-landing-{time.time_ns()}", exist_ok=False).name
-    _upload_folder(storage.Client.create_anonymous_client(), landing_name, "landing", generated)
+    upload_folder(storage.Client.create_anonymous_client(), landing_name, "landing", generated)
     customer_bucket = gcs_emulator.create_bucket(f"topology-customer-{time.time_ns()}", exist_ok=False).name
     single_bucket = gcs_emulator.create_bucket(f"topology-single-{time.time_ns()}", exist_ok=False).name
     sftp_dirs = [sshd.make_dir(), sshd.make_dir()]
@@ -144,20 +129,13 @@ def test_a_day_of_exports_runs_on_two_celery_workers(
     machines = tmp_path / "machines"
     workers = [celery_worker(machines, name, registry, env) for name in ("worker-a", "worker-b")]
     web = webserver(machines, registry, env)
-    for service in (*workers, web.service):
-        topology_services.append(service.start())
-    for worker in workers:
-        wait_worker_ready(worker)
-    web.wait_ready()
+    start_machines(topology_services, workers, web)
 
     # -- a day's runs, submitted as the UI submits them -------------------------------------------
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    instance_home = tmp_path / "test-process-home"
-    instance_home.mkdir()
-    (instance_home / "dagster.yaml").write_text((web.service.folder / "dagster_home" / "dagster.yaml").read_text())
     gql = DagsterGraphQLClient("127.0.0.1", port_number=web.port)
-    with DagsterInstance.from_config(str(instance_home)) as instance:
+    with DagsterInstance.from_config(str(instance_home_like(web, tmp_path / "test-process-home"))) as instance:
         exports = yaml.safe_load(registry)["exports"]
         instance.add_dynamic_partitions("specific_exports", [e["id"] for e in exports if e["mode"] == "specific"])
         instance.add_dynamic_partitions("global_exports", [e["id"] for e in exports if e["mode"] == "global"])
@@ -176,10 +154,9 @@ def test_a_day_of_exports_runs_on_two_celery_workers(
 
         # -- on both workers ------------------------------------------------------------------------
         task_of = {r.run_id: r.tags[CELERY_TASK_TAG] for r in [load, *runs]}
-        done = wait_tasks_done(workers, set(task_of.values()))
-        ran_on = {run_id: [n for n, tasks in done.items() if task in tasks] for run_id, task in task_of.items()}
+        ran_on = workers_of_runs(workers, task_of)
         assert all(len(names) == 1 for names in ran_on.values()), ran_on  # each run on exactly one worker
-        per_worker = {name: sum(1 for names in ran_on.values() if names == [name]) for name in done}
+        per_worker = {w.name: sum(1 for names in ran_on.values() if names == [w.name]) for w in workers}
         assert all(count >= 1 for count in per_worker.values()), per_worker
         assert sum(per_worker.values()) == len(exports) + 1
 
@@ -210,7 +187,7 @@ def test_a_day_of_exports_runs_on_two_celery_workers(
         own = worker.folder / "warehouse"
         assert (own / "participations" / f"date={DAY}" / "data.parquet").exists(), worker.name
         assert not (own / "deliveries.sqlite").exists()
-    loader = [w for w in workers if task_of[load.run_id] in done[w.name]][0]
+    loader = [w for w in workers if ran_on[load.run_id] == [w.name]][0]
     assert (loader.folder / "warehouse" / "beop.duckdb").exists()  # the DuckDB file stays where it was built
     assert not any((w.folder / "warehouse" / "beop.duckdb").exists() for w in workers if w is not loader)
 
