@@ -27,6 +27,10 @@ def _day(ctx, param, value):
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Nightly participation exports: CSV over SFTP, gzip ndJSON to GCS."""
+    try:
+        settings.current()  # every setting, checked once here: a wrong one is named, not a traceback
+    except ValueError as exc:
+        raise click.ClickException(f"configuration: {exc}") from None
 
 
 @main.command()

@@ -102,3 +102,17 @@ def test_generate_writes_a_day_of_demo_data(tmp_path, monkeypatch):
 def test_the_console_script_is_installed():
     done = subprocess.run([sys.executable, "-m", "beop_assets.cli", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and all(c in done.stdout for c in ("validate", "run", "generate", "history", "check"))
+
+
+def test_a_broken_setting_is_named_before_any_command_runs(monkeypatch, tmp_path):
+    for variable, value, expected in [
+        ("BEOP_WAREHOUSE", "s3://bucket/model", "BEOP_WAREHOUSE='s3://bucket/model': expected a local folder or gs://"),
+        ("BEOP_RETENTION_DAYS", "thirty", "BEOP_RETENTION_DAYS='thirty': expected a whole number of days"),
+    ]:
+        monkeypatch.setenv(variable, value)
+        done = subprocess.run(
+            [sys.executable, "-m", "beop_assets.cli", "history"], capture_output=True, text=True, cwd=tmp_path
+        )
+        assert done.returncode == 1, done
+        assert f"configuration: {expected}" in done.stderr and "Traceback" not in done.stderr, done.stderr
+        monkeypatch.delenv(variable)
