@@ -69,3 +69,29 @@ def test_exports_read_the_stored_day_on_a_machine_that_did_not_load_it(product, 
         served = con.sql("SELECT participation_id FROM participations ORDER BY 1").fetchall()
     assert [r[0] for r in served] == ["p_1", "p_2", "p_3"]
     assert len(list(client.list_blobs(bucket))) == 2 * len(MODEL_TABLES)
+
+
+def test_a_warehouse_bucket_this_machine_may_not_write_fails_the_load_before_it_is_reported(
+    product, gcs_proxy, monkeypatch, tmp_path
+):
+    bucket = gcs_proxy.emulator.client().create_bucket(f"warehouse-{time.time_ns()}").name
+    monkeypatch.setenv("BEOP_WAREHOUSE", f"gs://{bucket}/model")
+    monkeypatch.setenv("BEOP_WAREHOUSE_CACHE", str(tmp_path / "machine-a"))
+    gcs_proxy.grant("roles/storage.objectViewer")  # may read the bucket, not write it
+    product.landing.write_events(DAY, [product.landing.event("p_1")])
+
+    load = defs.resolve_job_def("load_participations").execute_in_process(
+        partition_key=DAY.isoformat(), instance=product.instance, raise_on_error=False
+    )
+    assert not load.success
+    (failure,) = [e for e in load.all_events if e.is_step_failure]
+    error, messages = failure.step_failure_data.error, []
+    while error is not None:  # Dagster's step error, then the product's own
+        messages.append(error.message)
+        error = error.cause
+    message = "\n".join(messages)
+    assert f"gs://{bucket}/model/" in message and "storage.objects.create" in message, message
+    assert "roles/storage.objectAdmin" in message and "BEOP_WAREHOUSE" in message, message
+    # Not reported loaded: the delivery sensor will not start an export that would find no stored day.
+    assert product.instance.fetch_materializations(AssetKey("participations"), limit=1).records == []
+    assert list(gcs_proxy.emulator.client().list_blobs(bucket)) == []

@@ -22,11 +22,12 @@ import contextlib
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from google.api_core.exceptions import NotFound
+from google.api_core.exceptions import GoogleAPICallError, NotFound
 from google.cloud import storage
 
 from beop_assets.model.warehouse import MODEL_TABLES, day_file, replace_file
@@ -36,7 +37,23 @@ _DAY_OBJECT = re.compile(r"^(?P<table>[a-z_]+)/date=(?P<day>\d{4}-\d{2}-\d{2})/d
 
 
 class WarehouseStoreError(ValueError):
-    """A `BEOP_WAREHOUSE=gs://...` that names no usable place."""
+    """A `BEOP_WAREHOUSE=gs://...` that names no usable place, or that this machine may not use."""
+
+
+@contextlib.contextmanager
+def _answered(action: str, url: str) -> Iterator[None]:
+    """GCS's refusal, with what the warehouse needs: the platform's own identity (application default
+    credentials, not a customer's key) reading and writing the warehouse bucket."""
+    try:
+        yield
+    except NotFound:
+        raise
+    except GoogleAPICallError as exc:
+        raise WarehouseStoreError(
+            f"{action} {url} failed: {exc.message or exc}. The warehouse (BEOP_WAREHOUSE) is read and written "
+            "with this machine's own Google identity: grant it roles/storage.objectAdmin on that bucket "
+            "(objects get, list, create and delete), or fix BEOP_WAREHOUSE"
+        ) from exc
 
 
 @dataclass(frozen=True)
@@ -97,7 +114,8 @@ def push_day(day: date, root: Path, store: Store, client: storage.Client) -> lis
         if not local.exists():
             raise FileNotFoundError(f"the load of {day} left no {table} Parquet at {local}: nothing to store")
         blob = bucket.blob(store.object_name(table, day))
-        blob.upload_from_filename(str(local.resolve()), content_type="application/vnd.apache.parquet")
+        with _answered(f"storing the {day} {table} day as", store.url(blob.name)):
+            blob.upload_from_filename(str(local.resolve()), content_type="application/vnd.apache.parquet")
         _remember_generation(table, day, root, blob.generation)
         written.append(store.url(blob.name))
     return written
@@ -110,7 +128,9 @@ def pull_day(day: date, root: Path, store: Store, client: storage.Client) -> lis
     bucket = client.bucket(store.bucket)
     pulled = []
     for table in MODEL_TABLES:
-        blob = bucket.get_blob(store.object_name(table, day))
+        name = store.object_name(table, day)
+        with _answered(f"reading the {day} {table} day at", store.url(name)):
+            blob = bucket.get_blob(name)
         if blob is not None and _pull(blob, table, day, root):
             pulled.append(day_file(table, day, root))
     return pulled
@@ -124,7 +144,8 @@ def _pull(blob: storage.Blob, table: str, day: date, root: Path) -> bool:
     fd, partial = tempfile.mkstemp(dir=local.parent, prefix=".pull-", suffix=".parquet")
     os.close(fd)
     try:
-        blob.download_to_filename(partial)  # this generation, whatever happens to the object meanwhile
+        with _answered(f"downloading the {day} {table} day from", f"gs://{blob.bucket.name}/{blob.name}"):
+            blob.download_to_filename(partial)  # this generation, whatever happens to the object meanwhile
         replace_file(Path(partial), local)
     finally:
         Path(partial).unlink(missing_ok=True)
@@ -134,7 +155,9 @@ def _pull(blob: storage.Blob, table: str, day: date, root: Path) -> bool:
 
 def _stored(store: Store, client: storage.Client) -> list[tuple[str, date, storage.Blob]]:
     found = []
-    for blob in client.list_blobs(store.bucket, prefix=f"{store.prefix}/" if store.prefix else None):
+    with _answered("listing the days stored at", store.url(f"{store.prefix}/" if store.prefix else "")):
+        blobs = list(client.list_blobs(store.bucket, prefix=f"{store.prefix}/" if store.prefix else None))
+    for blob in blobs:
         match = _DAY_OBJECT.match(store.relative(blob.name) or "")
         if match and match["table"] in MODEL_TABLES:
             found.append((match["table"], date.fromisoformat(match["day"]), blob))
