@@ -49,8 +49,9 @@ def keyed_client(project: str, credentials: service_account.Credentials) -> stor
 
 
 def platform_client() -> storage.Client:
-    """A client for reading a `gs://` landing zone: application default credentials in production
-    (the platform's own identity, not a customer's), the emulator when one is configured."""
+    """A client with the platform's own identity (application default credentials in production,
+    never a customer's key), for the `gs://` landing zone and the `gs://` warehouse; the emulator's
+    when one is configured."""
     if emulator_host() is not None:
         return emulator_client()
     return storage.Client()
