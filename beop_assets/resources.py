@@ -160,10 +160,11 @@ class Warehouse(ConfigurableResource):
 
         return Store.parse(url), platform_client()
 
-    def publish_day(self, day: date) -> list[str]:
-        """A loaded day to the store, before the load is reported: the objects written (none on one disk)."""
+    def publish_day(self, day: date) -> dict[str, str]:
+        """A loaded day to the store, before the load is reported: the object written for each table
+        (none on one disk)."""
         found = self._store()
-        return warehouse_store.push_day(day, self.path(), *found) if found else []
+        return warehouse_store.push_day(day, self.path(), *found) if found else {}
 
     def pull_every_day(self) -> list[Path]:
         """Before a load: every stored day, so that the DuckDB file built here serves them all."""
@@ -171,10 +172,11 @@ class Warehouse(ConfigurableResource):
         return warehouse_store.pull_all(self.path(), *found) if found else []
 
     def day_root(self, day: date) -> Path:
-        """The folder to read `day` from, holding the stored version of the day (pulled if need be)."""
+        """The folder to read `day` from, holding the stored version of the day's participations
+        (pulled if need be): the one table the exports and their checks read."""
         found = self._store()
         if found:
-            warehouse_store.pull_day(day, self.path(), *found)
+            warehouse_store.pull_day(day, self.path(), *found, tables=("participations",))
         return self.path()
 
     def spool(self, export_id: str, run_id: str) -> Path:

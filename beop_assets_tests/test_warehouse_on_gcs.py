@@ -52,6 +52,7 @@ def test_exports_read_the_stored_day_on_a_machine_that_did_not_load_it(product, 
     )
     assert result.success
     assert (machine_b / "participations" / f"date={DAY}" / "data.parquet").exists()
+    assert not (machine_b / "optins").exists()  # an export reads the participations only: nothing else pulled
     assert not (machine_b / "beop.duckdb").exists()  # an export never builds the DuckDB file
     first, second = _csv_bodies(product.upload_dir)
     assert first == second  # the same file, delivered twice (once per machine)

@@ -39,10 +39,10 @@ def test_a_loaded_day_travels_through_the_store(landing_zone, gcs_bucket, tmp_pa
     store = Store.parse(f"gs://{gcs_bucket}/warehouse/")
 
     written = push_day(DAY, landing_zone.warehouse, store, client)
-    assert sorted(written) == sorted(
-        f"gs://{gcs_bucket}/warehouse/{t}/date=2026-11-25/data.parquet" for t in MODEL_TABLES
-    )
-    assert written[-1].endswith("/participations/date=2026-11-25/data.parquet")  # what exports read: last
+    assert written == {t: f"gs://{gcs_bucket}/warehouse/{t}/date=2026-11-25/data.parquet" for t in MODEL_TABLES}
+    (last, last_url), *_ = reversed(written.items())
+    assert last == "participations"  # what exports read: stored last
+    assert last_url.endswith("/participations/date=2026-11-25/data.parquet")
     assert pull_day(DAY, landing_zone.warehouse, store, client) == []  # the loading machine holds it already
 
     other = tmp_path / "other-machine"

@@ -64,8 +64,7 @@ def participation_model(context: AssetExecutionContext, warehouse: Warehouse):
     root = warehouse.path()
     stored = warehouse.publish_day(day)  # before the day is reported loaded: exports launched then find it
     if stored:
-        context.log.info(f"{day}: stored as {', '.join(stored)}")
-    where = {t: next((u for u in stored if f"/{t}/" in u), None) for t in model_warehouse.MODEL_TABLES}
+        context.log.info(f"{day}: stored as {', '.join(stored.values())}")
     context.log.info(
         f"{day}: {load.lines} lines in {len(load.files)} files -> {load.participations} participations, "
         f"{load.rejected} rejected {load.rejected_by_reason or ''}"
@@ -81,7 +80,7 @@ def participation_model(context: AssetExecutionContext, warehouse: Warehouse):
                 "\n".join(f"- `{n}`: {c} lines" for n, c in load.lines_by_file.items()) or "(no files)"
             ),
             "parquet": MetadataValue.path(
-                where["participations"] or str(model_warehouse.day_file("participations", day, root))
+                stored.get("participations") or str(model_warehouse.day_file("participations", day, root))
             ),
         },
     )
@@ -90,7 +89,7 @@ def participation_model(context: AssetExecutionContext, warehouse: Warehouse):
         metadata={
             "rows": MetadataValue.int(load.optins),
             "dagster/row_count": MetadataValue.int(load.optins),
-            "parquet": MetadataValue.path(where["optins"] or str(model_warehouse.day_file("optins", day, root))),
+            "parquet": MetadataValue.path(stored.get("optins") or str(model_warehouse.day_file("optins", day, root))),
         },
     )
     yield MaterializeResult(
@@ -100,7 +99,8 @@ def participation_model(context: AssetExecutionContext, warehouse: Warehouse):
             "dagster/row_count": MetadataValue.int(load.rejected),
             "by_reason": MetadataValue.json(load.rejected_by_reason),
             "parquet": MetadataValue.path(
-                where["rejected_participations"] or str(model_warehouse.day_file("rejected_participations", day, root))
+                stored.get("rejected_participations")
+                or str(model_warehouse.day_file("rejected_participations", day, root))
             ),
         },
     )

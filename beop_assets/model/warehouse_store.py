@@ -105,10 +105,11 @@ def _remember_generation(table: str, day: date, root: Path, generation: int | No
     os.replace(partial, target)
 
 
-def push_day(day: date, root: Path, store: Store, client: storage.Client) -> list[str]:
-    """Upload the day's Parquet file of every model table (participations last); the objects written."""
+def push_day(day: date, root: Path, store: Store, client: storage.Client) -> dict[str, str]:
+    """Upload the day's Parquet file of every model table (participations last); the object written
+    for each table, in that order."""
     bucket = client.bucket(store.bucket)
-    written = []
+    written = {}
     for table in (*[t for t in MODEL_TABLES if t != "participations"], "participations"):
         local = day_file(table, day, root)
         if not local.exists():
@@ -117,17 +118,19 @@ def push_day(day: date, root: Path, store: Store, client: storage.Client) -> lis
         with _answered(f"storing the {day} {table} day as", store.url(blob.name)):
             blob.upload_from_filename(str(local.resolve()), content_type="application/vnd.apache.parquet")
         _remember_generation(table, day, root, blob.generation)
-        written.append(store.url(blob.name))
+        written[table] = store.url(blob.name)
     return written
 
 
-def pull_day(day: date, root: Path, store: Store, client: storage.Client) -> list[Path]:
-    """Bring this folder's copy of the day to the bucket's version; the files downloaded (none when
-    the copy is current). A table the bucket does not hold is left alone: reading it then fails as
-    on one box, with the model's "day not loaded" error."""
+def pull_day(
+    day: date, root: Path, store: Store, client: storage.Client, tables: tuple[str, ...] = MODEL_TABLES
+) -> list[Path]:
+    """Bring this folder's copy of the day's `tables` to the bucket's version; the files downloaded
+    (none when the copy is current). A table the bucket does not hold is left alone: reading it then
+    fails as on one box, with the model's "day not loaded" error."""
     bucket = client.bucket(store.bucket)
     pulled = []
-    for table in MODEL_TABLES:
+    for table in tables:
         name = store.object_name(table, day)
         with _answered(f"reading the {day} {table} day at", store.url(name)):
             blob = bucket.get_blob(name)
