@@ -101,7 +101,7 @@ def _intact_from_receipt(delivered: DeliveredFile) -> AssetCheckResult:
     )
 
 
-def _intact(delivered: DeliveredFile) -> AssetCheckResult:
+def _intact(delivered: DeliveredFile, **_: Any) -> AssetCheckResult:
     if delivered.read_back_denied is not None:
         return _intact_from_receipt(delivered)
     path = _readable_path(delivered)
@@ -170,11 +170,24 @@ def _run_checks(asset: str, checks: list[Check], context, delivered: DeliveredFi
         raise failure
 
 
-def _specs(asset: str, checks: list[Check], partitions_def) -> list[AssetCheckSpec]:
-    return [
-        AssetCheckSpec(name, asset=asset, description=description, partitions_def=partitions_def)
-        for name, description, _ in checks
-    ]
+def _delivery_checks(name: str, asset: str, checks: list[Check], partitions_def, description: str):
+    """One step evaluating every check of `checks` on the delivered file of `asset`."""
+
+    @multi_asset_check(
+        name=name,
+        specs=[
+            AssetCheckSpec(check, asset=asset, description=about, partitions_def=partitions_def)
+            for check, about, _ in checks
+        ],
+        ins={"delivered": AssetIn(asset)},
+        description=description,
+    )
+    def _step(
+        context: AssetCheckExecutionContext, delivered: DeliveredFile, registry: ExportRegistry, warehouse: Warehouse
+    ):
+        yield from _run_checks(asset, checks, context, delivered, registry, warehouse)
+
+    return _step
 
 
 def _own_account(content_ids: set, account_id: str, reference) -> AssetCheckResult:
@@ -186,10 +199,6 @@ def _own_account(content_ids: set, account_id: str, reference) -> AssetCheckResu
 
 
 # -- specific exports (CSV over SFTP) --------------------------------------------------------------
-
-
-def _crm_intact(delivered: DeliveredFile, **_: Any) -> AssetCheckResult:
-    return _intact(delivered)
 
 
 def _crm_header(delivered: DeliveredFile, *, export, reference, **_: Any) -> AssetCheckResult:
@@ -226,7 +235,7 @@ CRM_CHECKS: list[Check] = [
     (
         "crm_file_delivered_intact",
         "The file on the SFTP server has the size and sha256 of the file built.",
-        _crm_intact,
+        _intact,
     ),
     (
         "crm_header_is_contract",
@@ -242,23 +251,16 @@ CRM_CHECKS: list[Check] = [
 ]
 
 
-@multi_asset_check(
-    name="crm_delivery_checks",
-    specs=_specs("crm_export_file", CRM_CHECKS, specific_export_days),
-    ins={"crm_export_file": AssetIn("crm_export_file")},
-    description="The delivered CSV file, read back from the customer's SFTP server.",
+crm_delivery_checks = _delivery_checks(
+    "crm_delivery_checks",
+    "crm_export_file",
+    CRM_CHECKS,
+    specific_export_days,
+    "The delivered CSV file, read back from the customer's SFTP server.",
 )
-def crm_delivery_checks(
-    context: AssetCheckExecutionContext, crm_export_file: DeliveredFile, registry: ExportRegistry, warehouse: Warehouse
-):
-    yield from _run_checks("crm_export_file", CRM_CHECKS, context, crm_export_file, registry, warehouse)
 
 
 # -- global exports (ndJSON.gz to GCS) -------------------------------------------------------------
-
-
-def _global_intact(delivered: DeliveredFile, **_: Any) -> AssetCheckResult:
-    return _intact(delivered)
 
 
 def _global_lines(delivered: DeliveredFile, **_: Any) -> AssetCheckResult:
@@ -295,7 +297,7 @@ GLOBAL_CHECKS: list[Check] = [
     (
         "global_file_delivered_intact",
         "The object in the bucket has the size and sha256 of the file built.",
-        _global_intact,
+        _intact,
     ),
     (
         "global_lines_follow_contract",
@@ -311,19 +313,13 @@ GLOBAL_CHECKS: list[Check] = [
 ]
 
 
-@multi_asset_check(
-    name="global_delivery_checks",
-    specs=_specs("global_export_file", GLOBAL_CHECKS, global_export_days),
-    ins={"global_export_file": AssetIn("global_export_file")},
-    description="The delivered ndJSON.gz object, read back from the customer's bucket.",
+global_delivery_checks = _delivery_checks(
+    "global_delivery_checks",
+    "global_export_file",
+    GLOBAL_CHECKS,
+    global_export_days,
+    "The delivered ndJSON.gz object, read back from the customer's bucket.",
 )
-def global_delivery_checks(
-    context: AssetCheckExecutionContext,
-    global_export_file: DeliveredFile,
-    registry: ExportRegistry,
-    warehouse: Warehouse,
-):
-    yield from _run_checks("global_export_file", GLOBAL_CHECKS, context, global_export_file, registry, warehouse)
 
 
 delivery_checks = [crm_delivery_checks, global_delivery_checks]
