@@ -30,10 +30,16 @@ _METADATA = sa.MetaData()
 # Sizes and GCS generations (microsecond timestamps) overflow a 32-bit integer: BIGINT, except for
 # SQLite's rowid alias, which must be spelled INTEGER to autoincrement.
 _BIG = sa.BigInteger()
+
+
+def _id_column() -> sa.Column:
+    return sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True)
+
+
 DELIVERIES = sa.Table(
     "deliveries",
     _METADATA,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    _id_column(),
     sa.Column("export_id", sa.Text, nullable=False),
     sa.Column("mode", sa.Text, nullable=False),
     sa.Column("data_day", sa.Text, nullable=False),
@@ -62,7 +68,7 @@ DELIVERIES = sa.Table(
 REMOVED_TEMP_FILES = sa.Table(
     "removed_temp_files",
     _METADATA,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    _id_column(),
     sa.Column("export_id", sa.Text, nullable=False),
     sa.Column("destination", sa.Text, nullable=False),
     sa.Column("name", sa.Text, nullable=False),
