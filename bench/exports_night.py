@@ -219,7 +219,7 @@ def nightly_path(args, work: Path, env: dict, day, directories: list[str], emula
     if not (home / "dagster.yaml").exists():
         (home / "dagster.yaml").write_text(INSTANCE_YAML)
     os.environ.update(env)
-    from beop_assets.definitions import defs
+    from beop_assets.definitions import defs as load_definitions
 
     instance = DagsterInstance.from_config(str(home))
     log = open(work / "daemon.log", "ab")  # noqa: SIM115 (closed in `finally`, after the daemon)
@@ -244,8 +244,12 @@ def nightly_path(args, work: Path, env: dict, day, directories: list[str], emula
         else:
             print("the registry sensor did not add the partitions in 300 s; see", work / "daemon.log")
             return 1
-        load = defs.resolve_job_def("load_participations").execute_in_process(
-            partition_key=day.isoformat(), instance=instance, tags={"beop/trigger": "nightly"}, run_config=QUIET
+        load = (
+            load_definitions()
+            .resolve_job_def("load_participations")
+            .execute_in_process(
+                partition_key=day.isoformat(), instance=instance, tags={"beop/trigger": "nightly"}, run_config=QUIET
+            )
         )
         loaded_at = time.perf_counter()
         load_before = os.getloadavg()

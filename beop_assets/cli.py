@@ -1,4 +1,4 @@
-"""`beop-exports`: the operator's commands (SPEC section 6).
+"""`beop-exports`: the operator's commands (docs/operators-guide.md).
 
 `run` goes through Dagster and records every run in the instance ($DAGSTER_HOME), exactly as the
 schedule would: load the day, then deliver each export in a run of its own, so that one failing
@@ -24,21 +24,49 @@ def _day(ctx, param, value):
         raise click.BadParameter(str(exc)) from None
 
 
+def _settings(*used: str) -> settings.Settings:
+    """This command's settings: those it uses are checked here, so that a wrong one is named (not a
+    traceback); a wrong setting that it does not use does not stop it."""
+    config = settings.current()
+    for name in used:
+        try:
+            getattr(config, name)
+        except ValueError as exc:
+            raise click.ClickException(f"configuration: {exc}") from None
+    return config
+
+
+def _registry(config: settings.Settings):
+    from beop_assets.definitions import build_resources
+
+    return build_resources(config)["registry"]
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Nightly participation exports: CSV over SFTP, gzip ndJSON to GCS."""
-    try:
-        settings.current()  # every setting, checked once here: a wrong one is named, not a traceback
-    except ValueError as exc:
-        raise click.ClickException(f"configuration: {exc}") from None
 
 
 @main.command()
-def validate() -> None:
-    """Load the export registry against the reference data; print every fault; exit 1 if any."""
-    from beop_assets.resources import ExportRegistry
-
-    resource = ExportRegistry()
+@click.option(
+    "--settings-only",
+    is_flag=True,
+    help="Check every BEOP_* setting (not the registry); exit 1 naming each one that cannot be used. "
+    "Deployments run this before starting the webserver, the daemon and the workers.",
+)
+def validate(settings_only: bool) -> None:
+    """Check every setting, then load the export registry against the reference data; print every fault;
+    exit 1 if any."""
+    config = settings.current()
+    problems = config.problems()
+    for problem in problems:
+        click.echo(f"SETTING {problem}")
+    if settings_only:
+        click.echo(f"{len(problems)} setting problem(s)")
+        sys.exit(1 if problems else 0)
+    if problems:
+        click.echo(f"{len(problems)} setting problem(s); the registry is checked with the others' values")
+    resource = _registry(_settings("landing", "exports"))
     registry = resource.load()
     for fault in registry.faults:
         click.echo(f"FAULT {fault}")
@@ -46,7 +74,7 @@ def validate() -> None:
         state = "enabled" if export.enabled else "disabled"
         click.echo(f"ok    {export.id} ({export.mode}, {state})")
     click.echo(f"{len(registry.exports)} valid export(s), {len(registry.faults)} fault(s) in {resource.file()}")
-    sys.exit(1 if registry.faults else 0)
+    sys.exit(1 if registry.faults or problems else 0)
 
 
 @main.command()
@@ -58,7 +86,8 @@ def run(day: date, export_ids: tuple[str, ...]) -> None:
     """Load the day, then deliver every enabled export (or those named). Exit 1 if any failed."""
     from beop_assets.daily_run import run_day
 
-    outcomes = run_day(day, list(export_ids) or None, echo=click.echo)
+    config = _settings("landing", "warehouse", "exports", "start_date", "delivery_workers", "gzip_level")
+    outcomes = run_day(day, list(export_ids) or None, echo=click.echo, config=config)
     width = max([len(o.export_id) for o in outcomes] + [10])
     for o in outcomes:
         line = (
@@ -83,7 +112,7 @@ def generate(day: date, count: int, seed: int, with_faults: bool) -> None:
 
     from beop_assets.demo.generate import generate_day
 
-    landing = settings.current().landing
+    landing = _settings("landing").landing
     if landing.startswith("gs://"):
         raise click.UsageError("generate writes to a local landing folder; unset BEOP_LANDING or point it at a folder")
     summary = generate_day(Path(landing), day, count, seed, faults=with_faults)
@@ -107,7 +136,7 @@ def history(export_id: str | None, day: date | None, limit: int, missing: bool) 
 
     if missing:
         sys.exit(_missing(day, export_id))
-    rows = ledger.history(export_id, day, limit=limit)
+    rows = ledger.history(export_id, day, limit=limit, root=_settings("warehouse").warehouse)
     for r in rows:
         click.echo(
             f"{r.started_at}  {r.export_id}  {r.data_day}  {r.status:<9}  {r.file_name}  rows={r.rows}  "
@@ -121,14 +150,13 @@ def history(export_id: str | None, day: date | None, limit: int, missing: bool) 
 def _missing(day: date | None, export_id: str | None) -> int:
     from datetime import UTC, datetime, timedelta
 
-    from beop_assets.missed_days import deadline_of, missed_deliveries
-    from beop_assets.resources import ExportRegistry
+    from beop_assets.operations.missed_deliveries import deadline_of, missed_deliveries
 
-    current = settings.current()
+    config = _settings("landing", "warehouse", "exports", "missed_day_deadline")
     day = day or (datetime.now(UTC) - timedelta(days=1)).date()
-    report = missed_deliveries(ExportRegistry().load(), day)
+    report = missed_deliveries(_registry(config).load(), day, config.warehouse)
     missed = [m for m in report.missed if export_id is None or m.export_id == export_id]
-    deadline = deadline_of(day, current.missed_day_deadline)
+    deadline = deadline_of(day, config.missed_day_deadline)
     note = "" if datetime.now(UTC) >= deadline else " (the deadline has not passed yet)"
     for fault in report.faults:
         click.echo(f"FAULT {fault}")
@@ -146,9 +174,10 @@ def _missing(day: date | None, export_id: str | None) -> int:
 @click.option("--export", "export_ids", multiple=True, help="Only these exports.")
 def check(export_ids: tuple[str, ...]) -> None:
     """Pre-flight: connect to each destination and prove a file can be written there."""
-    from beop_assets.preflight import preflight
+    from beop_assets.operations.preflight import preflight
 
-    problems = preflight(list(export_ids) or None, echo=click.echo)
+    registry = _registry(_settings("landing", "exports")).load()
+    problems = preflight(registry, list(export_ids) or None, echo=click.echo)
     sys.exit(1 if problems else 0)
 
 
@@ -165,9 +194,12 @@ def check(export_ids: tuple[str, ...]) -> None:
 @click.option("--port", default=3000, show_default=True, help="With --ui: the UI's port on 127.0.0.1.")
 def demo(day: date | None, count: int, ui: bool, skip_run: bool, port: int) -> None:
     """Generate demo data, start a local SFTP server and GCS emulator, run the daily job, show the files."""
+    from pathlib import Path
+
     from beop_assets.demo.run import run_demo
 
-    sys.exit(run_demo(day, count, echo=click.echo, ui=ui, skip_run=skip_run, ui_port=port))
+    landing = Path(_settings("landing").landing)
+    sys.exit(run_demo(day, count, echo=click.echo, ui=ui, skip_run=skip_run, ui_port=port, landing=landing))
 
 
 if __name__ == "__main__":

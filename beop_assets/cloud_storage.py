@@ -1,6 +1,6 @@
 """How every google-cloud-storage `Client` of the product is built: Google's, or the emulator's.
 
-SPEC section 6: when STORAGE_EMULATOR_HOST is set (demo, tests), every client (landing zone and
+docs/operators-guide.md: when STORAGE_EMULATOR_HOST is set (demo, tests), every client (landing zone and
 delivery) talks to that emulator, anonymously and with an explicit endpoint. This is the one place
 that reads that variable, so the landing zone and the GCS transport cannot disagree about it. It
 knows nothing else of the product: the landing zone and the transport both build on it.

@@ -23,10 +23,13 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from dagster import DagsterEventType, DagsterInstance, ExecuteInProcessResult
+from dagster import DagsterEventType, DagsterInstance, Definitions, ExecuteInProcessResult
 
 from beop_assets import settings
-from beop_assets.partitions import data_days, export_day_key
+from beop_assets.defs.exports.jobs import EXPORT_MODES
+from beop_assets.defs.model.jobs import LOAD_JOB
+from beop_assets.defs.partitions import Partitions, export_day_key
+from beop_assets.defs.step_errors import product_message
 
 DEFAULT_DAGSTER_HOME = ".dagster_home"
 # Written into a new DAGSTER_HOME (an existing dagster.yaml is never touched):
@@ -86,16 +89,9 @@ def instance() -> DagsterInstance:
 def _root_error(result: ExecuteInProcessResult) -> str:
     for event in result.all_events:
         if event.event_type in (DagsterEventType.STEP_FAILURE, DagsterEventType.RUN_FAILURE):
-            data = event.event_specific_data
-            error = getattr(data, "error", None)
-            # Dagster wraps the exception the step raised (DagsterExecution...Error); that exception is the
-            # product's message (export, destination, what to fix). Its own causes are the library errors
-            # it translated (paramiko, google-cloud-storage), which say none of that: stop at the first
-            # error that is not Dagster's wrapper.
-            while error is not None and error.cause is not None and error.cls_name.startswith("Dagster"):
-                error = error.cause
-            if error is not None:
-                return error.message.strip().splitlines()[0] if error.message else error.cls_name
+            message = product_message(getattr(event.event_specific_data, "error", None))
+            if message:
+                return message.splitlines()[0]
     return "run failed"
 
 
@@ -130,25 +126,24 @@ def run_day(
     export_ids: list[str] | None = None,
     echo: Callable[[str], None] = print,
     dagster_instance: DagsterInstance | None = None,
+    config: settings.Settings | None = None,
 ) -> list[Outcome]:
-    from beop_assets.definitions import defs
-    from beop_assets.jobs import load_participations_job
-    from beop_assets.resources import ExportRegistry
+    from beop_assets.definitions import build_definitions, build_resources
 
+    config = config or settings.current()  # the CLI's edge: the settings of this command
+    data_days = Partitions.starting(config.start_date).data_days
     if not data_days.has_partition_key(day.isoformat()):
         raise SystemExit(
             f"{day} is outside the data days Dagster offers (from {data_days.start:%Y-%m-%d} to today, UTC; "
             "set BEOP_START_DATE for older days)"
         )
     dagster_instance = dagster_instance or instance()
-    registry = ExportRegistry().load()
+    registry = build_resources(config)["registry"].load()
     for fault in registry.faults:
         echo(f"registry fault: {fault}")
     targets, outcomes = _targets(registry, export_ids)
     if registry.unreadable and export_ids is None:
         return [Outcome("(registry)", None, "failed", error="; ".join(map(str, registry.faults)))]
-
-    from beop_assets.jobs import EXPORT_MODES
 
     for mode, spec in EXPORT_MODES.items():
         wanted = {i for i, m in targets if m == mode}
@@ -157,7 +152,8 @@ def run_day(
             dagster_instance.add_dynamic_partitions(spec.partitions_name, missing)
 
     echo(f"loading participations of {day} ...")
-    load = defs.resolve_job_def(load_participations_job.name).execute_in_process(
+    defs = build_definitions(config)
+    load = defs.resolve_job_def(LOAD_JOB).execute_in_process(
         partition_key=day.isoformat(),
         instance=dagster_instance,
         raise_on_error=False,
@@ -173,16 +169,23 @@ def run_day(
             meta = {k: v.value for k, v in mat.metadata.items()}
             echo(f"loaded {day}: {meta.get('rows')} participations, {meta.get('rejected')} rejected lines")
 
-    return outcomes + deliver(day, targets, dagster_instance)
+    return outcomes + deliver(day, targets, dagster_instance, config.delivery_workers, defs)
 
 
 def deliver(
-    day: date, targets: list[tuple[str, str]], dagster_instance: DagsterInstance, workers: int | None = None
+    day: date,
+    targets: list[tuple[str, str]],
+    dagster_instance: DagsterInstance,
+    workers: int,
+    defs: Definitions | None = None,
 ) -> list[Outcome]:
     """One run per (export, mode) of `targets`, outcomes in the order of `targets`."""
-    workers = min(workers or settings.current().delivery_workers, len(targets))
+    workers = min(workers, len(targets))
     if workers <= 1 or dagster_instance.is_ephemeral:
-        return [_deliver_one(day, export_id, mode, dagster_instance) for export_id, mode in targets]
+        from beop_assets.definitions import defs as load_definitions
+
+        defs = defs or load_definitions()
+        return [_deliver_one(day, export_id, mode, dagster_instance, defs) for export_id, mode in targets]
     done: dict[str, Outcome] = {}
     home = dagster_instance.root_directory
     lost = _deliver_in_pool(day, targets, home, workers, done)
@@ -227,27 +230,24 @@ def _deliver_in_pool(
     return lost
 
 
-# The instance of a worker process: opened once by `_worker_start`, used by each run it executes.
-_worker_instance: DagsterInstance | None = None
+# A worker process's instance and definitions: made once by `_worker_start`, used by each run it executes.
+_worker: tuple[DagsterInstance, Definitions] | None = None
 
 
 def _worker_start(home: str) -> None:
-    global _worker_instance
-    import beop_assets.definitions  # noqa: F401  (imported once per worker, before the first run)
+    global _worker
+    from beop_assets.definitions import defs
 
-    _worker_instance = DagsterInstance.from_config(home)
+    _worker = (DagsterInstance.from_config(home), defs())
 
 
 def _worker_deliver(day: date, export_id: str, mode: str) -> Outcome:
-    assert _worker_instance is not None
-    return _deliver_one(day, export_id, mode, _worker_instance)
+    assert _worker is not None
+    return _deliver_one(day, export_id, mode, *_worker)
 
 
-def _deliver_one(day: date, export_id: str, mode: str, dagster_instance: DagsterInstance) -> Outcome:
-    from beop_assets.definitions import defs
-    from beop_assets.jobs import EXPORT_MODES
-
-    job = defs.resolve_job_def(EXPORT_MODES[mode].job.name)
+def _deliver_one(day: date, export_id: str, mode: str, dagster_instance: DagsterInstance, defs: Definitions) -> Outcome:
+    job = defs.resolve_job_def(EXPORT_MODES[mode].job_name)
     result = job.execute_in_process(
         partition_key=str(export_day_key(day, export_id)),
         instance=dagster_instance,

@@ -1,48 +1,127 @@
 """The one place where the product is assembled for Dagster (`dagster dev`, the CLI and the tests).
 
+The deployment's settings are read here, once, when the code location loads (`@definitions`: not at
+import), and become the resources' fields. The resources are locked: no run config can change where data
+is read from or delivered to. A setting that only one job needs and that cannot be used becomes that
+resource's `problem`, so it fails that job at run time instead of the whole code location.
+
 Runs use the in-process executor: an export run is one build-and-deliver step plus its checks,
 and a process per step would cost more than the work itself (see README, "Dagster overhead").
 """
 
-from dagster import Definitions, in_process_executor
+from __future__ import annotations
 
-from beop_assets.assets.global_exports import global_export_file
-from beop_assets.assets.missed_deliveries import missed_deliveries
-from beop_assets.assets.model import participation_model
-from beop_assets.assets.specific_exports import crm_export_file
-from beop_assets.checks import delivery_checks
-from beop_assets.io_managers import GcsDeliveryIOManager, SftpDeliveryIOManager
-from beop_assets.jobs import (
-    deliver_global_exports_job,
-    deliver_specific_exports_job,
-    detect_missed_deliveries_job,
-    load_participations_job,
-    purge_expired_data_job,
+from collections.abc import Callable
+from datetime import time
+from typing import Any
+
+from dagster import DefaultScheduleStatus, Definitions, definitions, in_process_executor
+
+from beop_assets import settings
+from beop_assets.defs.exports import export_definitions
+from beop_assets.defs.exports.io_managers import GcsDeliveryIOManager, SftpDeliveryIOManager
+from beop_assets.defs.model import model_definitions
+from beop_assets.defs.operations import operations_definitions
+from beop_assets.defs.partitions import Partitions
+from beop_assets.defs.resources import (
+    Alerts,
+    DeliveryPolicy,
+    ExportFiles,
+    ExportRegistry,
+    Landing,
+    MissedDayDeadline,
+    Retention,
+    Warehouse,
+    locked,
+    locked_io_manager,
 )
-from beop_assets.resources import ExportRegistry, Warehouse
-from beop_assets.schedules import missed_deliveries_schedule, nightly_participations_schedule, retention_schedule
-from beop_assets.sensors import alert_on_run_failure, deliver_loaded_days_sensor, export_registry_sensor
 
-registry = ExportRegistry()
-warehouse = Warehouse()
+DEFAULT_DEADLINE = time(6, 0)
 
-defs = Definitions(
-    assets=[participation_model, crm_export_file, global_export_file, missed_deliveries],
-    asset_checks=delivery_checks,
-    jobs=[
-        load_participations_job,
-        deliver_specific_exports_job,
-        deliver_global_exports_job,
-        detect_missed_deliveries_job,
-        purge_expired_data_job,
-    ],
-    schedules=[nightly_participations_schedule, missed_deliveries_schedule, retention_schedule],
-    sensors=[export_registry_sensor, deliver_loaded_days_sensor, alert_on_run_failure],
-    resources={
+
+def _usable(read: Callable[[], Any]) -> tuple[Any, str | None]:
+    """A setting's value, or (None, its error) when it cannot be used."""
+    try:
+        return read(), None
+    except ValueError as exc:
+        return None, str(exc)
+
+
+def build_resources(config: settings.Settings) -> dict[str, Any]:
+    """Every resource, its fields taken from the deployment's settings (unlocked: the CLI's and tests' view)."""
+    registry = ExportRegistry(path=config.exports, landing=config.landing)
+    warehouse = Warehouse(
+        root=str(config.warehouse),
+        store=config.warehouse_store,
+        load_memory_limit=config.load_memory_limit,
+        read_threads=config.export_threads,
+    )
+    gzip_level, gzip_problem = _usable(lambda: config.gzip_level)
+    retention_days, retention_problem = _usable(lambda: config.retention_days)
+    deadline, deadline_problem = _usable(lambda: config.missed_day_deadline)
+    lookback, lookback_problem = _usable(lambda: config.delivery_lookback_days)
+    channels, alerts_problem = _usable(lambda: config.alerts)
+    read_back, read_back_problem = _usable(lambda: config.sftp_read_back)
+    stale_age, stale_problem = _usable(lambda: config.sftp_stale_temp_age_s)
+    delivery_problem = read_back_problem or stale_problem
+    if delivery_problem:  # every delivery needs it: the location itself cannot serve deliveries
+        raise settings.SettingError(delivery_problem)
+    return {
         "registry": registry,
         "warehouse": warehouse,
-        "sftp_delivery": SftpDeliveryIOManager(registry=registry, warehouse=warehouse),
+        "landing": Landing(url=config.landing),
+        "export_files": ExportFiles(
+            gzip_level=gzip_level if gzip_level is not None else 5,
+            read_threads=config.export_threads,
+            problem=gzip_problem,
+        ),
+        "retention": Retention(days=retention_days or 30, problem=retention_problem),
+        "deadline_setting": MissedDayDeadline(
+            hour=(deadline or DEFAULT_DEADLINE).hour,
+            minute=(deadline or DEFAULT_DEADLINE).minute,
+            problem=deadline_problem,
+        ),
+        "delivery_policy": DeliveryPolicy(lookback_days=lookback or 7, problem=lookback_problem),
+        "alert_channels": Alerts(
+            **(
+                {
+                    "webhook_url": channels.webhook_url,
+                    "smtp_host": channels.smtp_host,
+                    "smtp_port": channels.smtp_port,
+                    "smtp_from": channels.smtp_from,
+                    "smtp_to": list(channels.smtp_to),
+                    "smtp_user": channels.smtp_user,
+                    "smtp_password": channels.smtp_password,
+                    "smtp_starttls": channels.smtp_starttls,
+                }
+                if channels
+                else {}
+            ),
+            problem=alerts_problem,
+        ),
+        "sftp_delivery": SftpDeliveryIOManager(
+            registry=registry, warehouse=warehouse, sftp_read_back=read_back, sftp_stale_temp_age_s=stale_age
+        ),
         "gcs_delivery": GcsDeliveryIOManager(registry=registry, warehouse=warehouse),
-    },
-    executor=in_process_executor,
-)
+    }
+
+
+def build_definitions(config: settings.Settings) -> Definitions:
+    partitions = Partitions.starting(config.start_date)
+    schedules = DefaultScheduleStatus.STOPPED if config.schedule_default == "stopped" else DefaultScheduleStatus.RUNNING
+    deadline, _ = _usable(lambda: config.missed_day_deadline)
+    resources = {
+        key: locked_io_manager(value) if key.endswith("_delivery") else locked(value)
+        for key, value in build_resources(config).items()
+    }
+    return Definitions.merge(
+        model_definitions(partitions, schedules),
+        export_definitions(partitions),
+        operations_definitions(partitions, deadline or DEFAULT_DEADLINE, schedules),
+        Definitions(resources=resources, executor=in_process_executor),
+    )
+
+
+@definitions
+def defs() -> Definitions:
+    return build_definitions(settings.current())

@@ -1,17 +1,22 @@
-"""The operator's settings (SPEC section 6), read from the environment at the moment they are needed.
+"""The operator's settings (docs/operators-guide.md), read from the environment at the edge only.
 
-Nothing here is cached in module globals: the same process (a test, `dagster dev`) may see the
-settings change, and the registry file is looked at on every use so that edits need no restart
-(`resources.py` reuses the validated registry only while its files are byte for byte unchanged).
-Every variable, its default and why is listed in docs/operators-guide.md.
+`current()` is called where the product meets its deployment: the CLI, `definitions.py` (which builds the
+resources' fields from it) and the Celery app. Everything below them gets its settings as arguments or
+resource fields. Nothing is cached in module globals: a process that reloads its definitions (`dagster dev`)
+sees a changed environment. Every variable, its default and why is listed in docs/operators-guide.md.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from beop_assets.operations.alerts import AlertSettings
 
 DEFAULT_LANDING = "data/landing"
 DEFAULT_WAREHOUSE = "data/warehouse"
@@ -33,73 +38,26 @@ DEFAULT_SFTP_STALE_TEMP_HOURS = 1
 SCHEDULE_STATES = ("running", "stopped")
 
 
-@dataclass(frozen=True)
-class AlertSettings:
-    """Where alerts go: a Slack-compatible webhook and/or e-mail over SMTP (none: alerts are only logged)."""
-
-    webhook_url: str | None = None
-    smtp_host: str | None = None
-    smtp_port: int = 25
-    smtp_from: str | None = None
-    smtp_to: tuple[str, ...] = ()
-    smtp_user: str | None = None
-    smtp_password: str | None = field(default=None, repr=False)
-    smtp_starttls: bool = False
-    timeout_s: float = 10.0
-
-    @property
-    def email_enabled(self) -> bool:
-        return bool(self.smtp_host and self.smtp_to)
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.webhook_url) or self.email_enabled
-
-
-@dataclass(frozen=True)
-class Settings:
-    landing: str
-    warehouse: Path  # the local folder of the model, the spool and the SQLite ledger
-    exports_file: Path
-    start_date: str
-    gzip_level: int  # deflate level of global exports, zlib-ng 0-9
-    load_memory_limit: str  # DuckDB's memory limit for a day load (it spills past it)
-    export_threads: int = 2  # DuckDB threads of an export's read of the model (2 cores: one export at a time)
-    schedule_default: str = "running"
-    delivery_lookback_days: int = DEFAULT_DELIVERY_LOOKBACK_DAYS
-    missed_day_deadline: time = time(6, 0)
-    retention_days: int = DEFAULT_RETENTION_DAYS
-    alerts: AlertSettings = field(default_factory=AlertSettings)
-    # SFTP servers without a hash extension: prove content by reading the temporary file back
-    # (costs a second transfer) rather than by every write's acknowledgement and the size.
-    sftp_read_back: bool = False
-    # A temporary file of the product's older than this in a customer's directory is a crash's leftover.
-    sftp_stale_temp_age_s: float = DEFAULT_SFTP_STALE_TEMP_HOURS * 3600
-    ledger_url: str | None = None  # BEOP_LEDGER_URL: the delivery ledger in Postgres; unset: SQLite in the warehouse
-    delivery_workers: int = 1
-    # BEOP_WAREHOUSE=gs://bucket/prefix: where the model's days live; `warehouse` is then this machine's copy.
-    warehouse_store: str | None = None
-
-    @property
-    def landing_is_gcs(self) -> bool:
-        return self.landing.startswith("gs://")
-
-
-def _flag(name: str) -> bool:
-    text = os.environ.get(name, "").strip().lower()
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    text = env.get(name, "").strip().lower()
     if text not in ("", "0", "1", "true", "false", "yes", "no"):
-        raise ValueError(f"{name}={text!r}: expected 1 or 0")
+        raise SettingError(f"{name}={text!r}: expected 1 or 0")
     return text in ("1", "true", "yes")
 
 
-def _positive_int(name: str, default: int, unit: str = "days") -> int:
-    text = os.environ.get(name, str(default))
+def _positive_int(env: Mapping[str, str], name: str, default: int, unit: str = "days") -> int:
+    return _bounded_int(env, name, default, 1, None, f"a whole number of {unit}")
+
+
+def _bounded_int(env: Mapping[str, str], name: str, default: int, low: int, high: int | None, what: str) -> int:
+    text = env.get(name) or str(default)
     try:
         value = int(text)
     except ValueError:
-        raise ValueError(f"{name}={text!r}: expected a whole number of {unit}") from None
-    if value < 1:
-        raise ValueError(f"{name}={text!r}: expected at least 1")
+        raise SettingError(f"{name}={text!r}: expected {what}") from None
+    if value < low or (high is not None and value > high):
+        bounds = f"from {low} to {high}" if high is not None else f"at least {low}"
+        raise SettingError(f"{name}={text!r}: expected {what}, {bounds}")
     return value
 
 
@@ -108,33 +66,28 @@ def parse_clock(text: str, name: str = "BEOP_MISSED_DAY_DEADLINE") -> time:
         hours, minutes = text.split(":")
         return time(int(hours), int(minutes))
     except ValueError:
-        raise ValueError(f"{name}={text!r}: expected HH:MM (UTC), e.g. 06:00") from None
-
-
-def _schedule_default() -> str:
-    value = os.environ.get("BEOP_SCHEDULE_DEFAULT", "running").strip().lower()
-    if value not in SCHEDULE_STATES:
-        raise ValueError(f"BEOP_SCHEDULE_DEFAULT={value!r}: expected one of {', '.join(SCHEDULE_STATES)}")
-    return value
+        raise SettingError(f"{name}={text!r}: expected HH:MM (UTC), e.g. 06:00") from None
 
 
 def _port(text: str) -> int:
     if not text.isdigit() or not 0 < int(text) < 65536:
-        raise ValueError(f"BEOP_ALERT_SMTP_PORT={text!r}: expected a TCP port number (25, 465, 587, ...)")
+        raise SettingError(f"BEOP_ALERT_SMTP_PORT={text!r}: expected a TCP port number (25, 465, 587, ...)")
     return int(text)
 
 
-def alert_settings() -> AlertSettings:
-    env = os.environ.get
+def alert_settings(env: Mapping[str, str]) -> AlertSettings:
+    from beop_assets.operations.alerts import AlertSettings
+
+    get = env.get
     return AlertSettings(
-        webhook_url=env("BEOP_ALERT_WEBHOOK_URL") or None,
-        smtp_host=env("BEOP_ALERT_SMTP_HOST") or None,
-        smtp_port=_port(env("BEOP_ALERT_SMTP_PORT") or "25"),
-        smtp_from=env("BEOP_ALERT_SMTP_FROM") or "beop-exports@localhost",
-        smtp_to=tuple(a.strip() for a in (env("BEOP_ALERT_SMTP_TO") or "").split(",") if a.strip()),
-        smtp_user=env("BEOP_ALERT_SMTP_USER") or None,
-        smtp_password=env("BEOP_ALERT_SMTP_PASSWORD") or None,
-        smtp_starttls=(env("BEOP_ALERT_SMTP_STARTTLS") or "").lower() in ("1", "true", "yes"),
+        webhook_url=get("BEOP_ALERT_WEBHOOK_URL") or None,
+        smtp_host=get("BEOP_ALERT_SMTP_HOST") or None,
+        smtp_port=_port(get("BEOP_ALERT_SMTP_PORT") or "25"),
+        smtp_from=get("BEOP_ALERT_SMTP_FROM") or "beop-exports@localhost",
+        smtp_to=tuple(a.strip() for a in (get("BEOP_ALERT_SMTP_TO") or "").split(",") if a.strip()),
+        smtp_user=get("BEOP_ALERT_SMTP_USER") or None,
+        smtp_password=get("BEOP_ALERT_SMTP_PASSWORD") or None,
+        smtp_starttls=(get("BEOP_ALERT_SMTP_STARTTLS") or "").lower() in ("1", "true", "yes"),
     )
 
 
@@ -143,44 +96,151 @@ def default_start_date(today: date | None = None) -> str:
     return (today - timedelta(days=DEFAULT_START_DAYS_BACK)).isoformat()
 
 
-def _warehouse() -> tuple[Path, str | None]:
+def _warehouse(env: Mapping[str, str]) -> tuple[Path, str | None]:
     """(local folder, gs:// store or None): a gs:// BEOP_WAREHOUSE keeps its local copy in BEOP_WAREHOUSE_CACHE."""
-    value = os.environ.get("BEOP_WAREHOUSE") or DEFAULT_WAREHOUSE
+    value = env.get("BEOP_WAREHOUSE") or DEFAULT_WAREHOUSE
     if "://" not in value:
         return Path(value), None
     if not value.startswith("gs://") or not value.removeprefix("gs://").split("/", 1)[0]:
-        raise ValueError(f"BEOP_WAREHOUSE={value!r}: expected a local folder or gs://bucket/prefix")
-    return Path(os.environ.get("BEOP_WAREHOUSE_CACHE") or DEFAULT_WAREHOUSE_CACHE), value
+        raise SettingError(f"BEOP_WAREHOUSE={value!r}: expected a local folder or gs://bucket/prefix")
+    return Path(env.get("BEOP_WAREHOUSE_CACHE") or DEFAULT_WAREHOUSE_CACHE), value
+
+
+class SettingError(ValueError):
+    """A BEOP_* variable whose value cannot be used: the message names it and says what it expects."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The deployment's settings, read from the environment once, at the edge (the CLI, `definitions.py`).
+
+    Each typed setting is parsed when it is first used, not when the environment is read: a bad
+    `BEOP_RETENTION_DAYS` fails the retention job that needs it (and `beop-exports validate
+    --settings-only`), never the code location, so loads, deliveries and alerts go on. `problems()`
+    checks every setting at once.
+    """
+
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ), repr=False)
+
+    def _get(self, name: str, default: str = "") -> str:
+        return self.env.get(name) or default
+
+    @property
+    def landing(self) -> str:
+        return self._get("BEOP_LANDING", DEFAULT_LANDING)
+
+    @property
+    def landing_is_gcs(self) -> bool:
+        return self.landing.startswith("gs://")
+
+    @property
+    def warehouse(self) -> Path:
+        """The local folder of the model, the spool and the SQLite ledger (with a gs:// BEOP_WAREHOUSE,
+        this machine's copy: BEOP_WAREHOUSE_CACHE)."""
+        return _warehouse(self.env)[0]
+
+    @property
+    def warehouse_store(self) -> str | None:
+        """BEOP_WAREHOUSE=gs://bucket/prefix: where the model's days live."""
+        return _warehouse(self.env)[1]
+
+    @property
+    def exports(self) -> str:
+        """The export registry: a YAML file's path (or a database URL)."""
+        return self._get("BEOP_EXPORTS", DEFAULT_EXPORTS)
+
+    @property
+    def exports_file(self) -> Path:
+        return Path(self.exports)
+
+    @property
+    def start_date(self) -> str:
+        text = self._get("BEOP_START_DATE")
+        if not text:
+            return default_start_date()
+        parse_day(text, "BEOP_START_DATE")
+        return text
+
+    @property
+    def gzip_level(self) -> int:
+        return _bounded_int(self.env, "BEOP_GZIP_LEVEL", 5, 0, 9, "a deflate level")
+
+    @property
+    def load_memory_limit(self) -> str:
+        return self._get("BEOP_LOAD_MEMORY_LIMIT", "1GB")
+
+    @property
+    def export_threads(self) -> int:
+        """DuckDB threads of an export's read of the model (2 cores: one export at a time)."""
+        return _positive_int(self.env, "BEOP_EXPORT_THREADS", 2, "threads")
+
+    @property
+    def schedule_default(self) -> str:
+        value = self._get("BEOP_SCHEDULE_DEFAULT", "running").strip().lower()
+        if value not in SCHEDULE_STATES:
+            raise SettingError(f"BEOP_SCHEDULE_DEFAULT={value!r}: expected one of {', '.join(SCHEDULE_STATES)}")
+        return value
+
+    @property
+    def delivery_lookback_days(self) -> int:
+        return _positive_int(self.env, "BEOP_DELIVERY_LOOKBACK_DAYS", DEFAULT_DELIVERY_LOOKBACK_DAYS)
+
+    @property
+    def missed_day_deadline(self) -> time:
+        return parse_clock(self._get("BEOP_MISSED_DAY_DEADLINE", DEFAULT_MISSED_DAY_DEADLINE))
+
+    @property
+    def retention_days(self) -> int:
+        return _positive_int(self.env, "BEOP_RETENTION_DAYS", DEFAULT_RETENTION_DAYS)
+
+    @property
+    def alerts(self) -> AlertSettings:
+        return alert_settings(self.env)
+
+    @property
+    def sftp_read_back(self) -> bool:
+        """SFTP servers without a hash extension: prove content by reading the temporary file back (a
+        second transfer) rather than by every write's acknowledgement and the size."""
+        return _flag(self.env, "BEOP_SFTP_READ_BACK")
+
+    @property
+    def sftp_stale_temp_age_s(self) -> float:
+        hours = _positive_int(self.env, "BEOP_SFTP_STALE_TEMP_HOURS", DEFAULT_SFTP_STALE_TEMP_HOURS, "hours")
+        return hours * 3600.0
+
+    @property
+    def ledger_url(self) -> str | None:
+        """BEOP_LEDGER_URL: the delivery ledger in Postgres; unset: SQLite in the warehouse."""
+        return self._get("BEOP_LEDGER_URL") or None
+
+    @property
+    def delivery_workers(self) -> int:
+        """Processes that deliver exports side by side in `beop-exports run` (1: one after another)."""
+        return _positive_int(self.env, "BEOP_DELIVERY_WORKERS", os.cpu_count() or 1, "processes")
+
+    def problems(self) -> list[str]:
+        """Every setting that cannot be used, each naming its variable (empty: all good)."""
+        found = []
+        for name in SETTING_NAMES:
+            try:
+                getattr(self, name)
+            except ValueError as exc:
+                found.append(str(exc))
+        return found
+
+
+SETTING_NAMES = [name for name, value in vars(Settings).items() if isinstance(value, property)]
 
 
 def current() -> Settings:
-    warehouse, warehouse_store = _warehouse()
-    return Settings(
-        landing=os.environ.get("BEOP_LANDING", DEFAULT_LANDING),
-        warehouse=warehouse,
-        warehouse_store=warehouse_store,
-        exports_file=Path(os.environ.get("BEOP_EXPORTS", DEFAULT_EXPORTS)),
-        start_date=os.environ.get("BEOP_START_DATE") or default_start_date(),
-        gzip_level=int(os.environ.get("BEOP_GZIP_LEVEL", "5")),
-        load_memory_limit=os.environ.get("BEOP_LOAD_MEMORY_LIMIT", "1GB"),
-        export_threads=_positive_int("BEOP_EXPORT_THREADS", 2, "threads"),
-        schedule_default=_schedule_default(),
-        delivery_lookback_days=_positive_int("BEOP_DELIVERY_LOOKBACK_DAYS", DEFAULT_DELIVERY_LOOKBACK_DAYS),
-        missed_day_deadline=parse_clock(os.environ.get("BEOP_MISSED_DAY_DEADLINE", DEFAULT_MISSED_DAY_DEADLINE)),
-        retention_days=_positive_int("BEOP_RETENTION_DAYS", DEFAULT_RETENTION_DAYS),
-        alerts=alert_settings(),
-        sftp_read_back=_flag("BEOP_SFTP_READ_BACK"),
-        sftp_stale_temp_age_s=_positive_int("BEOP_SFTP_STALE_TEMP_HOURS", DEFAULT_SFTP_STALE_TEMP_HOURS, "hours")
-        * 3600,
-        ledger_url=os.environ.get("BEOP_LEDGER_URL") or None,
-        # Processes that deliver exports side by side in `beop-exports run` (1: one after another).
-        delivery_workers=max(1, int(os.environ.get("BEOP_DELIVERY_WORKERS") or os.cpu_count() or 1)),
-    )
+    """The settings of this process's environment (called at the edge only)."""
+    return Settings(dict(os.environ))
 
 
-def parse_day(text: str) -> date:
+def parse_day(text: str, name: str | None = None) -> date:
     """A data day as operators type it (YYYY-MM-DD), with an error that says what was expected."""
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"invalid date {text!r}: expected YYYY-MM-DD") from None
+        where = f"{name}={text!r}" if name else f"invalid date {text!r}"
+        raise SettingError(f"{where}: expected YYYY-MM-DD") from None

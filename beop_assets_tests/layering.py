@@ -1,11 +1,16 @@
 """The import check anyone can run (`python -m beop_assets_tests.layering`, part of `make lint`).
 
-Layers point one way. The domain packages (landing, model, delivery, exports) are plain Python: they
-import no Dagster, none of the Dagster glue above them (assets, checks, sensors, resources, ...) and
+Layers point one way. The domain packages (landing, model, delivery, exports, operations) are plain
+Python: they import no Dagster, nothing of `beop_assets.defs` (every Dagster object lives there) and
 not `settings` either, so that every setting is read at the edge and passed down. Among themselves:
 `landing` and `delivery` stand alone, `model` reads the landing zone, `exports` builds files from
-the model and names the transports' own target types. `cloud_storage` (how every GCS client is
-built, emulator or Google) is a foundation both the landing zone and the GCS transport stand on.
+the model and names the transports' own target types, `operations` (retention, missed deliveries,
+alerts, pre-flight) works over all of them. `cloud_storage` (how every GCS client is built, emulator
+or Google, and what a gs:// URL means) is a foundation the others stand on.
+
+Settings are read at the edge only: `settings.current()` may be called in the edge modules (the CLI,
+the definitions that Dagster loads, the CLI's daily run, the Celery app) and nowhere else. Resources
+in `defs/` hold no logic of their own: each method delegates in a few lines.
 
 The check reads the source with `ast` (imports inside functions count too), so it needs no import
 side effect and cannot be fooled by a lazy import.
@@ -26,13 +31,18 @@ ALLOWED: dict[str, set[str]] = {
     "delivery": set(),
     "model": {"landing"},
     "exports": {"landing", "model", "delivery"},
+    "operations": {"landing", "model", "delivery", "exports"},
 }
 FORBIDDEN_LIBRARIES = ("dagster",)
 # Foundation modules: any domain package may build on them; they import nothing of the product.
 FOUNDATION = {"cloud_storage"}
-# Known, and to be passed from the edge next: where the warehouse folder and the ledger's database are
-# when a caller gives none. Listed here so that no new module starts reading settings.
-KNOWN_SETTINGS_READERS = {"model/warehouse.py", "delivery/ledger.py"}
+# Known, and to be passed from the edge next: where the ledger's database is when a caller gives none.
+# Listed here so that no new module starts reading settings.
+KNOWN_SETTINGS_READERS = {"delivery/ledger.py"}
+# Where `settings.current()` may be called: the edge.
+EDGE = {"settings.py", "cli.py", "definitions.py", "daily_run.py", "topology/celery_app.py"}
+# A resource method longer than this holds logic that belongs in a plain package.
+RESOURCE_METHOD_LINES = 12
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:
@@ -56,7 +66,7 @@ def violations(root: Path = ROOT) -> list[str]:
             where = path.relative_to(root.parent)
             for line, module in _imports(path):
                 top = module.split(".")[0]
-                if top in FORBIDDEN_LIBRARIES:
+                if top in FORBIDDEN_LIBRARIES or module.startswith(f"{PACKAGE}.defs"):
                     problems.append(f"{where}:{line}: domain package {layer!r} imports {module}")
                     continue
                 if top != PACKAGE:
@@ -71,6 +81,25 @@ def violations(root: Path = ROOT) -> list[str]:
                     problems.append(
                         f"{where}:{line}: {layer!r} imports {module}; it may import only "
                         f"{sorted(allowed) or 'nothing'} of the product"
+                    )
+    for path in sorted(root.rglob("*.py")):
+        relative = str(path.relative_to(root))
+        if relative in EDGE or relative in KNOWN_SETTINGS_READERS:
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if "settings.current()" in line:
+                problems.append(f"{path.relative_to(root.parent)}:{number}: settings read away from the edge")
+    resources = root / "defs" / "resources.py"
+    for node in ast.walk(ast.parse(resources.read_text())):
+        if isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if (
+                    isinstance(item, ast.FunctionDef)
+                    and (item.end_lineno or 0) - item.lineno + 1 > RESOURCE_METHOD_LINES
+                ):
+                    problems.append(
+                        f"{resources.relative_to(root.parent)}:{item.lineno}: {node.name}.{item.name} holds logic "
+                        f"(over {RESOURCE_METHOD_LINES} lines): move it to a plain package"
                     )
     for name in sorted(FOUNDATION):
         path = root / f"{name}.py"

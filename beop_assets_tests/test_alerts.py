@@ -10,11 +10,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from dagster import DagsterEventType, build_run_status_sensor_context
 
-from beop_assets import alerts, settings
-from beop_assets.definitions import defs
-from beop_assets.missed_days import MissedDayReport, MissedDelivery
-from beop_assets.sensors import alert_on_run_failure
+from beop_assets import settings
+from beop_assets.definitions import defs as load_definitions
+from beop_assets.defs.operations.alerts import alert_on_run_failure
+from beop_assets.operations import alerts
+from beop_assets.operations.missed_deliveries import MissedDayReport, MissedDelivery
 from beop_assets_tests.fixtures.alerts import body_of
+from beop_assets_tests.fixtures.definitions import resource
 from beop_assets_tests.fixtures.sshd import SFTP_PASSWORD_ENV
 
 YESTERDAY = datetime.now(UTC).date() - timedelta(days=1)
@@ -33,7 +35,7 @@ def alerting(monkeypatch, webhook, smtp_server):
 def test_an_alert_reaches_the_webhook_as_slack_json_and_the_mailbox(alerting):
     webhook, mailbox = alerting
     alert = alerts.run_failure_alert("deliver_specific_exports", "run-123", "boom", export_id="acme", day="2026-11-25")
-    sent = alerts.send_alert(alert, settings.alert_settings())
+    sent = alerts.send_alert(alert, settings.alert_settings(os.environ))
     assert sent[0].startswith("webhook http://127.0.0.1:") and "token" not in sent[0]
     assert sent[1] == "e-mail to ops@example.com, oncall@example.com"
     (post,) = webhook.posts
@@ -52,7 +54,7 @@ def test_secrets_are_masked_and_the_webhook_url_never_appears(alerting, monkeypa
     monkeypatch.setenv("BEOP_ALERT_SMTP_PASSWORD", "smtp-password-very-secret")
     error = f"login failed with hunter2-sftp-password and smtp-password-very-secret via {webhook.url}"
     alert = alerts.run_failure_alert("job", "run-1", error, export_id="acme", day="2026-11-25")
-    alerts.send_alert(alert, settings.alert_settings(), secrets=["hunter2-sftp-password"])
+    alerts.send_alert(alert, settings.alert_settings(os.environ), secrets=["hunter2-sftp-password"])
     texts = [webhook.posts[0]["json"]["text"], body_of(mailbox.messages[0]), mailbox.messages[0]["Subject"]]
     for text in texts:
         assert "hunter2-sftp-password" not in text
@@ -69,7 +71,7 @@ def test_an_unreachable_webhook_names_its_host_and_still_sends_the_email(alertin
     monkeypatch.setenv("BEOP_ALERT_WEBHOOK_URL", dead)
     alert = alerts.run_failure_alert("job", "run-1", "boom", export_id="acme", day="2026-11-25")
     with pytest.raises(alerts.AlertDeliveryError) as failure:
-        alerts.send_alert(alert, settings.alert_settings())
+        alerts.send_alert(alert, settings.alert_settings(os.environ))
     message = str(failure.value)
     assert "unreachable" in message and dead.rsplit("/", 2)[0].split("/hooks")[0] in message
     assert "secret-token-xyz" not in message
@@ -82,8 +84,10 @@ def test_the_run_failure_sensor_announces_a_failed_export_run(product, alerting)
     product.write_registry([product.crm("acme-crm")])
     product.instance.add_dynamic_partitions("specific_exports", ["acme-crm"])
     key = f"{YESTERDAY}|acme-crm"
-    result = defs.resolve_job_def("deliver_specific_exports").execute_in_process(
-        partition_key=key, instance=product.instance, raise_on_error=False
+    result = (
+        load_definitions()
+        .resolve_job_def("deliver_specific_exports")
+        .execute_in_process(partition_key=key, instance=product.instance, raise_on_error=False)
     )
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type == DagsterEventType.RUN_FAILURE)
@@ -93,7 +97,7 @@ def test_the_run_failure_sensor_announces_a_failed_export_run(product, alerting)
         dagster_instance=product.instance,
         dagster_run=product.instance.get_run_by_id(result.run_id),
     ).for_run_failure()
-    alert_on_run_failure(context)
+    alert_on_run_failure(context, alert_channels=resource("alert_channels"), registry=resource("registry"))
 
     (post,) = webhook.posts
     text = post["json"]["text"]

@@ -1,4 +1,4 @@
-"""The operator interface of SPEC section 6, driven as an operator would: `beop-exports ...`."""
+"""The operator interface of docs/operators-guide.md, driven as an operator would: `beop-exports ...`."""
 
 import re
 import subprocess
@@ -104,15 +104,30 @@ def test_the_console_script_is_installed():
     assert done.returncode == 0 and all(c in done.stdout for c in ("validate", "run", "generate", "history", "check"))
 
 
-def test_a_broken_setting_is_named_before_any_command_runs(monkeypatch, tmp_path):
-    for variable, value, expected in [
-        ("BEOP_WAREHOUSE", "s3://bucket/model", "BEOP_WAREHOUSE='s3://bucket/model': expected a local folder or gs://"),
-        ("BEOP_RETENTION_DAYS", "thirty", "BEOP_RETENTION_DAYS='thirty': expected a whole number of days"),
-    ]:
-        monkeypatch.setenv(variable, value)
-        done = subprocess.run(
-            [sys.executable, "-m", "beop_assets.cli", "history"], capture_output=True, text=True, cwd=tmp_path
+def test_a_broken_setting_stops_the_commands_that_use_it_and_only_those(monkeypatch, tmp_path):
+    """Issue 23: a typo in BEOP_RETENTION_DAYS used to stop every command, `history` included."""
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "beop_assets.cli", *args], capture_output=True, text=True, cwd=tmp_path
         )
-        assert done.returncode == 1, done
-        assert f"configuration: {expected}" in done.stderr and "Traceback" not in done.stderr, done.stderr
-        monkeypatch.delenv(variable)
+
+    monkeypatch.setenv("BEOP_WAREHOUSE", "s3://bucket/model")
+    done = cli("history")  # history reads the warehouse's ledger: it cannot run
+    assert done.returncode == 1, done
+    expected = "BEOP_WAREHOUSE='s3://bucket/model': expected a local folder or gs://"
+    assert f"configuration: {expected}" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    monkeypatch.delenv("BEOP_WAREHOUSE")
+
+    monkeypatch.setenv("BEOP_RETENTION_DAYS", "thirty")
+    monkeypatch.setenv("BEOP_MISSED_DAY_DEADLINE", "6am")
+    done = cli("history")  # it needs neither
+    assert done.returncode == 0 and "no deliveries recorded" in done.stdout, done.stderr
+    done = cli("validate", "--settings-only")  # the deployment's pre-start check names both
+    assert done.returncode == 1
+    assert "SETTING BEOP_RETENTION_DAYS='thirty': expected a whole number of days" in done.stdout, done.stdout
+    assert "SETTING BEOP_MISSED_DAY_DEADLINE='6am': expected HH:MM (UTC)" in done.stdout, done.stdout
+    monkeypatch.delenv("BEOP_RETENTION_DAYS")
+    monkeypatch.delenv("BEOP_MISSED_DAY_DEADLINE")
+    done = cli("validate", "--settings-only")
+    assert done.returncode == 0 and "0 setting problem(s)" in done.stdout, done.stdout

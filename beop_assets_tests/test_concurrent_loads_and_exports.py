@@ -32,11 +32,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from beop_assets import daily_run
-from beop_assets.definitions import defs
+from beop_assets import daily_run, settings
+from beop_assets.definitions import defs as load_definitions
+from beop_assets.defs.exports.jobs import EXPORT_MODES
+from beop_assets.defs.model.jobs import LOAD_JOB
 from beop_assets.delivery import ledger
 from beop_assets.demo.generate import generate_day
-from beop_assets.jobs import EXPORT_MODES, load_participations_job
 from beop_assets.model import warehouse
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,20 +64,22 @@ if what == "direct-load":  # a writer outside Dagster's pools (e.g. a second `be
     from beop_assets import settings
     from beop_assets.landing.zone import staged_day
     from beop_assets.model.day_loader import load_day
-    with staged_day(day, settings.current().landing) as staged:
-        load = load_day(staged)
+    config = settings.current()
+    with staged_day(day, config.landing) as staged:
+        load = load_day(staged, config.warehouse)
     print(json.dumps({"success": True, "participations": load.participations, "optins": load.optins,
                       "rejected": load.rejected}))
     sys.exit(0)
 
 from beop_assets.daily_run import QUIET, _outcome, _root_error, instance
-from beop_assets.definitions import defs
-from beop_assets.jobs import EXPORT_MODES, load_participations_job
-from beop_assets.partitions import export_day_key
+from beop_assets.definitions import defs as load_definitions
+from beop_assets.defs.exports.jobs import EXPORT_MODES
+from beop_assets.defs.model.jobs import LOAD_JOB
+from beop_assets.defs.partitions import export_day_key
 
 with instance() as dagster_instance:
     if what == "dagster-load":
-        result = defs.resolve_job_def(load_participations_job.name).execute_in_process(
+        result = load_definitions().resolve_job_def(LOAD_JOB).execute_in_process(
             partition_key=day.isoformat(), instance=dagster_instance, raise_on_error=False, run_config=QUIET)
         rows = {m.asset_key.to_user_string(): m.metadata["rows"].value
                 for m in result.asset_materializations_for_node("participation_model")} if result.success else {}
@@ -84,7 +87,7 @@ with instance() as dagster_instance:
                           "error": None if result.success else _root_error(result)}))
     else:
         export_id = sys.argv[3]
-        result = defs.resolve_job_def(EXPORT_MODES[what].job.name).execute_in_process(
+        result = load_definitions().resolve_job_def(EXPORT_MODES[what].job_name).execute_in_process(
             partition_key=str(export_day_key(day, export_id)), instance=dagster_instance,
             raise_on_error=False, run_config=QUIET)
         outcome = _outcome(export_id, what, result)
@@ -101,12 +104,13 @@ import json, sys, time
 from datetime import date
 from pathlib import Path
 import pyarrow.compute as pc
+from beop_assets import settings
 from beop_assets.model import warehouse
 
 day, stop, deadline = date.fromisoformat(sys.argv[1]), Path(sys.argv[2]), time.monotonic() + float(sys.argv[3])
 while time.monotonic() < deadline:
     last = stop.exists()
-    path = warehouse.loaded_day_file("participations", day)  # resolved once per read, as exports do
+    path = warehouse.loaded_day_file("participations", day, settings.current().warehouse)  # once per read, as exports do
     con = warehouse.reader()
     try:
         con.execute("SET streaming_buffer_size = '256KiB'")
@@ -134,9 +138,10 @@ from datetime import date
 from beop_assets.landing.zone import staged_day
 from beop_assets.model.day_loader import load_day
 day = date.fromisoformat(sys.argv[1])
+from beop_assets import settings
 for landing in sys.argv[2:]:
     with staged_day(day, landing) as staged:
-        load_day(staged)
+        load_day(staged, settings.current().warehouse)
 """
 
 
@@ -253,8 +258,12 @@ def test_export_runs_never_wait_for_the_model_writers_and_two_loads_serialize(pr
         assert instance.is_persistent and Path(instance.root_directory) == Path(os.environ["DAGSTER_HOME"])
         for mode, spec in EXPORT_MODES.items():
             instance.add_dynamic_partitions(spec.partitions_name, [i for i, m in modes.items() if m == mode])
-        loaded_a = defs.resolve_job_def(load_participations_job.name).execute_in_process(
-            partition_key=DAY_A.isoformat(), instance=instance, raise_on_error=False, run_config=daily_run.QUIET
+        loaded_a = (
+            load_definitions()
+            .resolve_job_def(LOAD_JOB)
+            .execute_in_process(
+                partition_key=DAY_A.isoformat(), instance=instance, raise_on_error=False, run_config=daily_run.QUIET
+            )
         )
         assert loaded_a.success, daily_run._root_error(loaded_a)
 
@@ -338,7 +347,7 @@ def test_export_runs_never_wait_for_the_model_writers_and_two_loads_serialize(pr
 
 def _fingerprint(day: date) -> dict:
     """What a whole read of the day's participations gives (the reader loop's figures, in one query)."""
-    path = warehouse.sql_path(warehouse.loaded_day_file("participations", day))
+    path = warehouse.sql_path(warehouse.loaded_day_file("participations", day, settings.current().warehouse))
     con = warehouse.reader()
     try:
         rows, total = con.execute(
@@ -358,7 +367,7 @@ def test_a_parquet_day_replaced_while_it_is_read_is_seen_whole(landing_env, tmp_
     from beop_assets.model.day_loader import load_day
 
     with staged_day(DAY_C, str(old_landing)) as staged:
-        load_day(staged)
+        load_day(staged, settings.current().warehouse)
     old = _fingerprint(DAY_C)
     assert old["rows"] == C_OLD_ROWS
 

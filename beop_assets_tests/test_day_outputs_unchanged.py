@@ -76,7 +76,7 @@ CRM_EXPORTS = [
         sftp=SFTP,
     ),
 ]
-# The typed form-field columns of a CRM file, in order (SPEC section 3).
+# The typed form-field columns of a CRM file, in order (docs/file-contract.md).
 FIELD_TYPES = [
     "email",
     "phone",

@@ -8,13 +8,13 @@ from pathlib import Path
 
 from dagster import AssetKey, DailyPartitionsDefinition, MultiPartitionKey, MultiPartitionsDefinition
 
-from beop_assets.definitions import defs
+from beop_assets.definitions import defs as load_definitions
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_definitions_load_with_every_asset_group_job_schedule_and_sensor():
-    graph = defs.resolve_asset_graph()
+    graph = load_definitions().resolve_asset_graph()
     groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
     assert groups == {
         "participations": "participation_model",
@@ -24,14 +24,14 @@ def test_definitions_load_with_every_asset_group_job_schedule_and_sensor():
         "global_export_file": "global_exports",
         "missed_deliveries": "operations",
     }
-    assert {j.name for j in defs.resolve_all_job_defs()} >= {
+    assert {j.name for j in load_definitions().resolve_all_job_defs()} >= {
         "load_participations",
         "deliver_specific_exports",
         "deliver_global_exports",
-        "detect_missed_deliveries",
-        "purge_expired_data",
+        "missed_deliveries_job",
+        "retention_job",
     }
-    repository = defs.get_repository_def()
+    repository = load_definitions().get_repository_def()
     assert sorted(s.name for s in repository.schedule_defs) == [
         "missed_deliveries_schedule",
         "nightly_participations_schedule",
@@ -47,7 +47,7 @@ def test_definitions_load_with_every_asset_group_job_schedule_and_sensor():
 
 
 def test_every_asset_has_an_owner_and_tags():
-    graph = defs.resolve_asset_graph()
+    graph = load_definitions().resolve_asset_graph()
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.owners == ["team:data-platform"], key
@@ -56,7 +56,10 @@ def test_every_asset_has_an_owner_and_tags():
 
 def test_partitions_start_90_days_back_unless_beop_start_date_says_otherwise():
     """Issue 15: from 2020-01-01 the UI showed 5,054 partitions for two exports: unreadable."""
-    code = "from beop_assets.partitions import data_days; print(data_days.start.date())"
+    code = (
+        "from beop_assets import settings; from beop_assets.defs.partitions import Partitions; "
+        "print(Partitions.starting(settings.current().start_date).data_days.start.date())"
+    )
     env = {k: v for k, v in os.environ.items() if k != "BEOP_START_DATE"}
     default = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert default.returncode == 0, default.stderr
@@ -68,7 +71,7 @@ def test_partitions_start_90_days_back_unless_beop_start_date_says_otherwise():
 
 
 def test_model_is_daily_and_exports_are_date_by_export():
-    graph = defs.resolve_asset_graph()
+    graph = load_definitions().resolve_asset_graph()
     assert isinstance(graph.get(AssetKey("participations")).partitions_def, DailyPartitionsDefinition)
     for key, dynamic in (("crm_export_file", "specific_exports"), ("global_export_file", "global_exports")):
         partitions = graph.get(AssetKey(key)).partitions_def
@@ -86,13 +89,17 @@ def test_a_multi_partition_key_materializes_in_process_through_the_sftp_io_manag
     product.landing.write_events(day, [product.landing.event("p_1")])
     product.write_registry([product.crm("acme-crm")])
     product.instance.add_dynamic_partitions("specific_exports", ["acme-crm"])
-    load = defs.resolve_job_def("load_participations").execute_in_process(
-        partition_key="2026-11-25", instance=product.instance
+    load = (
+        load_definitions()
+        .resolve_job_def("load_participations")
+        .execute_in_process(partition_key="2026-11-25", instance=product.instance)
     )
     assert load.success
     key = MultiPartitionKey({"date": day.isoformat(), "export": "acme-crm"})
-    result = defs.resolve_job_def("deliver_specific_exports").execute_in_process(
-        partition_key=key, instance=product.instance
+    result = (
+        load_definitions()
+        .resolve_job_def("deliver_specific_exports")
+        .execute_in_process(partition_key=key, instance=product.instance)
     )
     assert result.success
     (materialization,) = result.asset_materializations_for_node("crm_export_file")

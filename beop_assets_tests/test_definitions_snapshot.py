@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dagster import DailyPartitionsDefinition, DynamicPartitionsDefinition, MultiPartitionsDefinition
 
-from beop_assets.definitions import defs
+from beop_assets.definitions import defs as load_definitions
 
 SNAPSHOT = Path(__file__).with_name("definitions_snapshot.json")
 
@@ -32,8 +32,8 @@ def _partitions(partitions_def) -> object:
 
 
 def current_snapshot() -> dict:
-    graph = defs.resolve_asset_graph()
-    repository = defs.get_repository_def()
+    graph = load_definitions().resolve_asset_graph()
+    repository = load_definitions().get_repository_def()
     assets = {}
     for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
         node = graph.get(key)
@@ -47,7 +47,7 @@ def current_snapshot() -> dict:
     return {
         "assets": assets,
         "checks": sorted(f"{k.asset_key.to_user_string()}:{k.name}" for k in graph.asset_check_keys),
-        "jobs": sorted(j.name for j in defs.resolve_all_job_defs() if not j.name.startswith("__")),
+        "jobs": sorted(j.name for j in load_definitions().resolve_all_job_defs() if not j.name.startswith("__")),
         "schedules": {
             s.name: {"cron": s.cron_schedule, "job": s.job_name, "default_status": s.default_status.value}
             for s in sorted(repository.schedule_defs, key=lambda s: s.name)

@@ -11,12 +11,16 @@ from types import SimpleNamespace
 import pytest
 from dagster import AssetCheckResult, AssetKey
 
-from beop_assets import checks
+from beop_assets.defs.exports import checks
+from beop_assets.defs.partitions import Partitions
 
 
 class _Registry:
     def load(self):
         return SimpleNamespace(get=lambda export_id: f"export {export_id}", checked_reference=lambda: "reference")
+
+
+THE_FILE = SimpleNamespace(folder=None)
 
 
 def _boom(delivered, **_):
@@ -34,7 +38,7 @@ def test_a_check_that_raises_lets_the_others_report_then_fails_the_step():
         "crm_export_file",
         [("first", "", passing), ("broken", "", _boom), ("last", "", lambda d, **_: AssetCheckResult(passed=False))],
         SimpleNamespace(partition_key="2026-11-25|acme"),
-        "the file",
+        THE_FILE,
         _Registry(),
         "the warehouse",
     )
@@ -45,7 +49,7 @@ def test_a_check_that_raises_lets_the_others_report_then_fails_the_step():
         True,
         3,
     )
-    assert seen == [("the file", date(2026, 11, 25), "export acme", "reference", "the warehouse")]
+    assert seen == [(THE_FILE, date(2026, 11, 25), "export acme", "reference", "the warehouse")]
     last = next(results)
     assert (last.check_name, last.passed) == ("last", False)
     with pytest.raises(RuntimeError, match="the model's day is gone"):
@@ -53,7 +57,8 @@ def test_a_check_that_raises_lets_the_others_report_then_fails_the_step():
 
 
 def test_every_check_of_a_mode_is_one_step_with_its_own_name():
-    assert [c.name for c in checks.crm_delivery_checks.check_specs] == [n for n, _, _ in checks.CRM_CHECKS]
-    assert [c.name for c in checks.global_delivery_checks.check_specs] == [n for n, _, _ in checks.GLOBAL_CHECKS]
+    crm_checks, global_checks = checks.build_delivery_checks(Partitions.starting("2025-01-01"))
+    assert [c.name for c in crm_checks.check_specs] == [n for n, _, _ in checks.CRM_CHECKS]
+    assert [c.name for c in global_checks.check_specs] == [n for n, _, _ in checks.GLOBAL_CHECKS]
     assert len(checks.CRM_CHECKS) == len(checks.GLOBAL_CHECKS) == 4
-    assert {c.asset_key for c in checks.crm_delivery_checks.check_specs} == {AssetKey("crm_export_file")}
+    assert {c.asset_key for c in crm_checks.check_specs} == {AssetKey("crm_export_file")}

@@ -46,7 +46,7 @@ import yaml
 from dagster import AssetKey
 
 from beop_assets.daily_run import INSTANCE_YAML
-from beop_assets.definitions import defs
+from beop_assets.definitions import defs as load_definitions
 from beop_assets.delivery import ledger
 from beop_assets.demo.gcs_emulator import GcsEmulator
 from beop_assets.demo.generate import generate_day
@@ -74,7 +74,7 @@ GLOBAL_ACCOUNT, GLOBAL_USERNAME = "a_2", "globex"
 BUCKET, PREFIX = "globex-e2e-exports", "daily/"
 PASSWORD_ENV = "BEOP_E2E_SFTP_PASSWORD"
 
-# SPEC section 3, in this order; then one column per selected optin.
+# docs/file-contract.md, in this order; then one column per selected optin.
 SPEC_CSV_COLUMNS = [
     "email",
     "phone",
@@ -92,7 +92,7 @@ SPEC_CSV_COLUMNS = [
     "campaign-id",
     "campaign-name",
 ]
-# SPEC section 4, keys of a line in exactly this order.
+# docs/file-contract.md, keys of a line in exactly this order.
 SPEC_JSON_KEYS = [
     "questions",
     "email",
@@ -689,7 +689,7 @@ def _partition(run: dict) -> str:
 
 
 def _assert_sftp_files(world: World) -> dict[date, str]:
-    """Exactly one CSV per day on the SFTP server, named and shaped as SPEC section 3 says."""
+    """Exactly one CSV per day on the SFTP server, named and shaped as docs/file-contract.md says."""
     names = sorted(p.name for p in world.sshd.upload_dir.iterdir())
     pattern = re.compile(rf"^(\d{{8}})_crm-participation_{CRM_SLUG}_{UUID4}\.csv$")
     assert len(names) == len(DAYS) and all(pattern.match(n) for n in names), names
@@ -716,7 +716,7 @@ def _assert_sftp_files(world: World) -> dict[date, str]:
 
 
 def _assert_gcs_objects(world: World) -> None:
-    """Exactly one gzip ndJSON object per day in the bucket, named and shaped as SPEC section 4 says."""
+    """Exactly one gzip ndJSON object per day in the bucket, named and shaped as docs/file-contract.md says."""
     client = world.emulator.client()
     blobs = {blob.name: blob for blob in client.list_blobs(BUCKET)}
     expected_names = {
@@ -741,7 +741,7 @@ def _assert_gcs_objects(world: World) -> None:
 
 def _assert_delivery_checks_passed(server: DagsterDev, runs: list[dict]) -> None:
     """Each export run also ran every delivery check of its asset on what it delivered, and all passed."""
-    graph = defs.resolve_asset_graph()
+    graph = load_definitions().resolve_asset_graph()
     checks_of = {
         asset: {k.name for k in graph.asset_check_keys if k.asset_key == AssetKey(asset)}
         for asset in ("crm_export_file", "global_export_file")

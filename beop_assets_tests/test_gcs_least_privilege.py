@@ -375,8 +375,8 @@ DENIED = "download of gs://acme-beop/x denied …: the key's service account lac
     ids=["equal", "crc32c differs", "md5 missing", "size differs"],
 )
 def test_the_intact_check_from_the_receipt_passes_only_when_every_checksum_is_recorded_and_equal(proof, passed):
-    from beop_assets import checks
-    from beop_assets.io_managers import DeliveredFile
+    from beop_assets.defs.exports import checks
+    from beop_assets.defs.exports.io_managers import DeliveredFile
 
     result = checks._intact(DeliveredFile(delivery=_delivery(**proof), local_path=None, read_back_denied=DENIED))
     assert result.passed is passed
@@ -385,8 +385,8 @@ def test_the_intact_check_from_the_receipt_passes_only_when_every_checksum_is_re
 
 
 def test_content_checks_fail_and_say_why_when_neither_the_object_nor_the_built_copy_can_be_read():
-    from beop_assets import checks
-    from beop_assets.io_managers import DeliveredFile
+    from beop_assets.defs.exports import checks
+    from beop_assets.defs.exports.io_managers import DeliveredFile
 
     result = checks._unreadable(DeliveredFile(delivery=_delivery(), local_path=None, read_back_denied=DENIED))
     assert result is not None and result.passed is False

@@ -1,4 +1,4 @@
-"""The demo data generator writes a landing zone that follows SPEC section 2 to the letter."""
+"""The demo data generator writes a landing zone that follows docs/landing-zone.md to the letter."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Hostile and broken landing files: each bad line is rejected (kept with its reason) or loaded as
-SPEC section 2 says, every line is counted, and nothing stops the rest of the day from loading.
+docs/landing-zone.md says, every line is counted, and nothing stops the rest of the day from loading.
 
 Every test loads with the real loader (`landing_zone.load`) and asserts the exact counts of the load
 (`DayLoad`): lines read, participations loaded, rejections by reason. The per-reason rules themselves
@@ -93,7 +93,7 @@ def test_truncated_gzip_keeps_every_line_before_the_cut_and_counts_the_cut(landi
 
 
 def _python_verdict(raw: bytes) -> str:
-    """What SPEC section 2 says of one line, decided here without the product's code."""
+    """What docs/landing-zone.md says of one line, decided here without the product's code."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

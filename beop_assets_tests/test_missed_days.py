@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from dagster import AssetCheckKey, AssetKey
 
 from beop_assets.cli import main
-from beop_assets.definitions import defs
+from beop_assets.definitions import defs as load_definitions
 from beop_assets.delivery import ledger
 from beop_assets_tests.fixtures.alerts import body_of
 
@@ -88,8 +88,10 @@ def test_the_missed_deliveries_check_fails_in_the_ui_and_alerts(product, monkeyp
     record(product, "acme-all", "global")
     record(product, "acme-crm-broken-dir", "specific", error="PermanentDeliveryError: directory /nope missing")
 
-    result = defs.resolve_job_def("detect_missed_deliveries").execute_in_process(
-        partition_key=YESTERDAY.isoformat(), instance=product.instance, raise_on_error=False
+    result = (
+        load_definitions()
+        .resolve_job_def("missed_deliveries_job")
+        .execute_in_process(partition_key=YESTERDAY.isoformat(), instance=product.instance, raise_on_error=False)
     )
     assert result.success  # the run did its job: the finding is the check's
     (evaluation,) = result.get_asset_check_evaluations()
@@ -110,8 +112,10 @@ def test_the_missed_deliveries_check_fails_in_the_ui_and_alerts(product, monkeyp
 
     # Delivered later: the same partition, checked again, passes and announces nothing.
     record(product, "acme-crm-broken-dir", "specific")
-    again = defs.resolve_job_def("detect_missed_deliveries").execute_in_process(
-        partition_key=YESTERDAY.isoformat(), instance=product.instance
+    again = (
+        load_definitions()
+        .resolve_job_def("missed_deliveries_job")
+        .execute_in_process(partition_key=YESTERDAY.isoformat(), instance=product.instance)
     )
     assert again.get_asset_check_evaluations()[0].passed
     assert len(webhook.posts) == 1

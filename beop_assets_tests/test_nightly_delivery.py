@@ -12,23 +12,24 @@ from datetime import UTC, date, datetime, timedelta
 
 from dagster import AddDynamicPartitionsRequest, build_sensor_context, partition_loading_context
 
-from beop_assets.definitions import defs
+from beop_assets.definitions import defs as load_definitions
 from beop_assets.delivery import ledger
-from beop_assets.resources import ExportRegistry
-from beop_assets.sensors import deliver_loaded_days_sensor, export_registry_sensor
+from beop_assets_tests.fixtures.definitions import resources, sensor
 
 YESTERDAY = datetime.now(UTC).date() - timedelta(days=1)
 DAYS = [YESTERDAY - timedelta(days=n) for n in (2, 1, 0)]
 
 
-def tick(sensor, instance):
-    context = build_sensor_context(instance=instance, definitions=defs, resources={"registry": ExportRegistry()})
-    with partition_loading_context(dynamic_partitions_store=instance):
-        return sensor.evaluate_tick(context)
+def tick(name: str, instance):
+    with (
+        build_sensor_context(instance=instance, definitions=load_definitions(), resources=resources()) as context,
+        partition_loading_context(dynamic_partitions_store=instance),
+    ):
+        return sensor(name).evaluate_tick(context)
 
 
 def register_exports(instance) -> None:
-    result = tick(export_registry_sensor, instance)
+    result = tick("export_registry_sensor", instance)
     for request in result.dynamic_partitions_requests or []:
         assert isinstance(request, AddDynamicPartitionsRequest)
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
@@ -36,8 +37,10 @@ def register_exports(instance) -> None:
 
 def load_days(instance, days: list[date]) -> None:
     for day in days:
-        result = defs.resolve_job_def("load_participations").execute_in_process(
-            partition_key=day.isoformat(), instance=instance, tags={"beop/trigger": "backfill"}
+        result = (
+            load_definitions()
+            .resolve_job_def("load_participations")
+            .execute_in_process(partition_key=day.isoformat(), instance=instance, tags={"beop/trigger": "backfill"})
         )
         assert result.success
 
@@ -50,13 +53,15 @@ def test_first_tick_after_a_three_day_backfill_delivers_three_days_per_export(pr
     register_exports(instance)
     load_days(instance, DAYS)
 
-    first = tick(deliver_loaded_days_sensor, instance)
+    first = tick("deliver_loaded_days_sensor", instance)
     assert sorted(r.partition_key for r in first.run_requests) == sorted(
         f"{day}|{export_id}" for day in DAYS for export_id in ("acme-crm", "acme-all")
     )
     for request in first.run_requests:  # what the daemon does with each request
-        run = defs.resolve_job_def(request.job_name).execute_in_process(
-            partition_key=request.partition_key, instance=instance, tags=request.tags
+        run = (
+            load_definitions()
+            .resolve_job_def(request.job_name)
+            .execute_in_process(partition_key=request.partition_key, instance=instance, tags=request.tags)
         )
         assert run.success, request.partition_key
         (materialization,) = [
@@ -83,7 +88,7 @@ def test_first_tick_after_a_three_day_backfill_delivers_three_days_per_export(pr
     blobs = [b.name for b in gcs_emulator.client().list_blobs(product.bucket)]
     assert sorted(blobs) == sorted(f"{(day + timedelta(days=1)).isoformat()}_acme.ndjson.gz" for day in DAYS)
 
-    second = tick(deliver_loaded_days_sensor, instance)
+    second = tick("deliver_loaded_days_sensor", instance)
     assert not second.run_requests
     assert "already delivered" in second.skip_message
     assert len(list(product.upload_dir.iterdir())) == 3  # never sent twice

@@ -1,7 +1,7 @@
 """Export names, export ids and account usernames cannot steer a file outside its configured place.
 
-- A specific export's `name` is slugified into its CSV file name (SPEC section 3); an account's
-  `username` (reference data) is part of its global file name (SPEC section 4). Whatever they hold
+- A specific export's `name` is slugified into its CSV file name (docs/file-contract.md); an account's
+  `username` (reference data) is part of its global file name (docs/file-contract.md). Whatever they hold
   (`../../etc/passwd`, slashes, backslashes, dots, only emoji), the file name is one path segment:
   no `/`, no `\\`, no leading dot, never `.` or `..`.
 - A real delivery with hostile names lands inside the configured SFTP directory and under the

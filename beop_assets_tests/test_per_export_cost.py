@@ -17,11 +17,12 @@ from datetime import date
 from click.testing import CliRunner
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
-from beop_assets import resources
 from beop_assets.cli import main
+from beop_assets.defs import resources
+from beop_assets.defs.resources import ExportRegistry
 from beop_assets.delivery import ledger
 from beop_assets.demo.sshd import free_port
-from beop_assets.resources import ExportRegistry
+from beop_assets_tests.fixtures.definitions import resource
 
 DAY = date(2026, 11, 25)
 
@@ -43,47 +44,47 @@ def test_the_registry_is_parsed_once_while_its_files_are_unchanged(product, monk
     real = resources.load_registry
     monkeypatch.setattr(resources, "load_registry", lambda *a: parses.append(a) or real(*a))
 
-    first = ExportRegistry().load()
+    first = resource("registry").load()
     for _ in range(5):
-        again = ExportRegistry().load()
+        again = resource("registry").load()
     assert len(parses) == 1
     assert sorted(again.exports) == sorted(first.exports) == ["acme-all", "acme-crm"]
 
     # each caller gets a registry of its own: what one caller changes, the next read does not see
     again.exports.clear()
     again.faults.append("not a fault")
-    fresh = ExportRegistry().load()
+    fresh = resource("registry").load()
     assert sorted(fresh.exports) == ["acme-all", "acme-crm"] and fresh.faults == []
     assert len(parses) == 1
 
 
 def test_an_edit_of_the_registry_is_seen_by_the_next_read_even_within_one_clock_tick(product):
     path = product.write_registry([product.crm("acme-crm"), product.global_("acme-all")])
-    assert ExportRegistry().load().exports["acme-crm"].enabled is True
+    assert resource("registry").load().exports["acme-crm"].enabled is True
 
     text = path.read_text(encoding="utf-8")
     edited = text.replace("id: acme-crm", "id: acme-crx", 1)
     _same_stat_rewrite(path, edited)
-    assert sorted(ExportRegistry().load().exports) == ["acme-all", "acme-crx"]
+    assert sorted(resource("registry").load().exports) == ["acme-all", "acme-crx"]
 
     path.write_text(text.replace("mode: global", "mode: globul", 1), encoding="utf-8")  # now broken
-    registry = ExportRegistry().load()
+    registry = resource("registry").load()
     assert "acme-all" not in registry.exports and registry.faults_of("acme-all")
 
 
 def test_an_edit_of_the_reference_data_is_seen_by_the_next_read(product):
     product.write_registry([product.crm("acme-crm", campaigns=["cmp_1"], optins=["o_1"])])
-    registry = ExportRegistry().load()
+    registry = resource("registry").load()
     assert registry.reference.optins["o_1"].name == "Newsletter" and "acme-crm" in registry.exports
 
     optins = product.landing.reference_folder / "optins.ndjson"
     _same_stat_rewrite(optins, optins.read_text(encoding="utf-8").replace("Newsletter", "NewsLetter"))
-    assert ExportRegistry().load().reference.optins["o_1"].name == "NewsLetter"
+    assert resource("registry").load().reference.optins["o_1"].name == "NewsLetter"
 
     # cmp_1 now belongs to the other account: tenancy rejects the export at the next read
     campaigns = product.landing.reference_folder / "campaigns.ndjson"
     campaigns.write_text(campaigns.read_text(encoding="utf-8").replace('"a_1"', '"a_2"'), encoding="utf-8")
-    registry = ExportRegistry().load()
+    registry = resource("registry").load()
     assert "acme-crm" not in registry.exports
     assert any("another account" in str(f) for f in registry.faults_of("acme-crm"))
 
@@ -142,11 +143,11 @@ def test_a_gs_landing_zone_is_read_once_until_a_reference_object_changes(product
     real = ExportRegistry.reference
     monkeypatch.setattr(ExportRegistry, "reference", lambda self: downloads.append(1) or real(self))
 
-    assert ExportRegistry().load().reference.optins["o_1"].name == "Newsletter"
-    assert ExportRegistry().load().reference.optins["o_1"].name == "Newsletter"
+    assert resource("registry").load().reference.optins["o_1"].name == "Newsletter"
+    assert resource("registry").load().reference.optins["o_1"].name == "Newsletter"
     assert len(downloads) == 1
 
     optins = (product.landing.reference_folder / "optins.ndjson").read_text(encoding="utf-8")
     bucket.blob("landing/reference/optins.ndjson").upload_from_string(optins.replace("Newsletter", "NewsLetter"))
-    assert ExportRegistry().load().reference.optins["o_1"].name == "NewsLetter"
+    assert resource("registry").load().reference.optins["o_1"].name == "NewsLetter"
     assert len(downloads) == 2

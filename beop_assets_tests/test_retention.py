@@ -14,10 +14,10 @@ from dagster import DagsterEventType, DagsterInstance
 from google.cloud import storage
 
 from beop_assets import settings
-from beop_assets.definitions import defs
+from beop_assets.definitions import defs as load_definitions
 from beop_assets.delivery import ledger
 from beop_assets.model import warehouse
-from beop_assets.retention import first_kept_day, purge_expired
+from beop_assets.operations.retention import first_kept_day, purge_expired
 
 TODAY = datetime.now(UTC).date()
 
@@ -66,7 +66,7 @@ def test_retention_job_purges_what_is_older_than_the_window_and_reports_it(landi
     os.utime(stale, (month_ago, month_ago))
 
     with DagsterInstance.ephemeral() as instance:
-        result = defs.resolve_job_def("purge_expired_data").execute_in_process(instance=instance)
+        result = load_definitions().resolve_job_def("retention_job").execute_in_process(instance=instance)
     assert result.success
     (output,) = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_OUTPUT]
     metadata = {k: v.value for k, v in output.event_specific_data.metadata.items()}
@@ -109,10 +109,27 @@ def test_a_young_replaced_version_stays_for_the_readers_still_on_it(landing_zone
     assert len(list(warehouse.day_file("participations", day, landing_zone.warehouse).parent.glob("data-*"))) == 2
 
 
-def test_retention_never_accepts_a_window_of_zero_days(monkeypatch):
-    monkeypatch.setenv("BEOP_RETENTION_DAYS", "0")
-    with pytest.raises(ValueError, match="BEOP_RETENTION_DAYS='0': expected at least 1"):
-        settings.current()
+@pytest.mark.parametrize("value", ["0", "-2", "abc"])
+def test_a_bad_retention_window_fails_the_retention_run_alone_and_deletes_nothing(landing_env, monkeypatch, value):
+    """Issue 23: a typo in BEOP_RETENTION_DAYS used to stop the whole code location (every load, delivery and
+    alert). Now the location loads, the retention run fails with the setting's error, and a load still runs."""
+    zone = landing_env
+    expired = days_back(40)
+    _prepare(zone, expired)
+    monkeypatch.setenv("BEOP_RETENTION_DAYS", value)
+    assert any(p.startswith(f"BEOP_RETENTION_DAYS={value!r}: expected") for p in settings.current().problems())
+    definitions = load_definitions()  # the code location still loads
+    with DagsterInstance.ephemeral() as instance:
+        purge = definitions.resolve_job_def("retention_job").execute_in_process(instance=instance, raise_on_error=False)
+        assert not purge.success
+        (failure,) = [e for e in purge.all_events if e.event_type == DagsterEventType.STEP_FAILURE]
+        assert f"BEOP_RETENTION_DAYS={value!r}: expected" in failure.event_specific_data.error.cause.message
+        load = definitions.resolve_job_def("load_participations").execute_in_process(
+            partition_key=days_back(1)[0].isoformat(), instance=instance
+        )
+        assert load.success
+    for table in warehouse.MODEL_TABLES:  # nothing deleted
+        assert warehouse.day_file(table, expired[0], zone.warehouse).exists()
     with pytest.raises(ValueError):
         first_kept_day(TODAY, 0)
 
@@ -149,7 +166,7 @@ def test_a_gs_warehouse_loses_its_expired_stored_days_through_the_job(landing_en
     monkeypatch.setenv("BEOP_WAREHOUSE_CACHE", str(zone.warehouse))  # this machine's copy: the loaded folder
 
     with DagsterInstance.ephemeral() as instance:
-        result = defs.resolve_job_def("purge_expired_data").execute_in_process(instance=instance)
+        result = load_definitions().resolve_job_def("retention_job").execute_in_process(instance=instance)
     assert result.success
     (output,) = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_OUTPUT]
     metadata = {k: v.value for k, v in output.event_specific_data.metadata.items()}

@@ -1,5 +1,5 @@
 """Secrets never leak: SFTP passwords, SSH private keys and their passphrases, and GCS service-account
-keys never appear in a log, in run metadata, in an exception or in what the UI shows (SPEC section 5).
+keys never appear in a log, in run metadata, in an exception or in what the UI shows (docs/file-contract.md).
 
 One day runs through `run_day` (so that Dagster's event log is the real one the UI reads) with
 distinctive secrets, on success and on failure: the right and a wrong password, a good key and a

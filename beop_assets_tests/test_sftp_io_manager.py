@@ -1,5 +1,5 @@
 """What the SFTP IO manager records of a delivery: how its content was proven, and the crash
-leftovers it removed from the customer's directory (SPEC section 5), in the materialization and
+leftovers it removed from the customer's directory (docs/file-contract.md), in the materialization and
 in the ledger, through a real run against the real sshd."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from datetime import date
 
 from dagster import MultiPartitionKey
 
-from beop_assets.definitions import defs
+from beop_assets.definitions import defs as load_definitions
 
 DAY = date(2026, 11, 25)
 STALE = ".20261120_crm-participation_old-export_0b8f0f8e-5f43-4b43-9a53-2f1d1b7a1c11.csv.part"
@@ -19,13 +19,17 @@ STALE = ".20261120_crm-participation_old-export_0b8f0f8e-5f43-4b43-9a53-2f1d1b7a
 
 def _deliver(product):
     product.instance.add_dynamic_partitions("specific_exports", ["acme-crm"])
-    load = defs.resolve_job_def("load_participations").execute_in_process(
-        partition_key=DAY.isoformat(), instance=product.instance
+    load = (
+        load_definitions()
+        .resolve_job_def("load_participations")
+        .execute_in_process(partition_key=DAY.isoformat(), instance=product.instance)
     )
     assert load.success
     key = MultiPartitionKey({"date": DAY.isoformat(), "export": "acme-crm"})
-    result = defs.resolve_job_def("deliver_specific_exports").execute_in_process(
-        partition_key=key, instance=product.instance
+    result = (
+        load_definitions()
+        .resolve_job_def("deliver_specific_exports")
+        .execute_in_process(partition_key=key, instance=product.instance)
     )
     assert result.success
     (materialization,) = result.asset_materializations_for_node("crm_export_file")

@@ -4,9 +4,9 @@ exactly the values computed here in plain Python from the generated events, and 
 of another account.
 
 The exports are built directly as pydantic models, bypassing the registry's tenancy check: the SQL's
-account filter alone must keep tenants apart (SPEC section 5). The days are loaded by the real loader
+account filter alone must keep tenants apart (docs/file-contract.md). The days are loaded by the real loader
 from real landing files; the files are read back as a customer reads them (Python's csv module per
-RFC 4180, json.loads per line). The expected values follow SPEC sections 3 and 4 and the documented
+RFC 4180, json.loads per line). The expected values follow docs/file-contract.md and the documented
 choices of `crm_columns.py` (first non-empty form value, first occurrence of an optin).
 """
 

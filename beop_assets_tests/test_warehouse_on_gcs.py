@@ -14,7 +14,7 @@ from dagster import AssetKey, MultiPartitionKey
 from google.cloud import storage
 
 from beop_assets.daily_run import run_day
-from beop_assets.definitions import defs
+from beop_assets.definitions import defs as load_definitions
 from beop_assets.model.warehouse import MODEL_TABLES
 
 DAY = date(2026, 11, 25)
@@ -47,8 +47,12 @@ def test_exports_read_the_stored_day_on_a_machine_that_did_not_load_it(product, 
     # Another machine: an empty folder of its own, and only the export's run.
     machine_b = tmp_path / "machine-b"
     monkeypatch.setenv("BEOP_WAREHOUSE_CACHE", str(machine_b))
-    result = defs.resolve_job_def("deliver_specific_exports").execute_in_process(
-        partition_key=MultiPartitionKey({"date": DAY.isoformat(), "export": "acme-crm"}), instance=product.instance
+    result = (
+        load_definitions()
+        .resolve_job_def("deliver_specific_exports")
+        .execute_in_process(
+            partition_key=MultiPartitionKey({"date": DAY.isoformat(), "export": "acme-crm"}), instance=product.instance
+        )
     )
     assert result.success
     assert (machine_b / "participations" / f"date={DAY}" / "data.parquet").exists()
@@ -62,8 +66,10 @@ def test_exports_read_the_stored_day_on_a_machine_that_did_not_load_it(product, 
     machine_c = tmp_path / "machine-c"
     monkeypatch.setenv("BEOP_WAREHOUSE_CACHE", str(machine_c))
     product.landing.write_events(NEXT_DAY, [product.landing.event("p_3", NEXT_DAY)])
-    load = defs.resolve_job_def("load_participations").execute_in_process(
-        partition_key=NEXT_DAY.isoformat(), instance=product.instance
+    load = (
+        load_definitions()
+        .resolve_job_def("load_participations")
+        .execute_in_process(partition_key=NEXT_DAY.isoformat(), instance=product.instance)
     )
     assert load.success
     with duckdb.connect(str(machine_c / "beop.duckdb"), read_only=True) as con:
@@ -81,8 +87,10 @@ def test_a_warehouse_bucket_this_machine_may_not_write_fails_the_load_before_it_
     gcs_proxy.grant("roles/storage.objectViewer")  # may read the bucket, not write it
     product.landing.write_events(DAY, [product.landing.event("p_1")])
 
-    load = defs.resolve_job_def("load_participations").execute_in_process(
-        partition_key=DAY.isoformat(), instance=product.instance, raise_on_error=False
+    load = (
+        load_definitions()
+        .resolve_job_def("load_participations")
+        .execute_in_process(partition_key=DAY.isoformat(), instance=product.instance, raise_on_error=False)
     )
     assert not load.success
     (failure,) = [e for e in load.all_events if e.is_step_failure]

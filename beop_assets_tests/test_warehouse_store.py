@@ -97,7 +97,7 @@ def test_a_warehouse_url_that_names_no_bucket_is_refused(url, monkeypatch):
         Store.parse(url)
     monkeypatch.setenv("BEOP_WAREHOUSE", url)
     with pytest.raises(ValueError, match="expected a local folder or gs://bucket/prefix"):
-        settings.current()
+        _ = settings.current().warehouse
 
 
 def test_a_gs_warehouse_keeps_its_local_copy_in_the_cache_folder(monkeypatch, tmp_path):

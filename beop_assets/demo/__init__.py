@@ -1,1 +1,1 @@
-"""Demo data: realistic reference data and participation days for the landing zone (SPEC section 2)."""
+"""Demo data: realistic reference data and participation days for the landing zone (docs/landing-zone.md)."""

@@ -1,4 +1,4 @@
-"""Realistic demo data for the landing zone (SPEC section 2).
+"""Realistic demo data for the landing zone (docs/landing-zone.md).
 
 `generate_day(landing, day, participations, seed)` writes
 

@@ -29,7 +29,6 @@ from pathlib import Path
 
 import yaml
 
-from beop_assets import settings
 from beop_assets.demo.gcs_emulator import GcsEmulator
 from beop_assets.demo.generate import generate_day
 from beop_assets.demo.service_account import write_demo_key
@@ -211,12 +210,11 @@ def run_demo(
     ui: bool = False,
     skip_run: bool = False,
     ui_port: int = 3000,
+    landing: Path = Path("data/landing"),
 ) -> int:
     from beop_assets.daily_run import instance, run_day
 
     day = day or (datetime.now(UTC) - timedelta(days=1)).date()
-    current = settings.current()
-    landing = Path(current.landing)
     demo = DEMO_DIR.resolve()
     # Always the demo's own registry: an operator's BEOP_EXPORTS file is never overwritten.
     os.environ["BEOP_EXPORTS"] = str(demo / "exports.yaml")

@@ -1,7 +1,7 @@
 """A throwaway, well-formed service-account key, for the demo and the tests.
 
 The GCS emulator ignores credentials, but the product still reads and checks every customer key
-(SPEC section 6), so the demo needs a key that google-auth accepts: a real RSA key in the layout of
+(docs/operators-guide.md), so the demo needs a key that google-auth accepts: a real RSA key in the layout of
 a key file downloaded from Google Cloud.
 """
 

@@ -1,4 +1,4 @@
-"""THE place where the columns of a specific (CRM) export are decided (SPEC section 3).
+"""THE place where the columns of a specific (CRM) export are decided (docs/file-contract.md).
 
 Everything a customer sees in a CSV file is chosen here, and only here:
 
@@ -14,7 +14,7 @@ Choices, and why:
 
 - Tenancy does not rest on the registry alone: the query ALWAYS filters `account_id = $account_id`, so
   that an export configured (or built in code) with another account's content id still only ever sees its
-  own account's participations (SPEC section 5).
+  own account's participations (docs/file-contract.md).
 - Every id (account, campaigns, contents, optins) is a bound parameter; no customer value is ever
   formatted into the SQL text. The optin columns carry neutral aliases (`optin_0`, `optin_1`, ...) in SQL
   and get their customer-facing header (any Unicode, commas, quotes) only as Arrow field names, so an
@@ -24,7 +24,7 @@ Choices, and why:
   least one selected optin. If the export also lists campaigns or contents, the participation must in
   addition belong to one of them (content in `contents` OR campaign in `campaigns`): an operator who
   narrows an optin export to a campaign expects exactly that, and with no campaigns/contents listed the
-  export covers every creative of the account, as SPEC section 1 describes.
+  export covers every creative of the account, as docs/file-contract.md describes.
 - `email` is the participation's own email (an empty string counts as missing), else the first non-empty
   form field of type `email`. Every other typed column is the first non-empty value of that
   `field_type` across the participation's forms, in form order then field order. `field_type` is matched
@@ -60,7 +60,7 @@ from beop_assets.model.typed_fields import (
     typed_fields_sql,
 )
 
-# The fixed columns of every CRM file, in the contract's order (SPEC section 3).
+# The fixed columns of every CRM file, in the contract's order (docs/file-contract.md).
 FIXED_COLUMNS: tuple[str, ...] = FORM_FIELD_COLUMNS + (
     "creative-id",
     "creative-name",

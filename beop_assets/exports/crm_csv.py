@@ -1,4 +1,4 @@
-"""Building one specific export's CSV file for one data day (SPEC section 3).
+"""Building one specific export's CSV file for one data day (docs/file-contract.md).
 
 The columns and the rows are decided in `crm_columns.py` (the typed columns were computed once, at load
 time, so the query is a filtered projection of the day); this module only streams them into a file:
@@ -41,7 +41,8 @@ def build_crm_csv(
     out_path: Path,
     file_name: str,
     *,
-    root: Path | None = None,
+    root: Path,
+    read_threads: int = warehouse.DEFAULT_READ_THREADS,
     batch_size: int = 10_000,
     derive_typed_columns: bool = False,
 ) -> ExportFile:
@@ -55,7 +56,7 @@ def build_crm_csv(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     options = pa_csv.WriteOptions(include_header=True, delimiter=",", eol=RECORD_SEPARATOR, quoting_style="needed")
     rows = 0
-    con = warehouse.reader()
+    con = warehouse.reader(read_threads)
     try:
         reader = con.sql(query.sql, params=query.params).to_arrow_reader(batch_size)
         # The SQL aliases are neutral; the customer-facing headers are only Arrow field names.

@@ -1,4 +1,4 @@
-"""File names customers see (SPEC sections 3 and 4).
+"""File names customers see (docs/file-contract.md).
 
 The date in a name is the day the export of that data runs: the data day plus one. A backfill of
 2026-11-25 is named 20261126_... as the nightly run was, so that a customer's import treats it alike.

@@ -1,4 +1,4 @@
-"""Building one global export's gzip ndJSON file for one data day (SPEC section 4).
+"""Building one global export's gzip ndJSON file for one data day (docs/file-contract.md).
 
 Every participation of the account for the day becomes one JSON object on one line, with the keys in
 the published order (including the contract's `anwser_text` spelling). DuckDB builds each line with
@@ -38,7 +38,7 @@ from beop_assets.model import warehouse
 GZIP_LEVELS = range(0, 10)  # zlib-ng's deflate levels (0 = stored, 1 = fastest, 9 = smallest)
 DEFAULT_GZIP_LEVEL = 5
 
-# The keys of one line, in the contract's order (SPEC section 4); the delivery checks verify them.
+# The keys of one line, in the contract's order (docs/file-contract.md); the delivery checks verify them.
 NDJSON_KEYS = [
     "questions",
     "email",
@@ -125,7 +125,8 @@ def build_global_ndjson(
     out_path: Path,
     file_name: str,
     *,
-    root: Path | None = None,
+    root: Path,
+    read_threads: int = warehouse.DEFAULT_READ_THREADS,
     level: int = DEFAULT_GZIP_LEVEL,
     threads: int = 2,
     batch_size: int = 10_000,
@@ -138,7 +139,7 @@ def build_global_ndjson(
     participations = warehouse.loaded_day_file("participations", day, root)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     rows = 0
-    con = warehouse.reader()
+    con = warehouse.reader(read_threads)
     try:
         reader = con.sql(
             GLOBAL_NDJSON_SQL, params={"parquet": str(participations), "account_id": export.account_id}

@@ -1,1 +1,1 @@
-"""The landing zone: where raw participation events and reference data arrive (SPEC section 2)."""
+"""The landing zone: where raw participation events and reference data arrive (docs/landing-zone.md)."""

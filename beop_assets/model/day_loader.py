@@ -7,7 +7,7 @@ disk and narrow keys remain:
 1. **Judge** (one query per file, `threads` files at a time: DuckDB numbers lines only through
    `read_csv(...) WITH ORDINALITY`, one thread per file): every line is read as raw text, checked
    (`TRY(json_type)`) and parsed for its four key fields only. A line is rejected, with its reason,
-   file and line number, when SPEC section 2 says so; a rejected line never stops the day. Each line
+   file and line number, when docs/landing-zone.md says so; a rejected line never stops the day. Each line
    goes, numbered and with its verdict, into the file's scratch Parquet file.
 2. **Duplicates**, on the accepted lines' keys alone: a participation_id accepted again is rejected,
    the first (by file name, then line) being loaded.
@@ -524,7 +524,7 @@ def _remove_stale_scratch(root: Path) -> None:
 
 def load_day(
     staged: StagedDay,
-    root: Path | None = None,
+    root: Path,
     *,
     memory_limit: str = DEFAULT_MEMORY_LIMIT,
     threads: int | None = None,
@@ -534,7 +534,6 @@ def load_day(
     `memory_limit` bounds DuckDB's memory (it spills to a scratch folder in the warehouse past it);
     `threads` is how many files are judged at once and DuckDB's thread count (default: the CPUs).
     """
-    root = warehouse.warehouse_root(root)
     day = staged.day
     load = DayLoad(day=day)
     threads = threads or os.cpu_count() or 1
@@ -590,14 +589,13 @@ def load_day(
     return load
 
 
-def publish_views(root: Path | None = None) -> None:
+def publish_views(root: Path) -> None:
     """Serve every loaded day in the DuckDB file, as views over the Parquet days (no second copy).
 
     Each view reads the current version of every day (`date=*/data.parquet`, see `warehouse.replace_file`);
     days loaded before a column was added read it as NULL. A table left by an older release (a copy of
     the days) is dropped: the Parquet days hold the same rows.
     """
-    root = warehouse.warehouse_root(root)
     with warehouse.model_writer(root) as db:
         db.execute("BEGIN TRANSACTION")
         for table in warehouse.MODEL_TABLES:

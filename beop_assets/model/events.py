@@ -1,8 +1,8 @@
-"""The shape of a participation event (SPEC section 2), as DuckDB parses it.
+"""The shape of a participation event (docs/landing-zone.md), as DuckDB parses it.
 
 One JSON structure, parsed once per line by `from_json`: it is lenient (a value of the wrong type
 becomes NULL) so that an odd field never rejects an otherwise valid participation; only the checks
-of SPEC section 2 reject a line (see `day_loader.REJECTION_RULES`).
+of docs/landing-zone.md reject a line (see `day_loader.REJECTION_RULES`).
 """
 
 import json

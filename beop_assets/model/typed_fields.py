@@ -1,4 +1,4 @@
-"""The typed form-field values the model stores per participation (SPEC section 2): each CSV column a
+"""The typed form-field values the model stores per participation (docs/landing-zone.md): each CSV column a
 form field of type email, phone, firstname, ... feeds, computed once when a day is loaded, so that
 every CSV export of that day is a filtered projection instead of re-deriving them.
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-# The columns a typed form field feeds (SPEC section 2), in the CSV's order.
+# The columns a typed form field feeds (docs/landing-zone.md), in the CSV's order.
 FORM_FIELD_COLUMNS: tuple[str, ...] = (
     "email",
     "phone",

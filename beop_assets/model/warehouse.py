@@ -18,8 +18,6 @@ from pathlib import Path
 
 import duckdb
 
-from beop_assets import settings
-
 MODEL_TABLES = ("participations", "optins", "rejected_participations")
 # How long a replaced Parquet day stays readable for the exports that resolved it before the reload.
 OLD_VERSIONS_KEPT_S = 6 * 3600
@@ -29,16 +27,12 @@ class DayNotLoadedError(Exception):
     """An export asked for a day that the model has not loaded: delivering an empty file would lie."""
 
 
-def warehouse_root(root: Path | None = None) -> Path:
-    return root or settings.current().warehouse
+def day_file(table: str, day: date, root: Path) -> Path:
+    return root / table / f"date={day.isoformat()}" / "data.parquet"
 
 
-def day_file(table: str, day: date, root: Path | None = None) -> Path:
-    return warehouse_root(root) / table / f"date={day.isoformat()}" / "data.parquet"
-
-
-def database_file(root: Path | None = None) -> Path:
-    return warehouse_root(root) / "beop.duckdb"
+def database_file(root: Path) -> Path:
+    return root / "beop.duckdb"
 
 
 def sql_path(path: Path) -> str:
@@ -46,7 +40,7 @@ def sql_path(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def loaded_day_file(table: str, day: date, root: Path | None = None) -> Path:
+def loaded_day_file(table: str, day: date, root: Path) -> Path:
     """The day's Parquet file as it is now: an immutable version, so that a reader who resolved it
     keeps reading the same rows even if the day is reloaded meanwhile (see `replace_file`)."""
     path = day_file(table, day, root)
@@ -59,9 +53,8 @@ def loaded_day_file(table: str, day: date, root: Path | None = None) -> Path:
 
 
 @contextmanager
-def model_writer(root: Path | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+def model_writer(root: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """The only way to write the DuckDB file: serialized by an exclusive file lock."""
-    root = warehouse_root(root)
     root.mkdir(parents=True, exist_ok=True)
     with open(root / ".model.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -72,9 +65,13 @@ def model_writer(root: Path | None = None) -> Iterator[duckdb.DuckDBPyConnection
             con.close()
 
 
-def reader() -> duckdb.DuckDBPyConnection:
+# DuckDB threads of one export's read of the model: on 2 cores, one export at a time uses both.
+DEFAULT_READ_THREADS = 2
+
+
+def reader(threads: int = DEFAULT_READ_THREADS) -> duckdb.DuckDBPyConnection:
     """A fresh in-memory connection for reading Parquet days: never takes the DuckDB file lock."""
-    con = duckdb.connect(":memory:", config={"threads": settings.current().export_threads})
+    con = duckdb.connect(":memory:", config={"threads": threads})
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET preserve_insertion_order = true")
     return con

@@ -1,7 +1,9 @@
-"""Resources: the export registry and the warehouse, configured by environment (SPEC section 6).
+"""Resources: what the product's assets, checks, sensors and IO managers are given by the deployment.
 
-Both read their settings at use time, not at import time, so that `dagster dev`, the CLI and the
-tests all see the same environment variables and registry edits need no restart.
+Every field is set by `definitions.py` from the deployment's settings (`beop_assets.settings`), and the
+resources are handed to Dagster locked (`locked`): they expose no run config, so nobody can redirect
+where data is read from or delivered to when launching a run. A setting that cannot be used travels as
+its error (`problem`) and fails only the job that needs it.
 
 The registry is read by every step of an export run (the asset, the IO manager, each check) and by
 every sensor tick; parsing and validating it against the reference data costs more than a small
@@ -17,24 +19,31 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import shutil
 import threading
-import time
 from collections import OrderedDict
-from datetime import date
+from datetime import date, time
 from pathlib import Path
 
-from dagster import ConfigurableResource
+from dagster import (
+    ConfigurableIOManager,
+    ConfigurableResource,
+    Field,
+    IOManagerDefinition,
+    Noneable,
+    ResourceDefinition,
+)
 from google.cloud import storage
 
-from beop_assets import settings
+from beop_assets.exports import spool
 from beop_assets.exports.registry import Registry, load_registry
 from beop_assets.landing.reference import REFERENCE_TABLES, Reference, ReferenceDataError
 from beop_assets.landing.zone import staged_reference
+from beop_assets.model import warehouse as model_warehouse
 from beop_assets.model import warehouse_store
 from beop_assets.model.warehouse_store import Store
+from beop_assets.operations.alerts import AlertSettings
+from beop_assets.settings import SettingError
 
-SPOOL_RETENTION_S = 24 * 3600
 # Registries kept per process: one per (registry file, landing zone) in use, plus a few versions.
 REGISTRY_CACHE_SIZE = 8
 _registry_cache: OrderedDict[tuple, Registry] = OrderedDict()
@@ -82,14 +91,14 @@ class ExportRegistry(ConfigurableResource):
     """The export registry file, validated against the landing zone's reference data (re-validated
     whenever either changed: see the module's docstring)."""
 
-    path: str | None = None  # default: $BEOP_EXPORTS, else exports.yaml
-    landing: str | None = None  # default: $BEOP_LANDING
+    path: str
+    landing: str
 
     def file(self) -> Path:
-        return Path(self.path) if self.path else settings.current().exports_file
+        return Path(self.path)
 
     def reference(self) -> Reference:
-        with staged_reference(self.landing or settings.current().landing) as folder:
+        with staged_reference(self.landing) as folder:
             return Reference.read(folder)
 
     def load(self) -> Registry:
@@ -118,7 +127,7 @@ class ExportRegistry(ConfigurableResource):
 
     def _cache_key(self) -> tuple:
         path = self.file()
-        landing = self.landing or settings.current().landing
+        landing = self.landing
         return (str(path.resolve()), _digest(path), landing, _reference_identity(landing))
 
     def _read(self) -> Registry:
@@ -143,22 +152,23 @@ def _reference_fault(exc: Exception):
 class Warehouse(ConfigurableResource):
     """Where the model (DuckDB file and Parquet days), the spool and the delivery ledger live."""
 
-    root: str | None = None  # default: $BEOP_WAREHOUSE, or $BEOP_WAREHOUSE_CACHE when that is gs://
-    store: str | None = None  # default: $BEOP_WAREHOUSE when it is gs://bucket/prefix (model/warehouse_store.py)
+    root: str  # this machine's folder (with a gs:// store: its copy)
+    store: str | None = None  # gs://bucket/prefix where the model's days live (model/warehouse_store.py)
+    load_memory_limit: str = "1GB"  # DuckDB's memory limit for a day load (it spills past it)
+    read_threads: int = model_warehouse.DEFAULT_READ_THREADS
 
     def path(self) -> Path:
-        return Path(self.root) if self.root else settings.current().warehouse
+        return Path(self.root)
 
     def store_url(self) -> str | None:
-        return self.store or settings.current().warehouse_store
+        return self.store
 
     def _store(self) -> tuple[Store, storage.Client] | None:
-        url = self.store_url()
-        if not url:
+        if not self.store:
             return None
         from beop_assets.cloud_storage import platform_client
 
-        return Store.parse(url), platform_client()
+        return Store.parse(self.store), platform_client()
 
     def publish_day(self, day: date) -> dict[str, str]:
         """A loaded day to the store, before the load is reported: the object written for each table
@@ -179,14 +189,110 @@ class Warehouse(ConfigurableResource):
             warehouse_store.pull_day(day, self.path(), *found, tables=("participations",))
         return self.path()
 
-    def spool(self, export_id: str, run_id: str) -> Path:
-        """A folder of its own for each run of an export: concurrent runs never share a file.
-        Folders of runs older than a day (files read back by the checks) are removed here."""
-        folder = self.path() / "spool" / export_id / run_id
-        if not folder.exists():
-            cutoff = time.time() - SPOOL_RETENTION_S
-            for old in folder.parent.glob("*") if folder.parent.exists() else []:
-                if old.is_dir() and old.stat().st_mtime < cutoff:
-                    shutil.rmtree(old, ignore_errors=True)
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
+    def spool(self, day: date, export_id: str, run_id: str) -> Path:
+        """A folder of its own for each run of an export and day, filed under the data day so that
+        retention removes whatever a crash left there with the day (exports/spool.py)."""
+        return spool.run_folder(self.path(), day, export_id, run_id)
+
+
+class _Setting(ConfigurableResource):
+    """A resource whose setting may be unusable: `problem` is then the setting's error, raised when a
+    run needs it (never when the definitions load)."""
+
+    problem: str | None = None
+
+    def require(self) -> None:
+        if self.problem:
+            raise SettingError(self.problem)
+
+
+class Landing(ConfigurableResource):
+    """The landing zone the platform drops participations and reference data into."""
+
+    url: str
+
+
+class ExportFiles(_Setting):
+    """How export files are built."""
+
+    gzip_level: int = 5
+    read_threads: int = model_warehouse.DEFAULT_READ_THREADS
+
+
+class Retention(_Setting):
+    """How many data days personal data is kept (BEOP_RETENTION_DAYS)."""
+
+    days: int = 30
+
+    def window(self) -> int:
+        self.require()
+        return self.days
+
+
+class MissedDayDeadline(_Setting):
+    """By when (UTC, the day after a data day) every enabled export must have delivered that day."""
+
+    hour: int = 6
+    minute: int = 0
+
+    def at(self) -> time:
+        self.require()
+        return time(self.hour, self.minute)
+
+
+class DeliveryPolicy(_Setting):
+    """Which loaded days the night delivers (BEOP_DELIVERY_LOOKBACK_DAYS)."""
+
+    lookback_days: int = 7
+
+    def lookback(self) -> int:
+        self.require()
+        return self.lookback_days
+
+
+class Alerts(_Setting):
+    """Where alerts go (BEOP_ALERT_*): a webhook and/or e-mail."""
+
+    webhook_url: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str | None = None
+    smtp_to: list[str] = []
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+
+    def channels(self) -> AlertSettings:
+        self.require()
+        return AlertSettings(
+            webhook_url=self.webhook_url,
+            smtp_host=self.smtp_host,
+            smtp_port=self.smtp_port,
+            smtp_from=self.smtp_from,
+            smtp_to=tuple(self.smtp_to),
+            smtp_user=self.smtp_user,
+            smtp_password=self.smtp_password,
+            smtp_starttls=self.smtp_starttls,
+        )
+
+
+# The only config a locked resource accepts: any other key is refused at launch, and Dagster's error
+# names this one, which says why.
+LOCKED_CONFIG = {"deployment_settings_only": Field(Noneable(str), is_required=False)}
+
+
+def locked(resource: ConfigurableResource) -> ResourceDefinition:
+    """`resource` as the deployment set it, with no run config that could change it."""
+    return ResourceDefinition(
+        resource_fn=lambda _: resource,
+        config_schema=LOCKED_CONFIG,
+        description=f"{type(resource).__name__}: set by the deployment (BEOP_* settings), not by run config",
+    )
+
+
+def locked_io_manager(manager: ConfigurableIOManager) -> IOManagerDefinition:
+    return IOManagerDefinition(
+        resource_fn=lambda _: manager,
+        config_schema=LOCKED_CONFIG,
+        description=f"{type(manager).__name__}: set by the deployment (BEOP_* settings), not by run config",
+    )

@@ -15,13 +15,13 @@ from collections.abc import Callable
 
 from beop_assets.delivery import gcs, sftp
 from beop_assets.delivery.errors import DeliveryError
-from beop_assets.exports.registry import RegistryError, SpecificExport
-from beop_assets.resources import ExportRegistry
+from beop_assets.exports.registry import Registry, RegistryError, SpecificExport
 
 
-def preflight(export_ids: list[str] | None = None, echo: Callable[[str], None] = print) -> list[str]:
+def preflight(
+    registry: Registry, export_ids: list[str] | None = None, echo: Callable[[str], None] = print
+) -> list[str]:
     """Check each export's destination; return the problems found (empty when all is well)."""
-    registry = ExportRegistry().load()
     problems: list[str] = []
     if registry.unreadable:
         for fault in registry.faults:

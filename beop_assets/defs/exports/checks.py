@@ -34,13 +34,14 @@ from dagster import (
     multi_asset_check,
 )
 
+from beop_assets.defs.exports.io_managers import DeliveredFile
+from beop_assets.defs.partitions import Partitions, split_export_day_key
+from beop_assets.defs.resources import ExportRegistry, Warehouse
+from beop_assets.exports import spool
 from beop_assets.exports.crm_columns import crm_headers, crm_select, optin_names
 from beop_assets.exports.export_file import sha256_of
 from beop_assets.exports.global_ndjson import NDJSON_KEYS
-from beop_assets.io_managers import DeliveredFile
 from beop_assets.model import warehouse as model
-from beop_assets.partitions import global_export_days, specific_export_days, split_export_day_key
-from beop_assets.resources import ExportRegistry, Warehouse
 
 # Partitioned checks are "preview" in this pinned train; they are what shows a check per export and day.
 warnings.filterwarnings("ignore", category=PreviewWarning, message=".*partitions_def on an AssetCheckSpec.*")
@@ -166,6 +167,9 @@ def _run_checks(asset: str, checks: list[Check], context, delivered: DeliveredFi
             description=result.description,
             severity=result.severity,
         )
+    # Verified (or not): the copy read back has no further use, and it is personal data.
+    if delivered.folder is not None:
+        spool.remove(delivered.folder)
     if failure is not None:
         raise failure
 
@@ -214,7 +218,7 @@ def _crm_rows(delivered: DeliveredFile, *, day, export, reference, warehouse: Wa
     query = crm_select(
         export, optin_names(export, reference), model.loaded_day_file("participations", day, warehouse.day_root(day))
     )
-    con = model.reader()
+    con = model.reader(warehouse.read_threads)
     try:
         expected = con.sql(f"SELECT count(*) FROM ({query.sql})", params=query.params).fetchall()[0][0]
     finally:
@@ -251,15 +255,6 @@ CRM_CHECKS: list[Check] = [
 ]
 
 
-crm_delivery_checks = _delivery_checks(
-    "crm_delivery_checks",
-    "crm_export_file",
-    CRM_CHECKS,
-    specific_export_days,
-    "The delivered CSV file, read back from the customer's SFTP server.",
-)
-
-
 # -- global exports (ndJSON.gz to GCS) -------------------------------------------------------------
 
 
@@ -274,7 +269,7 @@ def _global_rows(delivered: DeliveredFile, *, day, export, warehouse: Warehouse,
     if unreadable := _unreadable(delivered):
         return unreadable
     participations = model.sql_path(model.loaded_day_file("participations", day, warehouse.day_root(day)))
-    con = model.reader()
+    con = model.reader(warehouse.read_threads)
     try:
         (expected,) = con.execute(
             f"SELECT count(*) FROM read_parquet({participations}) WHERE account_id = ?", [export.account_id]
@@ -313,13 +308,21 @@ GLOBAL_CHECKS: list[Check] = [
 ]
 
 
-global_delivery_checks = _delivery_checks(
-    "global_delivery_checks",
-    "global_export_file",
-    GLOBAL_CHECKS,
-    global_export_days,
-    "The delivered ndJSON.gz object, read back from the customer's bucket.",
-)
-
-
-delivery_checks = [crm_delivery_checks, global_delivery_checks]
+def build_delivery_checks(partitions: Partitions) -> list:
+    """One check step per export mode, named after the asset it verifies."""
+    return [
+        _delivery_checks(
+            "crm_export_file_checks",
+            "crm_export_file",
+            CRM_CHECKS,
+            partitions.specific_export_days,
+            "The delivered CSV file, read back from the customer's SFTP server.",
+        ),
+        _delivery_checks(
+            "global_export_file_checks",
+            "global_export_file",
+            GLOBAL_CHECKS,
+            partitions.global_export_days,
+            "The delivered ndJSON.gz object, read back from the customer's bucket.",
+        ),
+    ]

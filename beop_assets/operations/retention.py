@@ -7,11 +7,12 @@ What goes, for every data day older than the window (day < today - retention day
   the DuckDB file; with `BEOP_WAREHOUSE=gs://...`, the stored days too (this machine's copy is the
   folder above);
 - the delivery ledger's rows of that day.
+- the spool's copies of that day (`spool/date=DAY/`: files built or read back, see exports/spool.py).
 And, whatever their day: Parquet versions replaced by a newer load (once no reader can still be on
-them: `OLD_VERSIONS_KEPT_S`), and spool folders of runs older than the window.
+them: `OLD_VERSIONS_KEPT_S`).
 
 A day inside the window is never touched; the reference data (accounts, contents, optins) is not
-personal data and stays. Plain Python, no Dagster: the `purge_expired_data` job runs it nightly.
+personal data and stays. Plain Python, no Dagster: the `retention_job` runs it nightly.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from beop_assets.delivery import ledger
+from beop_assets.exports import spool
 from beop_assets.model import warehouse
 
 DAY_FOLDER = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
@@ -143,11 +145,13 @@ def purge_model(root: Path, keep_from: date, report: PurgeReport, now: float) ->
             db.execute("CHECKPOINT")
 
 
-def purge_spool(root: Path, max_age_s: float, now: float) -> list[str]:
-    spool = root / "spool"
-    removed = []
-    for export_folder in sorted(spool.iterdir()) if spool.is_dir() else []:
-        if not export_folder.is_dir():
+def purge_spool(root: Path, keep_from: date, max_age_s: float, now: float) -> list[str]:
+    """The spool of every expired data day; and folders of the layout before the spool was filed by day
+    (`spool/<export>/<run>`), by their age."""
+    removed = spool.purge_before(root, keep_from)
+    folder = root / spool.SPOOL
+    for export_folder in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if not export_folder.is_dir() or export_folder.name.startswith("date="):
             continue
         for run_folder in sorted(export_folder.iterdir()):
             if run_folder.is_dir() and run_folder.stat().st_mtime < now - max_age_s:
@@ -185,6 +189,6 @@ def purge_expired(
     if store:
         report.stored_days = purge_store(store, keep_from)
     purge_model(root, keep_from, report, now)
-    report.spool_folders = purge_spool(root, retention_days * 86400, now)
+    report.spool_folders = purge_spool(root, keep_from, retention_days * 86400, now)
     report.ledger_rows = purge_ledger(root, keep_from)
     return report

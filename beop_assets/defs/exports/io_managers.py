@@ -7,24 +7,24 @@ and its result in the delivery ledger, and surfaces the receipt as materializati
 
 When the customer's key may not read a delivered object back (a GCS key with only Storage Object
 Creator), the delivery was proven by its upload receipt instead; the built file is then kept in the
-run's spool (removed with it after a day), so that the content checks can still read the bytes that
+run's spool until the checks have read it (they remove it), so that they can still read the bytes that
 the receipt proves were stored, and say so.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import ClassVar
 
 from dagster import ConfigurableIOManager, InputContext, MetadataValue, OutputContext
 
-from beop_assets import settings
+from beop_assets.defs.partitions import split_export_day_key
+from beop_assets.defs.resources import ExportRegistry, Warehouse
 from beop_assets.delivery import gcs, ledger, sftp
 from beop_assets.exports.export_file import ExportFile
 from beop_assets.exports.registry import GlobalExport, SpecificExport
-from beop_assets.partitions import split_export_day_key
-from beop_assets.resources import ExportRegistry, Warehouse
 
 
 @dataclass(frozen=True)
@@ -38,11 +38,14 @@ class DeliveredFile:
     delivery: ledger.Delivery
     local_path: Path | None
     read_back_denied: str | None = None
+    folder: Path | None = None  # the spool folder holding the copies: removed once the checks are done
 
 
 class _DeliveryIOManager(ConfigurableIOManager):
     registry: ExportRegistry
     warehouse: Warehouse
+    sftp_read_back: bool = False
+    sftp_stale_temp_age_s: float = 3600.0
 
     mode: ClassVar[str] = ""
 
@@ -76,11 +79,12 @@ class _DeliveryIOManager(ConfigurableIOManager):
         except Exception as exc:
             attempts = getattr(exc, "attempts", None)
             ledger.finish(delivery_id, error=f"{type(exc).__name__}: {exc}", attempts=attempts, root=root)
+            obj.path.unlink(missing_ok=True)  # a retry rebuilds it from the model: no personal data kept
             raise
         verification = proof[0] if proof else None
         ledger.finish(delivery_id, attempts=attempts, destination=destination, verification=verification, root=root)
         if verification is not None and verification.verified_from == gcs.UPLOAD_RECEIPT:
-            kept = self._built_copy(obj.export_id, context.run_id, delivery_id, obj.file_name)
+            kept = self._built_copy(obj.day, obj.export_id, context.run_id, delivery_id, obj.file_name)
             kept.parent.mkdir(parents=True, exist_ok=True)
             obj.path.replace(kept)  # what the checks read: it cannot be read back from the bucket
         else:
@@ -98,11 +102,11 @@ class _DeliveryIOManager(ConfigurableIOManager):
             }
         )
 
-    def _delivered_folder(self, export_id: str, run_id: str | None, delivery_id: int) -> Path:
-        return self.warehouse.spool(export_id, run_id or "adhoc") / "delivered" / str(delivery_id)
+    def _delivered_folder(self, day: date, export_id: str, run_id: str | None, delivery_id: int) -> Path:
+        return self.warehouse.spool(day, export_id, run_id or "adhoc") / "delivered" / str(delivery_id)
 
-    def _built_copy(self, export_id: str, run_id: str | None, delivery_id: int, file_name: str) -> Path:
-        return self._delivered_folder(export_id, run_id, delivery_id) / "built" / file_name
+    def _built_copy(self, day: date, export_id: str, run_id: str | None, delivery_id: int, file_name: str) -> Path:
+        return self._delivered_folder(day, export_id, run_id, delivery_id) / "built" / file_name
 
     def _last_delivered(self, context: InputContext) -> ledger.Delivery:
         day, export_id = split_export_day_key(context.asset_partition_key)
@@ -112,14 +116,24 @@ class _DeliveryIOManager(ConfigurableIOManager):
         return delivered
 
     def load_input(self, context: InputContext) -> DeliveredFile:
+        day, _ = split_export_day_key(context.asset_partition_key)
         delivered = self._last_delivered(context)
         file_name = delivered.file_name or ""  # a delivered row always has one
-        # One download per run and delivery, shared by every check of that run.
-        local = self._delivered_folder(delivered.export_id, delivered.run_id, delivered.id) / file_name
+        folder = self._delivered_folder(day, delivered.export_id, delivered.run_id, delivered.id)
+        local = folder / file_name
         if not (local.exists() and local.stat().st_size == delivered.bytes):
             local.parent.mkdir(parents=True, exist_ok=True)
-            self._download(self.registry.load().get(delivered.export_id), file_name, local)
-        return DeliveredFile(delivery=delivered, local_path=local)
+            try:
+                self._download(self.registry.load().get(delivered.export_id), file_name, local)
+            except gcs.ReadBackDenied as denied:
+                kept = self._built_copy(day, delivered.export_id, delivered.run_id, delivered.id, file_name)
+                return DeliveredFile(
+                    delivery=delivered,
+                    local_path=kept if kept.exists() else None,
+                    read_back_denied=str(denied),
+                    folder=folder,
+                )
+        return DeliveredFile(delivery=delivered, local_path=local, folder=folder)
 
 
 class SftpDeliveryIOManager(_DeliveryIOManager):
@@ -133,14 +147,13 @@ class SftpDeliveryIOManager(_DeliveryIOManager):
     def _upload(
         self, export: SpecificExport, built: ExportFile, run_id: str
     ) -> tuple[str, dict, int, ledger.Verification]:
-        current = settings.current()
         receipt = sftp.deliver_file(
             export.id,
             export.sftp,
             built.path,
             built.file_name,
-            read_back=current.sftp_read_back,
-            stale_temp_age_s=current.sftp_stale_temp_age_s,
+            read_back=self.sftp_read_back,
+            stale_temp_age_s=self.sftp_stale_temp_age_s,
         )
         destination = f"sftp://{export.sftp.username}@{export.sftp.address}{receipt.remote_path}"
         # A crash's leftovers this delivery removed from the customer's directory: kept on record.
@@ -200,13 +213,3 @@ class GcsDeliveryIOManager(_DeliveryIOManager):
 
     def _download(self, export: GlobalExport, file_name: str, local_path: Path) -> None:
         gcs.download_file(export.id, export.gcs, file_name, local_path)
-
-    def load_input(self, context: InputContext) -> DeliveredFile:
-        try:
-            return super().load_input(context)
-        except gcs.ReadBackDenied as denied:
-            delivered = self._last_delivered(context)
-            kept = self._built_copy(delivered.export_id, delivered.run_id, delivered.id, delivered.file_name or "")
-            return DeliveredFile(
-                delivery=delivered, local_path=kept if kept.exists() else None, read_back_denied=str(denied)
-            )

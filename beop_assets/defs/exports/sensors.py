@@ -1,10 +1,9 @@
-"""Sensors that keep Dagster in step with the outside world, and tell someone when a run fails.
+"""Sensors that keep the exports in step with the outside world.
 
 - `export_registry_sensor` syncs the registry file into the two dynamic partition sets, so that an
   export added, disabled or removed in `exports.yaml` appears or disappears without a restart.
 - `deliver_loaded_days_sensor` delivers every loaded day not yet delivered, for every scheduled
   export, within the look-back window (BEOP_DELIVERY_LOOKBACK_DAYS, 7 by default).
-- `alert_on_run_failure` sends every failed run (export, day, error, run id) to the alert channels.
 
 Why the delivery sensor scans a window instead of following new load events with a cursor: a cursor
 only sees what happened after the sensor first ran, so a fresh deployment (or a sensor switched on
@@ -22,26 +21,21 @@ from dagster import (
     AssetKey,
     AssetRecordsFilter,
     DagsterRunStatus,
+    DailyPartitionsDefinition,
     DefaultSensorStatus,
     DeleteDynamicPartitionsRequest,
-    RunFailureSensorContext,
     RunRequest,
     RunsFilter,
+    SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
-    run_failure_sensor,
     sensor,
 )
 
-from beop_assets import alerts, settings
-from beop_assets.jobs import (
-    EXPORT_MODES,
-    deliver_global_exports_job,
-    deliver_specific_exports_job,
-)
-from beop_assets.partitions import data_days, export_day_key
-from beop_assets.resources import ExportRegistry
+from beop_assets.defs.exports.jobs import EXPORT_MODES
+from beop_assets.defs.partitions import export_day_key
+from beop_assets.defs.resources import DeliveryPolicy, ExportRegistry
 
 LOADED_ASSET = AssetKey("participations")
 IN_FLIGHT = [
@@ -99,7 +93,7 @@ def today() -> date:
     return datetime.now(UTC).date()
 
 
-def lookback_days(until: date, lookback: int) -> list[date]:
+def lookback_days(until: date, lookback: int, data_days: DailyPartitionsDefinition) -> list[date]:
     """The data days the sensor considers, oldest first: `lookback` days before `until`, and `until`."""
     days = [until - timedelta(days=n) for n in range(lookback, -1, -1)]
     return [d for d in days if data_days.has_partition_key(d.isoformat())]
@@ -145,7 +139,6 @@ def delivery_requests(registry_resource: ExportRegistry, instance, loads: dict[d
         raise ValueError("; ".join(map(str, registry.faults)))
     requests = []
     for mode, spec in EXPORT_MODES.items():
-        job = spec.job
         known = set(instance.get_dynamic_partitions(spec.partitions_name))
         wanted = {
             str(export_day_key(day, export_id)): (day, export_id)
@@ -154,14 +147,14 @@ def delivery_requests(registry_resource: ExportRegistry, instance, loads: dict[d
             if export_id in known
         }
         done = {r.partition_key for r in _partition_records(instance, spec.asset_key, sorted(wanted))}
-        busy = _in_flight_partitions(instance, job.name) if wanted else set()
+        busy = _in_flight_partitions(instance, spec.job_name) if wanted else set()
         for key, (day, _) in sorted(wanted.items()):
             if key in done or key in busy:
                 continue
             requests.append(
                 RunRequest(
                     run_key=f"deliver-{key}@load-{loads[day]}",
-                    job_name=job.name,
+                    job_name=spec.job_name,
                     partition_key=key,
                     tags={"beop/trigger": "day-loaded"},
                 )
@@ -169,76 +162,32 @@ def delivery_requests(registry_resource: ExportRegistry, instance, loads: dict[d
     return requests
 
 
-@sensor(
-    jobs=[deliver_specific_exports_job, deliver_global_exports_job],
-    minimum_interval_seconds=15,
-    default_status=DefaultSensorStatus.RUNNING,
-    description="Delivers every loaded day of the look-back window (BEOP_DELIVERY_LOOKBACK_DAYS, 7 by "
-    "default) for every scheduled export not yet delivered; never sends a delivered day again.",
-)
-def deliver_loaded_days_sensor(context: SensorEvaluationContext, registry: ExportRegistry):
-    lookback = settings.current().delivery_lookback_days
-    days = lookback_days(today(), lookback)
-    loads = loaded_days(context.instance, days)
-    if not loads:
-        return SkipReason(f"no day loaded in the last {lookback} days")
-    try:
-        requests = delivery_requests(registry, context.instance, loads)
-    except ValueError as exc:
-        # Not "all delivered": nobody can tell which exports are due until the registry is fixed.
-        return SkipReason(f"registry unreadable, no delivery requested: {exc}")
-    if not requests:
-        return SkipReason(
-            f"every scheduled export of {', '.join(d.isoformat() for d in sorted(loads))} is already delivered"
-            " (or being delivered)"
-        )
-    return requests
+def build_deliver_loaded_days_sensor(data_days: DailyPartitionsDefinition, jobs: list) -> SensorDefinition:
+    @sensor(
+        jobs=jobs,
+        minimum_interval_seconds=15,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Delivers every loaded day of the look-back window (BEOP_DELIVERY_LOOKBACK_DAYS, 7 by "
+        "default) for every scheduled export not yet delivered; never sends a delivered day again.",
+    )
+    def deliver_loaded_days_sensor(
+        context: SensorEvaluationContext, registry: ExportRegistry, delivery_policy: DeliveryPolicy
+    ):
+        lookback = delivery_policy.lookback()
+        days = lookback_days(today(), lookback, data_days)
+        loads = loaded_days(context.instance, days)
+        if not loads:
+            return SkipReason(f"no day loaded in the last {lookback} days")
+        try:
+            requests = delivery_requests(registry, context.instance, loads)
+        except ValueError as exc:
+            # Not "all delivered": nobody can tell which exports are due until the registry is fixed.
+            return SkipReason(f"registry unreadable, no delivery requested: {exc}")
+        if not requests:
+            return SkipReason(
+                f"every scheduled export of {', '.join(d.isoformat() for d in sorted(loads))} is already delivered"
+                " (or being delivered)"
+            )
+        return requests
 
-
-# --------------------------------------------------------------------------------------------------
-# Alerts on failed runs
-# --------------------------------------------------------------------------------------------------
-
-
-def _step_error(context: RunFailureSensorContext) -> str:
-    """The product's message of the first failed step (not Dagster's wrapper around it)."""
-    for event in context.get_step_failure_events():
-        error = getattr(event.event_specific_data, "error", None)
-        while error is not None and error.cause is not None and error.cls_name.startswith("Dagster"):
-            error = error.cause
-        if error is not None:
-            return (error.message or error.cls_name).strip()
-    return context.failure_event.message or "run failed"
-
-
-def run_failure_alert_of(context: RunFailureSensorContext) -> alerts.Alert:
-    run = context.dagster_run
-    partition = run.tags.get("dagster/partition")
-    export_id = day = None
-    if partition and "|" in partition:
-        day, _, export_id = partition.partition("|")
-    elif partition:
-        day = partition
-    return alerts.run_failure_alert(run.job_name, run.run_id, _step_error(context), export_id=export_id, day=day)
-
-
-@run_failure_sensor(
-    name="alert_on_run_failure",
-    default_status=DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
-    description="Sends every failed run (export, data day, error, run id) to BEOP_ALERT_WEBHOOK_URL "
-    "and/or by e-mail (BEOP_ALERT_SMTP_*).",
-)
-def alert_on_run_failure(context: RunFailureSensorContext):
-    config = settings.current().alerts
-    alert = run_failure_alert_of(context)
-    if not config.enabled:
-        context.log.warning(f"no alert channel configured; not sent: {alert.subject}")
-        return
-    try:
-        exports = ExportRegistry().load().exports.values()
-        secrets = alerts.registry_secrets(exports)
-    except Exception:  # an unreadable registry must not stop the alert; its masks are then lost
-        secrets = []
-    sent = alerts.send_alert(alert, config, secrets)
-    context.log.info(f"alert sent ({', '.join(sent)}): {alert.subject}")
+    return deliver_loaded_days_sensor

@@ -3,11 +3,15 @@
 Export ids live in two dynamic partition sets, one per export mode, kept in sync with the registry
 by the `export_registry_sensor`. An export id is a slug (`[a-z0-9][a-z0-9-]*`): it never contains
 the `|` or `,` that Dagster uses in multi-partition keys and key ranges.
+
+The first data day is a deployment setting (BEOP_START_DATE), so the time-based definitions are
+built by `Partitions.starting(...)` when the definitions are assembled, never at import.
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from datetime import date
 
 from dagster import (
@@ -19,22 +23,31 @@ from dagster import (
     MultiToSingleDimensionPartitionMapping,
 )
 
-from beop_assets import settings
-
-# end_offset=1 makes today a partition too, so an operator can run "today so far" by hand; the
-# schedule itself only ever asks for yesterday, the last complete day.
-data_days = DailyPartitionsDefinition(start_date=settings.current().start_date, end_offset=1, timezone="UTC")
-
 specific_exports = DynamicPartitionsDefinition(name="specific_exports")
 global_exports = DynamicPartitionsDefinition(name="global_exports")
-
-specific_export_days = MultiPartitionsDefinition({"date": data_days, "export": specific_exports})
-global_export_days = MultiPartitionsDefinition({"date": data_days, "export": global_exports})
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", BetaWarning)  # stable for our use; pinned Dagster train
     # An export partition (day, export) depends on the participations of that same day.
     SAME_DATA_DAY = MultiToSingleDimensionPartitionMapping(partition_dimension_name="date")
+
+
+@dataclass(frozen=True)
+class Partitions:
+    data_days: DailyPartitionsDefinition
+    specific_export_days: MultiPartitionsDefinition
+    global_export_days: MultiPartitionsDefinition
+
+    @classmethod
+    def starting(cls, start_date: str) -> Partitions:
+        # end_offset=1 makes today a partition too, so an operator can run "today so far" by hand; the
+        # schedule itself only ever asks for yesterday, the last complete day.
+        data_days = DailyPartitionsDefinition(start_date=start_date, end_offset=1, timezone="UTC")
+        return cls(
+            data_days=data_days,
+            specific_export_days=MultiPartitionsDefinition({"date": data_days, "export": specific_exports}),
+            global_export_days=MultiPartitionsDefinition({"date": data_days, "export": global_exports}),
+        )
 
 
 def export_day_key(day: date, export_id: str) -> MultiPartitionKey:

@@ -1,1 +1,0 @@
-"""Dagster assets, grouped by what they are about: the participation model and the two export kinds."""
