@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import time
 from typing import Any
 
-from dagster import DefaultScheduleStatus, Definitions, definitions, in_process_executor
+from dagster import DefaultScheduleStatus, Definitions, InMemoryIOManager, definitions, in_process_executor
 
 from beop_assets import settings
 from beop_assets.defs.exports import export_definitions
@@ -114,6 +114,9 @@ def build_definitions(config: settings.Settings) -> Definitions:
         key: locked_io_manager(value) if key.endswith("_delivery") else locked(value)
         for key, value in build_resources(config).items()
     }
+    # Nothing the product stores goes through the default IO manager (assets report MaterializeResults, the
+    # retention op outputs Nothing); an in-memory one leaves no folder for a launch to point elsewhere.
+    resources["io_manager"] = locked_io_manager(InMemoryIOManager())
     return Definitions.merge(
         model_definitions(partitions, schedules),
         export_definitions(partitions),

@@ -25,9 +25,9 @@ from datetime import date, time
 from pathlib import Path
 
 from dagster import (
-    ConfigurableIOManager,
     ConfigurableResource,
     Field,
+    IOManager,
     IOManagerDefinition,
     Noneable,
     ResourceDefinition,
@@ -290,7 +290,7 @@ def locked(resource: ConfigurableResource) -> ResourceDefinition:
     )
 
 
-def locked_io_manager(manager: ConfigurableIOManager) -> IOManagerDefinition:
+def locked_io_manager(manager: IOManager) -> IOManagerDefinition:
     return IOManagerDefinition(
         resource_fn=lambda _: manager,
         config_schema=LOCKED_CONFIG,
