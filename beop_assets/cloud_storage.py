@@ -3,12 +3,14 @@
 docs/operators-guide.md: when STORAGE_EMULATOR_HOST is set (demo, tests), every client (landing zone and
 delivery) talks to that emulator, anonymously and with an explicit endpoint. This is the one place
 that reads that variable, so the landing zone and the GCS transport cannot disagree about it. It
-knows nothing else of the product: the landing zone and the transport both build on it.
+knows nothing else of the product: the landing zone and the transport both build on it. What a
+`gs://bucket/prefix` URL means is decided here too (`GsUrl`).
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
@@ -55,3 +57,35 @@ def platform_client() -> storage.Client:
     if emulator_host() is not None:
         return emulator_client()
     return storage.Client()
+
+
+@dataclass(frozen=True)
+class GsUrl:
+    """A `gs://bucket/prefix` location (landing zone, warehouse store): the one place that reads such a URL."""
+
+    bucket: str
+    prefix: str  # without a leading or trailing slash; may be empty
+
+    @classmethod
+    def parse(cls, url: str, setting: str = "URL") -> GsUrl:
+        if not is_gs(url):
+            raise ValueError(f"{setting}={url!r}: expected gs://bucket/prefix")
+        bucket, _, prefix = url.removeprefix("gs://").partition("/")
+        if not bucket:
+            raise ValueError(f"{setting}={url!r} names no bucket: write gs://bucket/prefix")
+        return cls(bucket, prefix.strip("/"))
+
+    def object_name(self, relative: str) -> str:
+        """The object at `relative` under this prefix."""
+        return f"{self.prefix}/{relative}" if self.prefix else relative
+
+    def relative(self, name: str) -> str:
+        """An object's name below this prefix."""
+        return name[len(self.prefix) + 1 :] if self.prefix else name
+
+    def url(self, relative: str = "") -> str:
+        return f"gs://{self.bucket}/{self.object_name(relative)}"
+
+
+def is_gs(location: str) -> bool:
+    return location.startswith("gs://")

@@ -15,6 +15,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from beop_assets.cloud_storage import GsUrl, is_gs
+
 if TYPE_CHECKING:
     from beop_assets.operations.alerts import AlertSettings
 
@@ -101,8 +103,10 @@ def _warehouse(env: Mapping[str, str]) -> tuple[Path, str | None]:
     value = env.get("BEOP_WAREHOUSE") or DEFAULT_WAREHOUSE
     if "://" not in value:
         return Path(value), None
-    if not value.startswith("gs://") or not value.removeprefix("gs://").split("/", 1)[0]:
-        raise SettingError(f"BEOP_WAREHOUSE={value!r}: expected a local folder or gs://bucket/prefix")
+    try:
+        GsUrl.parse(value, "BEOP_WAREHOUSE")
+    except ValueError:
+        raise SettingError(f"BEOP_WAREHOUSE={value!r}: expected a local folder or gs://bucket/prefix") from None
     return Path(env.get("BEOP_WAREHOUSE_CACHE") or DEFAULT_WAREHOUSE_CACHE), value
 
 
@@ -131,7 +135,7 @@ class Settings:
 
     @property
     def landing_is_gcs(self) -> bool:
-        return self.landing.startswith("gs://")
+        return is_gs(self.landing)
 
     @property
     def warehouse(self) -> Path:

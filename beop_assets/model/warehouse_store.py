@@ -30,6 +30,7 @@ from pathlib import Path
 from google.api_core.exceptions import GoogleAPICallError, NotFound
 from google.cloud import storage
 
+from beop_assets.cloud_storage import GsUrl
 from beop_assets.model.warehouse import MODEL_TABLES, day_file, replace_file
 
 GENERATION_FILE = ".generation"  # next to a local day: the object generation it holds
@@ -63,16 +64,14 @@ class Store:
 
     @classmethod
     def parse(cls, url: str) -> Store:
-        if not url.startswith("gs://"):
-            raise WarehouseStoreError(f"BEOP_WAREHOUSE={url!r}: a warehouse is a local folder or gs://bucket/prefix")
-        bucket, _, prefix = url.removeprefix("gs://").partition("/")
-        if not bucket:
-            raise WarehouseStoreError(f"BEOP_WAREHOUSE={url!r} names no bucket: write gs://bucket/prefix")
-        return cls(bucket, prefix.strip("/"))
+        try:
+            where = GsUrl.parse(url, "BEOP_WAREHOUSE")
+        except ValueError as exc:
+            raise WarehouseStoreError(f"{exc} (a warehouse is a local folder or gs://bucket/prefix)") from None
+        return cls(where.bucket, where.prefix)
 
     def object_name(self, table: str, day: date) -> str:
-        name = f"{table}/date={day.isoformat()}/data.parquet"
-        return f"{self.prefix}/{name}" if self.prefix else name
+        return GsUrl(self.bucket, self.prefix).object_name(f"{table}/date={day.isoformat()}/data.parquet")
 
     def url(self, name: str) -> str:
         return f"gs://{self.bucket}/{name}"
