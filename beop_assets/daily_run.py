@@ -60,8 +60,9 @@ compute_logs:
 """
 
 
-# The CLI prints one line per export; the full event log is in the instance (and the UI).
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# The CLI prints one line per export (the product's own message, no stack trace); the full event log, with
+# every step's error and trace, is in the instance (and the UI).
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 @dataclass

@@ -131,3 +131,19 @@ def test_a_broken_setting_stops_the_commands_that_use_it_and_only_those(monkeypa
     monkeypatch.delenv("BEOP_MISSED_DAY_DEADLINE")
     done = cli("validate", "--settings-only")
     assert done.returncode == 0 and "0 setting problem(s)" in done.stdout, done.stdout
+
+
+def test_run_of_a_failing_export_prints_its_one_line_outcome_and_no_stack_trace(product):
+    """Issue 24: `run --export Z` for a misconfigured export printed Dagster's whole stack trace first."""
+    product.landing.write_events(DAY, [product.landing.event("p_1")])
+    product.write_registry([product.crm("broken-dir", sftp={"directory": "/nope"})])
+    done = subprocess.run(
+        [sys.executable, "-m", "beop_assets.cli", "run", "--date", "2026-11-25", "--export", "broken-dir"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1, done
+    (line,) = [line for line in done.stdout.splitlines() if line.startswith("broken-dir")]
+    assert "failed" in line and "/nope" in line
+    assert "Traceback" not in done.stdout + done.stderr and 'File "' not in done.stderr, done.stderr[-3000:]
