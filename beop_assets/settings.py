@@ -2,7 +2,7 @@
 
 Nothing here is cached in module globals: the same process (a test, `dagster dev`) may see the
 settings change, and the registry file is looked at on every use so that edits need no restart
-(`resources.py` reuses the validated registry only while its files are byte for byte unchanged).
+(`exports/registry_cache.py` reuses the validated registry only while its source is unchanged).
 Every variable, its default and why is listed in docs/operators-guide.md.
 """
 
@@ -60,7 +60,7 @@ class AlertSettings:
 class Settings:
     landing: str
     warehouse: Path  # the local folder of the model, the spool and the SQLite ledger
-    exports_file: Path
+    exports: str  # BEOP_EXPORTS: a registry file, or the platform's table (a postgresql:// URL)
     start_date: str
     gzip_level: int  # deflate level of global exports, zlib-ng 0-9
     load_memory_limit: str  # DuckDB's memory limit for a day load (it spills past it)
@@ -143,6 +143,16 @@ def default_start_date(today: date | None = None) -> str:
     return (today - timedelta(days=DEFAULT_START_DAYS_BACK)).isoformat()
 
 
+def _exports() -> str:
+    """BEOP_EXPORTS, with a malformed PostgreSQL URL named now (without its password)."""
+    value = os.environ.get("BEOP_EXPORTS") or DEFAULT_EXPORTS
+    from beop_assets.exports.registry_table import TableAddress, is_table_url
+
+    if is_table_url(value):
+        TableAddress.parse(value)
+    return value
+
+
 def _warehouse() -> tuple[Path, str | None]:
     """(local folder, gs:// store or None): a gs:// BEOP_WAREHOUSE keeps its local copy in BEOP_WAREHOUSE_CACHE."""
     value = os.environ.get("BEOP_WAREHOUSE") or DEFAULT_WAREHOUSE
@@ -159,7 +169,7 @@ def current() -> Settings:
         landing=os.environ.get("BEOP_LANDING", DEFAULT_LANDING),
         warehouse=warehouse,
         warehouse_store=warehouse_store,
-        exports_file=Path(os.environ.get("BEOP_EXPORTS", DEFAULT_EXPORTS)),
+        exports=_exports(),
         start_date=os.environ.get("BEOP_START_DATE") or default_start_date(),
         gzip_level=int(os.environ.get("BEOP_GZIP_LEVEL", "5")),
         load_memory_limit=os.environ.get("BEOP_LOAD_MEMORY_LIMIT", "1GB"),
