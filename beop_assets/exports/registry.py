@@ -342,11 +342,74 @@ def _scalar_id(node: yaml.Node) -> str | None:
     return None
 
 
+_HEADER = re.compile(r"\A(?:[ \t]*(?:#[^\n]*)?\n)*exports:[ \t]*\n")
+_FIRST_ENTRY = re.compile(r"^( *)- ", re.MULTILINE)
+
+
+def _entry_chunks(text: str) -> list[tuple[int, str]] | None:
+    """The entries of a plainly laid out registry file (`exports:`, then a block sequence and nothing
+    else) as (offset, text) pairs, cut at each entry's dash; None for any other layout. Regular
+    expressions do the scan: a run of one export must not pay a Python loop over every line."""
+    header = _HEADER.match(text)
+    if header is None:
+        return None
+    body_start = header.end()
+    first = _FIRST_ENTRY.search(text, body_start)
+    if (
+        first is None
+        or text[body_start : first.start()].strip(" \t\n")
+        and not _only_comments(text[body_start : first.start()])
+    ):
+        return None
+    dash = len(first.group(1))
+    other = re.compile(rf"^(?! {{{dash}}}- | {{{dash + 1},}}\S|[ \t]*(?:#.*)?$)", re.MULTILINE)
+    if other.search(text, first.start()):
+        return None
+    starts = [m.start() for m in re.finditer(rf"^ {{{dash}}}- ", text[first.start() :], re.MULTILINE)]
+    bounds = [first.start() + s for s in starts] + [len(text)]
+    return [(bounds[i], text[bounds[i] : bounds[i + 1]]) for i in range(len(starts))]
+
+
+def _only_comments(text: str) -> bool:
+    return all(not ln.strip() or ln.lstrip().startswith("#") for ln in text.splitlines())
+
+
+def _parse_named(text: str, ids: Collection[str]) -> list[tuple[object, int | None]] | None:
+    """The entries of `ids` alone, each parsed from its own slice of the file; None when the file is not
+    laid out plainly or a slice does not parse alone (an alias to another entry's anchor, say): the
+    caller then parses the whole file, which names any real fault."""
+    chunks = _entry_chunks(text)
+    if chunks is None:
+        return None
+    items: list[tuple[object, int | None]] = []
+    for offset, chunk in chunks:
+        if not any(export_id in chunk for export_id in ids):
+            continue
+        loader = _YamlLoader(chunk)
+        try:
+            node = loader.get_single_node()
+            if not isinstance(node, yaml.SequenceNode) or len(node.value) != 1:
+                return None
+            (entry,) = node.value
+            if _scalar_id(entry) in ids:
+                line = text.count("\n", 0, offset) + entry.start_mark.line + 1
+                items.append((loader.construct_document(entry), line))
+        except yaml.YAMLError:
+            return None
+        finally:
+            loader.dispose()
+    return items
+
+
 def parse_yaml(text: str, path: Path | str, revision: str, ids: Collection[str] | None = None) -> Entries:
     """The entries of a registry file, parsed once (libyaml composes the node tree, with each entry's
-    line); with `ids`, only the entries of those ids are built into Python values, and every other
-    entry costs only its composition."""
+    line); with `ids`, only the entries of those ids are parsed when the file is laid out plainly (as
+    `registry export` and the demo write it), else only they are built into Python values."""
     entries = Entries(revision=revision)
+    named = None if ids is None else _parse_named(text, ids)
+    if named is not None:
+        entries.items = named
+        return entries
     loader = _YamlLoader(text)
     try:
         root = loader.get_single_node()
