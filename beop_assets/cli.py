@@ -85,10 +85,11 @@ def registry() -> None:
 def registry_init(database: str | None, print_only: bool) -> None:
     """Create the registry table, its revision and triggers (idempotent), or print their DDL."""
     from beop_assets.exports import registry_table
-    from beop_assets.exports.registry_table import TableAddress
+    from beop_assets.exports.registry_table import TableAddress, is_table_url
 
     if print_only:
-        address = _table(database) if database else TableAddress("localhost", 5432, "-")
+        named = database or is_table_url(settings.current().exports)
+        address = _table(database) if named else TableAddress("localhost", 5432, "-")
         click.echo(registry_table.ddl(address))
         click.echo(f"-- The product's own database user reads only:\n{registry_table.grant(address)}")
         return

@@ -60,7 +60,8 @@ class AlertSettings:
 class Settings:
     landing: str
     warehouse: Path  # the local folder of the model, the spool and the SQLite ledger
-    exports: str  # BEOP_EXPORTS: a registry file, or the platform's table (a postgresql:// URL)
+    # BEOP_EXPORTS: a registry file, or the platform's table (a postgresql:// URL, which may hold a password)
+    exports: str = field(repr=False)
     start_date: str
     gzip_level: int  # deflate level of global exports, zlib-ng 0-9
     load_memory_limit: str  # DuckDB's memory limit for a day load (it spills past it)

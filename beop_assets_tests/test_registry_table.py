@@ -249,3 +249,30 @@ def test_the_password_of_the_url_is_never_printed(table, password_role, landing_
             assert "no_such_table" in text and "registry init" in text
         if case == "wrong password":
             assert "password authentication failed" in text
+
+
+def test_a_row_inserted_or_disabled_is_seen_by_the_next_registry_sensor_evaluation(table, landing_zone):
+    """No restart, no copy: the registry sensor's requests follow the table from one evaluation to the next."""
+    from dagster import DagsterInstance
+
+    from beop_assets.resources import ExportRegistry
+    from beop_assets.sensors import registry_partition_requests
+
+    resource = ExportRegistry(path=url_of(table), landing=str(landing_zone.root))
+    registry_table.replace_rows(table, GOOD[:1], delete_others=False)
+    with DagsterInstance.ephemeral() as instance:
+        _, changes = registry_partition_requests(resource, instance)
+        assert changes == ["+specific:acme-crm"]
+        instance.add_dynamic_partitions("specific_exports", ["acme-crm"])
+        execute(
+            table,
+            "INSERT INTO beop_periodic_exports (id, account_id, mode, gcs) VALUES (%s, %s, %s, %s)",
+            "acme-new",
+            "a_1",
+            "global",
+            '{"bucket": "acme-beop", "credentials_env": "K"}',
+        )
+        execute(table, "UPDATE beop_periodic_exports SET enabled = false WHERE id = %s", "acme-crm")
+        _, changes = registry_partition_requests(resource, instance)
+        assert changes == ["-specific:acme-crm", "+global:acme-new"]
+        assert resource.load().revision == registry_table.read_revision(table)
