@@ -276,3 +276,13 @@ def test_a_row_inserted_or_disabled_is_seen_by_the_next_registry_sensor_evaluati
         _, changes = registry_partition_requests(resource, instance)
         assert changes == ["-specific:acme-crm", "+global:acme-new"]
         assert resource.load().revision == registry_table.read_revision(table)
+
+
+def test_export_never_copies_an_inline_credential(table, tmp_path, monkeypatch):
+    monkeypatch.setenv("BEOP_EXPORTS", url_of(table))
+    registry_table.replace_rows(table, [GOOD[0] | {"sftp": SFTP | {"password": "hunter2-row"}}], delete_others=False)
+    out = tmp_path / "exported.yaml"
+    result = CliRunner().invoke(main, ["registry", "export", "--to", str(out)])
+    assert result.exit_code == 0 and "FAULT export 'acme-crm': sftp.password" in result.output
+    assert "hunter2" not in result.output and "hunter2" not in out.read_text()
+    assert yaml.safe_load(out.read_text())["exports"] == [GOOD[0]]
