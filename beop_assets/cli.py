@@ -66,15 +66,127 @@ def validate(settings_only: bool) -> None:
         sys.exit(1 if problems else 0)
     if problems:
         click.echo(f"{len(problems)} setting problem(s); the registry is checked with the others' values")
-    resource = _registry(_settings("landing", "exports"))
-    registry = resource.load()
+    from beop_assets.exports import registry_cache
+    from beop_assets.exports.registry_source import open_source
+
+    current = _settings("landing", "exports")
+    source = open_source(current.exports)
+    registry = registry_cache.load(source, current.landing)
     for fault in registry.faults:
         click.echo(f"FAULT {fault}")
     for export in registry.exports.values():
         state = "enabled" if export.enabled else "disabled"
         click.echo(f"ok    {export.id} ({export.mode}, {state})")
-    click.echo(f"{len(registry.exports)} valid export(s), {len(registry.faults)} fault(s) in {resource.file()}")
+    revision = f" (revision {registry.revision})" if registry.revision else ""
+    click.echo(f"{len(registry.exports)} valid export(s), {len(registry.faults)} fault(s) in {source}{revision}")
     sys.exit(1 if registry.faults or problems else 0)
+
+
+def _table(database: str | None):
+    """The registry table named by --database, else by BEOP_EXPORTS (which must then be a URL)."""
+    from beop_assets.exports.registry_table import TableAddress, is_table_url
+
+    url = database or settings.current().exports
+    if not is_table_url(url):
+        raise click.UsageError("BEOP_EXPORTS is a file, not a postgresql:// URL: give the table with --database URL")
+    try:
+        return TableAddress.parse(url)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+DATABASE_OPTION = click.option(
+    "--database",
+    default=None,
+    metavar="URL",
+    help="postgresql://user@host:port/db[?table=...] (default: BEOP_EXPORTS). Prefer PGPASSWORD or ~/.pgpass "
+    "to a password in the URL.",
+)
+
+
+@main.group()
+def registry() -> None:
+    """The export registry in the platform's PostgreSQL database: create it, copy it to and from YAML."""
+
+
+@registry.command("init")
+@DATABASE_OPTION
+@click.option("--print", "print_only", is_flag=True, help="Only print the DDL (for the platform's own migrations).")
+def registry_init(database: str | None, print_only: bool) -> None:
+    """Create the registry table, its revision and triggers (idempotent), or print their DDL."""
+    from beop_assets.exports import registry_table
+    from beop_assets.exports.registry_table import TableAddress, is_table_url
+
+    if print_only:
+        named = database or is_table_url(settings.current().exports)
+        address = _table(database) if named else TableAddress("localhost", 5432, "-")
+        click.echo(registry_table.ddl(address))
+        click.echo(f"-- The product's own database user reads only:\n{registry_table.grant(address)}")
+        return
+    address = _table(database)
+    try:
+        registry_table.create(address)
+    except registry_table.RegistryTableError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"created (or already there): {address}")
+
+
+@registry.command("export")
+@DATABASE_OPTION
+@click.option("--to", "target", required=True, type=click.Path(dir_okay=False), help="The YAML file to write.")
+def registry_export(database: str | None, target: str) -> None:
+    """Copy every row of the table into a registry file (as they are, valid or not; never a credential)."""
+    import os
+    from pathlib import Path
+
+    from beop_assets.exports import registry_table
+    from beop_assets.exports.registry import dump_yaml
+
+    address = _table(database)
+    try:
+        entries = registry_table.read_entries(address)
+    except registry_table.RegistryTableError as exc:
+        raise click.ClickException(str(exc)) from None
+    rows = []
+    for entry, _line in entries.items:
+        assert isinstance(entry, dict)
+        for fault in registry_table.inline_credentials(entry):
+            click.echo(f"FAULT {fault}")
+            block = entry[fault.field.split(".")[0]]
+            del block[fault.field.split(".", 1)[1]]
+        rows.append(entry)
+    path = Path(target)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(f"# beop-exports registry export of {address}, revision {entries.revision}\n" + dump_yaml(rows))
+    os.replace(partial, path)  # a reader never sees half a file
+    click.echo(f"{len(rows)} export(s) of {address} (revision {entries.revision}) written to {path}")
+
+
+@registry.command("import")
+@DATABASE_OPTION
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--replace", is_flag=True, help="Also delete the table's exports that the file does not hold.")
+def registry_import(database: str | None, file: str, replace: bool) -> None:
+    """Validate a registry file against the reference data, then write all of it to the table in one
+    transaction (nothing is written if any entry has a fault)."""
+    from pathlib import Path
+
+    from beop_assets.exports import registry_cache, registry_table
+    from beop_assets.exports.registry_source import YamlFile
+
+    address = _table(database)
+    source = YamlFile(Path(file))
+    checked = registry_cache.load(source, settings.current().landing)
+    if checked.faults:
+        for fault in checked.faults:
+            click.echo(f"FAULT {fault}")
+        raise click.ClickException(f"{len(checked.faults)} fault(s) in {file}: nothing imported into {address}")
+    entries = [e for e, _ in source.read().items if isinstance(e, dict)]
+    try:
+        count = registry_table.replace_rows(address, entries, delete_others=replace)
+    except registry_table.RegistryTableError as exc:
+        raise click.ClickException(f"{exc}: nothing imported") from None
+    click.echo(f"{count} export(s) of {file} imported into {address}" + (" (others deleted)" if replace else ""))
 
 
 @main.command()

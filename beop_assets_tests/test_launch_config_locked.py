@@ -46,7 +46,10 @@ def _launch(server: DagsterDev, job: str, run_config: dict, tags: dict[str, str]
     return server.gql(LAUNCH, {"params": params})["launchRun"]
 
 
-def test_run_config_that_redirects_data_is_refused_before_the_run_starts(world: World, dagster_dev: DagsterDev):
+def test_run_config_that_redirects_data_is_refused_before_the_run_starts(
+    world: World,  # noqa: F811 (the e2e module's fixture)
+    dagster_dev: DagsterDev,  # noqa: F811
+):
     world.write_registry(world.exports())
     server = dagster_dev
     for job, tags in [

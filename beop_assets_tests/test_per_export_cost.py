@@ -18,10 +18,9 @@ from click.testing import CliRunner
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
 from beop_assets.cli import main
-from beop_assets.defs import resources
-from beop_assets.defs.resources import ExportRegistry
 from beop_assets.delivery import ledger
 from beop_assets.demo.sshd import free_port
+from beop_assets.exports import registry_cache
 from beop_assets_tests.fixtures.definitions import resource
 
 DAY = date(2026, 11, 25)
@@ -41,8 +40,8 @@ def _same_stat_rewrite(path, text: str) -> None:
 def test_the_registry_is_parsed_once_while_its_files_are_unchanged(product, monkeypatch):
     product.write_registry([product.crm("acme-crm"), product.global_("acme-all")])
     parses = []
-    real = resources.load_registry
-    monkeypatch.setattr(resources, "load_registry", lambda *a: parses.append(a) or real(*a))
+    real = registry_cache.validate_entries
+    monkeypatch.setattr(registry_cache, "validate_entries", lambda *a, **k: parses.append(a) or real(*a, **k))
 
     first = resource("registry").load()
     for _ in range(5):
@@ -140,8 +139,8 @@ def test_a_gs_landing_zone_is_read_once_until_a_reference_object_changes(product
     monkeypatch.setenv("BEOP_LANDING", f"gs://{product.bucket}/landing")
     product.write_registry([product.crm("acme-crm", optins=["o_1"])])
     downloads = []
-    real = ExportRegistry.reference
-    monkeypatch.setattr(ExportRegistry, "reference", lambda self: downloads.append(1) or real(self))
+    real = registry_cache.read_reference
+    monkeypatch.setattr(registry_cache, "read_reference", lambda landing: downloads.append(1) or real(landing))
 
     assert resource("registry").load().reference.optins["o_1"].name == "Newsletter"
     assert resource("registry").load().reference.optins["o_1"].name == "Newsletter"

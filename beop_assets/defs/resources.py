@@ -3,24 +3,14 @@
 Every field is set by `definitions.py` from the deployment's settings (`beop_assets.settings`), and the
 resources are handed to Dagster locked (`locked`): they expose no run config, so nobody can redirect
 where data is read from or delivered to when launching a run. A setting that cannot be used travels as
-its error (`problem`) and fails only the job that needs it.
-
-The registry is read by every step of an export run (the asset, the IO manager, each check) and by
-every sensor tick; parsing and validating it against the reference data costs more than a small
-export itself, and grows with the registry. So the validated registry is kept, in this process only,
-for as long as the files it came from are unchanged: the key is a digest of the registry file's bytes
-and the identity of each reference file (its bytes' digest for a local landing zone; generation and
-checksum for `gs://`). A file timestamp alone would not do: Linux stamps files with a coarse clock
-tick, so two same-size edits within one tick would look alike. Nothing is kept that a changed file
-could make stale, so an edit is seen by the very next read, without a restart.
+its error (`problem`) and fails only the job that needs it. Resources hold no logic of their own: the
+registry's sources, validation and per-process cache are plain code in `beop_assets/exports/`
+(registry_cache.py says what is kept and for how long), the model's store in `beop_assets/model/`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import threading
-from collections import OrderedDict
+from collections.abc import Collection
 from datetime import date, time
 from pathlib import Path
 
@@ -34,119 +24,33 @@ from dagster import (
 )
 from google.cloud import storage
 
-from beop_assets.exports import spool
-from beop_assets.exports.registry import Registry, load_registry
-from beop_assets.landing.reference import REFERENCE_TABLES, Reference, ReferenceDataError
-from beop_assets.landing.zone import staged_reference
+from beop_assets.exports import registry_cache, spool
+from beop_assets.exports.registry import Registry
+from beop_assets.exports.registry_source import RegistrySource, open_source
 from beop_assets.model import warehouse as model_warehouse
 from beop_assets.model import warehouse_store
 from beop_assets.model.warehouse_store import Store
 from beop_assets.operations.alerts import AlertSettings
 from beop_assets.settings import SettingError
 
-# Registries kept per process: one per (registry file, landing zone) in use, plus a few versions.
-REGISTRY_CACHE_SIZE = 8
-_registry_cache: OrderedDict[tuple, Registry] = OrderedDict()
-_registry_cache_lock = threading.Lock()
-
-
-def _digest(path: Path) -> str | None:
-    try:
-        return hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:  # unreadable: never cached, so the real read reports it
-        raise _Uncacheable from exc
-
-
-class _Uncacheable(Exception):
-    pass
-
-
-def _reference_identity(landing: str) -> tuple:
-    """What changes whenever a reference file changes, without reading it into DuckDB."""
-    if not landing.startswith("gs://"):
-        folder = Path(landing) / "reference"
-        return tuple((name, _digest(folder / f"{name}.ndjson")) for name in REFERENCE_TABLES)
-    from beop_assets.cloud_storage import platform_client
-
-    bucket, _, prefix = landing.removeprefix("gs://").partition("/")
-    base = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
-    names = {f"{base}reference/{name}.ndjson" for name in REFERENCE_TABLES}
-    try:
-        blobs = platform_client().list_blobs(bucket, prefix=f"{base}reference/")
-        return tuple(sorted((b.name, b.generation, b.size, b.crc32c) for b in blobs if b.name in names))
-    except Exception as exc:  # the real read names the problem
-        raise _Uncacheable from exc
-
-
-def _copy(registry: Registry) -> Registry:
-    """A registry of the caller's own: callers may add faults or drop exports from what they got."""
-    return dataclasses.replace(
-        registry, exports=dict(registry.exports), faults=list(registry.faults), broken=dict(registry.broken)
-    )
-
 
 class ExportRegistry(ConfigurableResource):
-    """The export registry file, validated against the landing zone's reference data (re-validated
-    whenever either changed: see the module's docstring)."""
+    """The export registry (a YAML file or the platform's table), validated against the landing zone's
+    reference data, re-validated whenever either changed."""
 
-    path: str
-    landing: str
+    path: str  # a file or a postgresql:// URL (BEOP_EXPORTS)
+    landing: str  # BEOP_LANDING
 
-    def file(self) -> Path:
-        return Path(self.path)
-
-    def reference(self) -> Reference:
-        with staged_reference(self.landing) as folder:
-            return Reference.read(folder)
+    def source(self) -> RegistrySource:
+        return open_source(self.path)
 
     def load(self) -> Registry:
-        """The registry validated against the reference data, as the files are now."""
-        try:
-            key = self._cache_key()
-        except _Uncacheable:
-            return self._read()
-        with _registry_cache_lock:
-            cached = _registry_cache.get(key)
-            if cached is not None:
-                _registry_cache.move_to_end(key)
-                return _copy(cached)
-        registry = self._read()
-        try:
-            unchanged = self._cache_key() == key  # an edit during the read: keep nothing
-        except _Uncacheable:
-            unchanged = False
-        if not unchanged:
-            return registry
-        with _registry_cache_lock:
-            _registry_cache[key] = registry
-            while len(_registry_cache) > REGISTRY_CACHE_SIZE:
-                _registry_cache.popitem(last=False)
-        return _copy(registry)
+        """The whole registry, as its source and the reference data are now."""
+        return registry_cache.load(self.source(), self.landing)
 
-    def _cache_key(self) -> tuple:
-        path = self.file()
-        landing = self.landing
-        return (str(path.resolve()), _digest(path), landing, _reference_identity(landing))
-
-    def _read(self) -> Registry:
-        try:
-            reference = self.reference()
-        except ReferenceDataError as exc:
-            registry = load_registry(self.file(), None)
-            registry.faults.insert(0, _reference_fault(exc))
-            # Without reference data tenancy cannot be proven: no export may run.
-            registry.broken.update({e.id: e.mode for e in registry.enabled()})
-            registry.exports.clear()
-            return registry
-        return load_registry(self.file(), reference)
-
-
-def _reference_fault(exc: Exception):
-    from beop_assets.exports.registry import Fault
-
-    return Fault(None, "reference", f"{exc}: exports cannot be checked against their account")
+    def exports_for(self, export_ids: Collection[str]) -> Registry:
+        """Only these exports, read and validated alone (a run pays for its own exports only)."""
+        return registry_cache.exports_for(self.source(), self.landing, export_ids)
 
 
 class Warehouse(ConfigurableResource):

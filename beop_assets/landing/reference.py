@@ -7,6 +7,7 @@ campaigns, contents and optins of its own account.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,6 +62,16 @@ class Reference:
     campaigns: dict[str, str] = field(default_factory=dict)  # campaign_id -> account_id
     contents: dict[str, str] = field(default_factory=dict)  # content_id -> account_id
     optins: dict[str, Optin] = field(default_factory=dict)
+    _optin_owners: dict[str, str] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def owners(self, kind: str) -> Mapping[str, str]:
+        """id -> account_id of the campaigns, contents or optins: the index a tenancy check looks
+        selections up in (built once, never per export)."""
+        if kind == "optins":
+            if self._optin_owners is None or len(self._optin_owners) != len(self.optins):
+                self._optin_owners = {k: o.account_id for k, o in self.optins.items()}
+            return self._optin_owners
+        return self.campaigns if kind == "campaigns" else self.contents
 
     @classmethod
     def read(cls, folder: Path) -> Reference:
