@@ -20,7 +20,10 @@ from typing import ClassVar
 from dagster import ConfigurableIOManager, InputContext, MetadataValue, OutputContext
 
 from beop_assets import settings
-from beop_assets.delivery import gcs, ledger, sftp
+from beop_assets.delivery import gcs, ledger
+from beop_assets.delivery.gcs import GcsOptions
+from beop_assets.delivery.sftp import SftpOptions
+from beop_assets.delivery.transport import Receipt, Transport, transport_for
 from beop_assets.exports.export_file import ExportFile
 from beop_assets.exports.registry import GlobalExport, SpecificExport
 from beop_assets.partitions import split_export_day_key
@@ -46,19 +49,16 @@ class _DeliveryIOManager(ConfigurableIOManager):
 
     mode: ClassVar[str] = ""
 
-    def _upload(self, export, built: ExportFile, run_id: str) -> tuple:
-        """(destination, metadata, attempts) or (destination, metadata, attempts, ledger.Verification)."""
-        raise NotImplementedError
-
-    def _download(self, export, file_name: str, local_path: Path) -> None:
-        raise NotImplementedError
-
-    def _destination(self, export) -> str:
+    def _transport(self, export) -> Transport:
         raise NotImplementedError
 
     def handle_output(self, context: OutputContext, obj: ExportFile) -> None:
         export = self.registry.load().get(obj.export_id)
+        transport = self._transport(export)
         root = self.warehouse.path()
+        # Earlier attempts of this export and day that did not end delivered may have left their
+        # temporary files behind: named to the transport, removed once this delivery succeeded.
+        leftovers = ledger.leftover_temps(export.id, obj.day, root=root)
         delivery_id = ledger.start(
             export.id,
             self.mode,
@@ -67,19 +67,29 @@ class _DeliveryIOManager(ConfigurableIOManager):
             obj.rows,
             obj.bytes,
             obj.sha256,
-            self._destination(export),
+            transport.destination(),
             context.run_id,
             root=root,
+            temp_name=transport.temp_name(obj.file_name),
         )
         try:
-            destination, metadata, attempts, *proof = self._upload(export, obj, context.run_id)
+            receipt = transport.deliver(obj.path, obj.file_name, leftovers=leftovers)
         except Exception as exc:
             attempts = getattr(exc, "attempts", None)
             ledger.finish(delivery_id, error=f"{type(exc).__name__}: {exc}", attempts=attempts, root=root)
             raise
-        verification = proof[0] if proof else None
-        ledger.finish(delivery_id, attempts=attempts, destination=destination, verification=verification, root=root)
-        if verification is not None and verification.verified_from == gcs.UPLOAD_RECEIPT:
+        ledger.finish(
+            delivery_id,
+            attempts=receipt.attempts,
+            destination=receipt.destination,
+            verification=_verification(receipt),
+            root=root,
+        )
+        # A crash's leftovers this delivery removed from the customer's directory: kept on record.
+        ledger.record_removed_temp_files(
+            export.id, transport.destination(), receipt.leftovers_removed, context.run_id, root=root
+        )
+        if receipt.verified_from == gcs.UPLOAD_RECEIPT:
             kept = self._built_copy(obj.export_id, context.run_id, delivery_id, obj.file_name)
             kept.parent.mkdir(parents=True, exist_ok=True)
             obj.path.replace(kept)  # what the checks read: it cannot be read back from the bucket
@@ -87,14 +97,13 @@ class _DeliveryIOManager(ConfigurableIOManager):
             obj.path.unlink(missing_ok=True)  # delivered: the spool keeps nothing it no longer needs
         context.add_output_metadata(
             {
-                "destination": MetadataValue.text(destination),
+                **receipt.metadata(),
                 "file_name": MetadataValue.text(obj.file_name),
                 "rows": MetadataValue.int(obj.rows),
                 "bytes": MetadataValue.int(obj.bytes),
                 "sha256": MetadataValue.text(obj.sha256),
-                "delivery_attempts": MetadataValue.int(attempts),
+                "delivery_attempts": MetadataValue.int(receipt.attempts),
                 "delivery_id": MetadataValue.int(delivery_id),
-                **metadata,
             }
         )
 
@@ -118,7 +127,7 @@ class _DeliveryIOManager(ConfigurableIOManager):
         local = self._delivered_folder(delivered.export_id, delivered.run_id, delivered.id) / file_name
         if not (local.exists() and local.stat().st_size == delivered.bytes):
             local.parent.mkdir(parents=True, exist_ok=True)
-            self._download(self.registry.load().get(delivered.export_id), file_name, local)
+            self._transport(self.registry.load().get(delivered.export_id)).download(file_name, local)
         return DeliveredFile(delivery=delivered, local_path=local)
 
 
@@ -127,41 +136,11 @@ class SftpDeliveryIOManager(_DeliveryIOManager):
 
     mode: ClassVar[str] = "specific"
 
-    def _destination(self, export: SpecificExport) -> str:
-        return f"sftp://{export.sftp.username}@{export.sftp.address}{export.sftp.directory}"
-
-    def _upload(
-        self, export: SpecificExport, built: ExportFile, run_id: str
-    ) -> tuple[str, dict, int, ledger.Verification]:
+    def _transport(self, export: SpecificExport) -> Transport:
         current = settings.current()
-        receipt = sftp.deliver_file(
-            export.id,
-            export.sftp,
-            built.path,
-            built.file_name,
-            read_back=current.sftp_read_back,
-            stale_temp_age_s=current.sftp_stale_temp_age_s,
+        return transport_for(
+            export.id, export.sftp, SftpOptions(read_back=current.sftp_read_back, retry=current.delivery_retry)
         )
-        destination = f"sftp://{export.sftp.username}@{export.sftp.address}{receipt.remote_path}"
-        # A crash's leftovers this delivery removed from the customer's directory: kept on record.
-        ledger.record_removed_temp_files(
-            export.id, self._destination(export), receipt.removed_temp_files, run_id, root=self.warehouse.path()
-        )
-        return (
-            destination,
-            {
-                "remote_path": MetadataValue.path(receipt.remote_path),
-                "host": MetadataValue.text(export.sftp.address),
-                "verified_from": MetadataValue.text(receipt.verified),
-                "removed_temp_files": MetadataValue.json(list(receipt.removed_temp_files)),
-                "duration_s": MetadataValue.float(round(receipt.duration_s, 3)),
-            },
-            receipt.attempts,
-            ledger.Verification(verified_from=receipt.verified),
-        )
-
-    def _download(self, export: SpecificExport, file_name: str, local_path: Path) -> None:
-        sftp.download_file(export.id, export.sftp, file_name, local_path)
 
 
 class GcsDeliveryIOManager(_DeliveryIOManager):
@@ -169,37 +148,8 @@ class GcsDeliveryIOManager(_DeliveryIOManager):
 
     mode: ClassVar[str] = "global"
 
-    def _destination(self, export: GlobalExport) -> str:
-        return f"gs://{export.gcs.bucket}/{export.gcs.prefix}"
-
-    def _upload(
-        self, export: GlobalExport, built: ExportFile, run_id: str
-    ) -> tuple[str, dict, int, ledger.Verification]:
-        receipt = gcs.deliver_file(export.id, export.gcs, built.path, built.file_name)
-        return (
-            receipt.uri,
-            {
-                "object": MetadataValue.text(receipt.object_name),
-                "crc32c": MetadataValue.text(receipt.crc32c),
-                "md5": MetadataValue.text(receipt.md5),
-                "generation": MetadataValue.int(receipt.generation or 0),
-                "verified_from": MetadataValue.text(receipt.verified_from),
-                "duration_s": MetadataValue.float(round(receipt.duration_s, 3)),
-            },
-            receipt.attempts,
-            ledger.Verification(
-                verified_from=receipt.verified_from,
-                built_crc32c=receipt.crc32c,
-                built_md5=receipt.md5,
-                stored_bytes=receipt.stored.size,
-                stored_crc32c=receipt.stored.crc32c,
-                stored_md5=receipt.stored.md5,
-                generation=receipt.generation,
-            ),
-        )
-
-    def _download(self, export: GlobalExport, file_name: str, local_path: Path) -> None:
-        gcs.download_file(export.id, export.gcs, file_name, local_path)
+    def _transport(self, export: GlobalExport) -> Transport:
+        return transport_for(export.id, export.gcs, GcsOptions(retry=settings.current().delivery_retry))
 
     def load_input(self, context: InputContext) -> DeliveredFile:
         try:
@@ -210,3 +160,15 @@ class GcsDeliveryIOManager(_DeliveryIOManager):
             return DeliveredFile(
                 delivery=delivered, local_path=kept if kept.exists() else None, read_back_denied=str(denied)
             )
+
+
+def _verification(receipt: Receipt) -> ledger.Verification:
+    return ledger.Verification(
+        verified_from=receipt.verified_from,
+        built_crc32c=receipt.built_crc32c,
+        built_md5=receipt.built_md5,
+        stored_bytes=receipt.stored_bytes,
+        stored_crc32c=receipt.stored_crc32c,
+        stored_md5=receipt.stored_md5,
+        generation=receipt.generation,
+    )

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
+from beop_assets.delivery.retry import DEFAULT_ATTEMPTS, DEFAULT_BACKOFF_S, RetryPolicy
+
 DEFAULT_LANDING = "data/landing"
 DEFAULT_WAREHOUSE = "data/warehouse"
 # With BEOP_WAREHOUSE=gs://...: the local folder this machine reads and writes the model in.
@@ -77,6 +79,8 @@ class Settings:
     sftp_stale_temp_age_s: float = DEFAULT_SFTP_STALE_TEMP_HOURS * 3600
     ledger_url: str | None = None  # BEOP_LEDGER_URL: the delivery ledger in Postgres; unset: SQLite in the warehouse
     delivery_workers: int = 1
+    # BEOP_DELIVERY_ATTEMPTS, BEOP_DELIVERY_BACKOFF: how each delivery retries transient failures.
+    delivery_retry: RetryPolicy = field(default_factory=RetryPolicy)
     # BEOP_WAREHOUSE=gs://bucket/prefix: where the model's days live; `warehouse` is then this machine's copy.
     warehouse_store: str | None = None
 
@@ -175,7 +179,21 @@ def current() -> Settings:
         ledger_url=os.environ.get("BEOP_LEDGER_URL") or None,
         # Processes that deliver exports side by side in `beop-exports run` (1: one after another).
         delivery_workers=max(1, int(os.environ.get("BEOP_DELIVERY_WORKERS") or os.cpu_count() or 1)),
+        delivery_retry=delivery_retry(),
     )
+
+
+def delivery_retry() -> RetryPolicy:
+    """The delivery retry policy: BEOP_DELIVERY_ATTEMPTS tries, the first wait BEOP_DELIVERY_BACKOFF seconds."""
+    attempts = _positive_int("BEOP_DELIVERY_ATTEMPTS", DEFAULT_ATTEMPTS, "attempts")
+    text = os.environ.get("BEOP_DELIVERY_BACKOFF", str(DEFAULT_BACKOFF_S))
+    try:
+        backoff = float(text)
+    except ValueError:
+        raise ValueError(f"BEOP_DELIVERY_BACKOFF={text!r}: expected seconds, e.g. 1.0") from None
+    if backoff < 0:
+        raise ValueError(f"BEOP_DELIVERY_BACKOFF={text!r}: expected 0 or more seconds")
+    return RetryPolicy(attempts=attempts, backoff_s=backoff)
 
 
 def parse_day(text: str) -> date:
