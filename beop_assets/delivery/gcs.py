@@ -7,8 +7,9 @@ Why it looks like this:
 - **Few round trips** (customers' buckets are far away): a file up to SINGLE_REQUEST_MAX goes in one
   request (a multipart upload: metadata and bytes together); a larger one in a resumable session of
   CHUNK_SIZE chunks, each of which waits for its reply, so chunks are large (memory holds one). The
-  first upload of a name asks "only if no object exists" without looking first; only a 412 (a re-run)
-  costs the look at the live generation. docs/gcs-delivery.md gives the figures.
+  look at the live generation before the first attempt stays: it is what tells a re-run (replace
+  what was there) from an object someone else writes during the delivery (never replaced).
+  docs/gcs-delivery.md gives the figures.
 - **Least privilege works**: a customer may grant only Storage Object Creator
   (storage.objects.create: no get, no list, no delete). The JSON API answers an upload with the
   stored object's resource, which google-cloud-storage copies onto the blob (`_set_properties` of
@@ -271,6 +272,9 @@ class _Delivery:
     # -- one attempt -------------------------------------------------------------------------------
 
     def attempt(self) -> tuple[int, Checksums, str]:
+        if not self.looked:
+            self.look()
+            self.looked = True
         if self.committed is None:
             outcome = self._upload()
             if outcome is not None:
@@ -296,11 +300,6 @@ class _Delivery:
                 timeout=self.timeout,
             )
         except api_exceptions.PreconditionFailed:
-            if not self.looked:  # "only if no object exists" met one: a re-run, or an earlier attempt's
-                self.looked = True
-                self.look()
-                if self.readable and self.existed and self.uncertain is None:
-                    return self._upload()  # a re-run: replace the generation just seen
             return self._resolve_precondition_failed()
         except api_exceptions.Forbidden as exc:
             raise self._upload_denied(exc) from exc

@@ -55,11 +55,11 @@ class Receipt:
             "verified_from": self.verified_from,
             "duration_s": round(self.duration_s, 3),
         }
-        for name in ("stored_crc32c", "stored_md5", "generation", "temp_name"):
-            value = getattr(self, name)
+        for key, value in (("crc32c", self.built_crc32c), ("md5", self.built_md5), ("generation", self.generation)):
             if value is not None:
-                shown[name] = value
+                shown[key] = value
         if self.temp_name is not None:
+            shown["temp_name"] = self.temp_name
             shown["removed_temp_files"] = list(self.leftovers_removed)
         shown.update(self.facts)
         return shown
