@@ -4,7 +4,7 @@
 
 For each server (LocalSshd: OpenSSH sshd with internal-sftp; LocalProftpd: ProFTPD mod_sftp with its
 defaults) and the same incompressible file, alternately:
-- `deliver_file` (the product's delivery: connect, host key, key auth, directory check, pipelined
+- `SftpTransport.deliver` (the product's delivery: connect, host key, key auth, directory check, pipelined
   write, verification, rename, leftover cleanup), and, once per repetition, with `read_back=True`;
 - OpenSSH's `sftp -b batch -P port -i key ... put FILE DEST` (the anchor), started as a process.
 Both are timed wall-clock INCLUDING login. Prints the median MB/s of each (MB = 10**6 bytes), the
@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import openssh_put  # noqa: E402
 
-from beop_assets.delivery import sftp  # noqa: E402
+from beop_assets.delivery.sftp import SftpOptions, SftpTransport  # noqa: E402
+from beop_assets.delivery.sftp_protocol import REQUESTS_IN_FLIGHT  # noqa: E402
 from beop_assets.demo.sshd import LocalSshd  # noqa: E402
 from beop_assets.exports.registry import SftpTarget  # noqa: E402
 from beop_assets_tests.fixtures.proftpd import LocalProftpd  # noqa: E402
@@ -100,8 +101,9 @@ def bench_server(
     def ours(read_back: bool) -> None:
         nonlocal verified
         name = _file_name()
-        receipt = sftp.deliver_file("bench", target, source, name, read_back=read_back, requests_in_flight=in_flight)
-        verified = verified or receipt.verified
+        options = SftpOptions(read_back=read_back, requests_in_flight=in_flight)
+        receipt = SftpTransport("bench", target, options).deliver(source, name)
+        verified = verified or receipt.verified_from
         assert _same(source, directory / name), f"{label}: delivered bytes differ"
         (directory / name).unlink()
 
@@ -125,7 +127,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mb", type=float, default=77.0)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--in-flight", type=int, default=sftp.REQUESTS_IN_FLIGHT)
+    parser.add_argument("--in-flight", type=int, default=REQUESTS_IN_FLIGHT)
     parser.add_argument("--servers", default="openssh,proftpd")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)

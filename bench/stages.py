@@ -194,12 +194,12 @@ def verify_gzip(cfg: dict):
 
 
 def sftp_delivery(cfg: dict):
-    from beop_assets.delivery import sftp
     from beop_assets.delivery.sftp_connection import load_credentials, sftp_session
+    from beop_assets.delivery.transport import transport_for
 
     path = Path(cfg["out"]) / "bench-crm.csv"
     target = crm_export(cfg["sftp"]).sftp
-    receipt = sftp.deliver_file("bench-crm", target, path, "bench-crm.csv")
+    receipt = transport_for("bench-crm", target).deliver(path, "bench-crm.csv")
     # What every delivery pays whatever the size: connect, key exchange, authentication, directory check.
     started = time.perf_counter()
     with sftp_session(
@@ -227,10 +227,10 @@ def sftp_anchor(cfg: dict):
 
 
 def gcs_delivery(cfg: dict):
-    from beop_assets.delivery import gcs
+    from beop_assets.delivery.transport import transport_for
 
     path = Path(cfg["out"]) / "bench-global.ndjson.gz"
-    receipt = gcs.deliver_file("bench-global", global_export(cfg["gcs"]).gcs, path, "bench-global.ndjson.gz")
+    receipt = transport_for("bench-global", global_export(cfg["gcs"]).gcs).deliver(path, "bench-global.ndjson.gz")
     return cfg["rows"], receipt.bytes, {"attempts": receipt.attempts}
 
 

@@ -19,7 +19,7 @@ from dagster import DefaultScheduleStatus, Definitions, InMemoryIOManager, defin
 
 from beop_assets import settings
 from beop_assets.defs.exports import export_definitions
-from beop_assets.defs.exports.io_managers import GcsDeliveryIOManager, SftpDeliveryIOManager
+from beop_assets.defs.exports.io_managers import DeliveryIOManager
 from beop_assets.defs.model import model_definitions
 from beop_assets.defs.operations import operations_definitions
 from beop_assets.defs.partitions import Partitions
@@ -61,11 +61,15 @@ def build_resources(config: settings.Settings) -> dict[str, Any]:
     deadline, deadline_problem = _usable(lambda: config.missed_day_deadline)
     lookback, lookback_problem = _usable(lambda: config.delivery_lookback_days)
     channels, alerts_problem = _usable(lambda: config.alerts)
-    read_back, read_back_problem = _usable(lambda: config.sftp_read_back)
-    stale_age, stale_problem = _usable(lambda: config.sftp_stale_temp_age_s)
-    delivery_problem = read_back_problem or stale_problem
-    if delivery_problem:  # every delivery needs it: the location itself cannot serve deliveries
-        raise settings.SettingError(delivery_problem)
+    # Every delivery needs these: an unusable one stops the code location (and `validate --settings-only`).
+    retry = config.delivery_retry
+    delivery = DeliveryIOManager(
+        registry=registry,
+        warehouse=warehouse,
+        sftp_read_back=config.sftp_read_back,
+        retry_attempts=retry.attempts,
+        retry_backoff_s=retry.backoff_s,
+    )
     return {
         "registry": registry,
         "warehouse": warehouse,
@@ -99,10 +103,8 @@ def build_resources(config: settings.Settings) -> dict[str, Any]:
             ),
             problem=alerts_problem,
         ),
-        "sftp_delivery": SftpDeliveryIOManager(
-            registry=registry, warehouse=warehouse, sftp_read_back=read_back, sftp_stale_temp_age_s=stale_age
-        ),
-        "gcs_delivery": GcsDeliveryIOManager(registry=registry, warehouse=warehouse),
+        "sftp_delivery": delivery,
+        "gcs_delivery": delivery,
     }
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from beop_assets.cloud_storage import GsUrl, is_gs
+from beop_assets.delivery.retry import DEFAULT_ATTEMPTS, DEFAULT_BACKOFF_S, RetryPolicy
 
 if TYPE_CHECKING:
     from beop_assets.operations.alerts import AlertSettings
@@ -34,9 +35,6 @@ DEFAULT_DELIVERY_LOOKBACK_DAYS = 7
 DEFAULT_MISSED_DAY_DEADLINE = "06:00"
 # Landing days, model days, spool files and ledger rows older than this many days are purged.
 DEFAULT_RETENTION_DAYS = 30
-# A crash leaves nothing behind for longer than one night: an older temporary file of the product in a
-# customer's directory is removed by the next delivery there (a live upload is never that old).
-DEFAULT_SFTP_STALE_TEMP_HOURS = 1
 SCHEDULE_STATES = ("running", "stopped")
 
 
@@ -208,9 +206,18 @@ class Settings:
         return _flag(self.env, "BEOP_SFTP_READ_BACK")
 
     @property
-    def sftp_stale_temp_age_s(self) -> float:
-        hours = _positive_int(self.env, "BEOP_SFTP_STALE_TEMP_HOURS", DEFAULT_SFTP_STALE_TEMP_HOURS, "hours")
-        return hours * 3600.0
+    def delivery_retry(self) -> RetryPolicy:
+        """How each delivery retries transient failures within its run (BEOP_DELIVERY_ATTEMPTS tries, the
+        first wait BEOP_DELIVERY_BACKOFF seconds)."""
+        attempts = _positive_int(self.env, "BEOP_DELIVERY_ATTEMPTS", DEFAULT_ATTEMPTS, "attempts")
+        text = self._get("BEOP_DELIVERY_BACKOFF", str(DEFAULT_BACKOFF_S))
+        try:
+            backoff = float(text)
+        except ValueError:
+            raise SettingError(f"BEOP_DELIVERY_BACKOFF={text!r}: expected seconds, e.g. 1.0") from None
+        if backoff < 0:
+            raise SettingError(f"BEOP_DELIVERY_BACKOFF={text!r}: expected 0 or more seconds")
+        return RetryPolicy(attempts=attempts, backoff_s=backoff)
 
     @property
     def ledger_url(self) -> str | None:

@@ -4,7 +4,7 @@
 import os
 
 # Partitions start 90 days back by default; many tests use fixed data days of November 2026, which must
-# stay valid partitions whenever the suite runs. Set before anything imports `beop_assets.partitions`.
+# stay valid partitions whenever the suite runs. Set before the definitions are built (they read it when the code location loads).
 # The default itself is tested in a subprocess (test_definitions.py).
 os.environ.setdefault("BEOP_START_DATE", "2025-01-01")
 

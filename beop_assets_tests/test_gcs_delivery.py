@@ -22,7 +22,19 @@ from beop_assets.cloud_storage import platform_client
 from beop_assets.delivery import gcs
 from beop_assets.delivery.errors import PermanentDeliveryError, TransientDeliveryError
 from beop_assets.delivery.gcs_credentials import client_for_export, read_service_account_key
+from beop_assets.delivery.retry import RetryPolicy
 from beop_assets.exports.registry import GcsTarget
+from beop_assets_tests.transports import QUICK, check_target, deliver_file, download_file, list_files
+
+# Resumable uploads are sent in chunks of CHUNK here (the product's are larger), so that files of a
+# few chunks stay small enough for a test.
+CHUNK = 8 * 2**20
+
+
+@pytest.fixture(autouse=True)
+def _small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gcs, "CHUNK_SIZE", CHUNK)
+
 
 EXPORT = "acme-global"
 FILE = "2026-11-26_acme.ndjson.gz"
@@ -42,9 +54,8 @@ def write_big_gzip(path: Path, size: int) -> bytes:
 
 
 @pytest.fixture
-def fast_retries(monkeypatch):
-    monkeypatch.setenv("BEOP_DELIVERY_BACKOFF", "0.05")
-    monkeypatch.setenv("BEOP_DELIVERY_ATTEMPTS", "3")
+def fast_retries() -> int:
+    return QUICK.attempts
 
 
 def stored_blob(emulator, bucket: str, name: str) -> storage.Blob:
@@ -57,19 +68,19 @@ def test_small_file_is_delivered_byte_for_byte(gcs_emulator, gcs_bucket, gcs_tar
     local = tmp_path / FILE
     data = write_gzip(local, [{"participation_id": "p_1", "text": "é\n🎉"}, {"participation_id": "p_2"}])
 
-    receipt = gcs.deliver_file(EXPORT, gcs_target(gcs_bucket), local, FILE)
+    receipt = deliver_file(EXPORT, gcs_target(gcs_bucket), local, FILE)
 
-    assert receipt.uri == f"gs://{gcs_bucket}/{FILE}"
-    assert (receipt.object_name, receipt.bytes, receipt.attempts) == (FILE, len(data), 1)
-    assert receipt.crc32c == gcs.local_crc32c(local)[1]
+    assert receipt.destination == f"gs://{gcs_bucket}/{FILE}"
+    assert (receipt.facts["object"], receipt.bytes, receipt.attempts) == (FILE, len(data), 1)
+    assert receipt.built_crc32c == gcs.local_crc32c(local)[1]
     assert receipt.generation
     blob = stored_blob(gcs_emulator, gcs_bucket, FILE)
     assert blob.content_type == "application/gzip"
     assert blob.content_encoding is None
-    assert (blob.crc32c, blob.size) == (receipt.crc32c, len(data))
+    assert (blob.crc32c, blob.size) == (receipt.built_crc32c, len(data))
 
     copy = tmp_path / "copy.gz"
-    assert gcs.download_file(EXPORT, gcs_target(gcs_bucket), FILE, copy) == len(data)
+    assert download_file(EXPORT, gcs_target(gcs_bucket), FILE, copy) == len(data)
     assert copy.read_bytes() == data
     lines = gzip.decompress(copy.read_bytes()).splitlines()
     assert [json.loads(line)["participation_id"] for line in lines] == ["p_1", "p_2"]
@@ -78,9 +89,9 @@ def test_small_file_is_delivered_byte_for_byte(gcs_emulator, gcs_bucket, gcs_tar
 def test_empty_day_delivers_a_valid_empty_gzip(gcs_bucket, gcs_target, tmp_path):
     local = tmp_path / FILE
     data = write_gzip(local, [])
-    gcs.deliver_file(EXPORT, gcs_target(gcs_bucket), local, FILE)
+    deliver_file(EXPORT, gcs_target(gcs_bucket), local, FILE)
     copy = tmp_path / "copy.gz"
-    gcs.download_file(EXPORT, gcs_target(gcs_bucket), FILE, copy)
+    download_file(EXPORT, gcs_target(gcs_bucket), FILE, copy)
     assert copy.read_bytes() == data and gzip.decompress(data) == b""
 
 
@@ -101,20 +112,20 @@ def test_large_file_goes_through_a_chunked_resumable_upload(
     monkeypatch.setattr(storage.Blob, "_do_resumable_upload", spy_resumable)
     monkeypatch.setattr(storage.Blob, "_do_multipart_upload", spy_multipart)
     local = tmp_path / FILE
-    data = write_big_gzip(local, gcs.CHUNK_SIZE + 1024 * 1024)
-    assert len(data) > gcs.RESUMABLE_THRESHOLD
+    data = write_big_gzip(local, CHUNK + 1024 * 1024)
+    assert len(data) > gcs.SINGLE_REQUEST_MAX
 
-    receipt = gcs.deliver_file(EXPORT, gcs_target(gcs_bucket, prefix="exports/"), local, FILE)
+    receipt = deliver_file(EXPORT, gcs_target(gcs_bucket, prefix="exports/"), local, FILE)
 
-    assert calls == {"resumable": [gcs.CHUNK_SIZE], "multipart": 0}
+    assert calls == {"resumable": [CHUNK], "multipart": 0}
     assert receipt.bytes == len(data)
     blob = stored_blob(gcs_emulator, gcs_bucket, f"exports/{FILE}")
     assert (blob.content_type, blob.content_encoding) == ("application/gzip", None)
-    assert blob.crc32c == receipt.crc32c
+    assert blob.crc32c == receipt.built_crc32c
     copy = tmp_path / "copy.gz"
-    gcs.download_file(EXPORT, gcs_target(gcs_bucket, prefix="exports/"), FILE, copy)
+    download_file(EXPORT, gcs_target(gcs_bucket, prefix="exports/"), FILE, copy)
     assert copy.read_bytes() == data
-    assert len(gzip.decompress(copy.read_bytes())) == gcs.CHUNK_SIZE + 1024 * 1024
+    assert len(gzip.decompress(copy.read_bytes())) == CHUNK + 1024 * 1024
 
 
 @pytest.mark.parametrize(
@@ -130,8 +141,8 @@ def test_object_name_joins_the_prefix(prefix, expected, gcs_bucket, gcs_target, 
     target = gcs_target(gcs_bucket, prefix=prefix)
     assert gcs.object_name(target, FILE) == expected
     write_gzip(tmp_path / FILE, [{"participation_id": "p_1"}])
-    assert gcs.deliver_file(EXPORT, target, tmp_path / FILE, FILE).object_name == expected
-    assert gcs.list_objects(EXPORT, target) == [expected]
+    assert deliver_file(EXPORT, target, tmp_path / FILE, FILE).facts["object"] == expected
+    assert list_files(EXPORT, target) == [expected]
 
 
 def test_redelivery_replaces_the_days_object(gcs_bucket, gcs_target, tmp_path):
@@ -140,13 +151,13 @@ def test_redelivery_replaces_the_days_object(gcs_bucket, gcs_target, tmp_path):
     write_gzip(first, [{"participation_id": "p_old"}])
     new = write_gzip(second, [{"participation_id": "p_new"}, {"participation_id": "p_new_2"}])
 
-    one = gcs.deliver_file(EXPORT, target, first, FILE)
-    two = gcs.deliver_file(EXPORT, target, second, FILE)
+    one = deliver_file(EXPORT, target, first, FILE)
+    two = deliver_file(EXPORT, target, second, FILE)
 
     assert two.generation != one.generation
-    assert gcs.list_objects(EXPORT, target) == [f"exports/{FILE}"]
+    assert list_files(EXPORT, target) == [f"exports/{FILE}"]
     copy = tmp_path / "copy.gz"
-    gcs.download_file(EXPORT, target, FILE, copy)
+    download_file(EXPORT, target, FILE, copy)
     assert copy.read_bytes() == new
 
 
@@ -156,7 +167,7 @@ def test_missing_bucket_fails_at_once_naming_bucket_and_export(
 ):
     write_gzip(tmp_path / FILE, [])
     with pytest.raises(PermanentDeliveryError) as raised:
-        gcs.deliver_file(EXPORT, gcs_target("no-such-bucket", via=via), tmp_path / FILE, FILE)
+        deliver_file(EXPORT, gcs_target("no-such-bucket", via=via), tmp_path / FILE, FILE)
     assert str(raised.value) == f"bucket no-such-bucket does not exist (export {EXPORT})"
     assert "retrying" not in caplog.text
 
@@ -186,15 +197,15 @@ def test_malformed_key_fails_clearly_without_showing_it(case, via, gcs_bucket, g
     write_gzip(tmp_path / FILE, [])
     with caplog.at_level(logging.DEBUG):
         with pytest.raises(PermanentDeliveryError) as raised:
-            gcs.deliver_file(EXPORT, target, tmp_path / FILE, FILE)
+            deliver_file(EXPORT, target, tmp_path / FILE, FILE)
         with pytest.raises(PermanentDeliveryError) as raised_by_check:
-            gcs.check_target(EXPORT, target)
+            check_target(EXPORT, target)
     message = str(raised.value)
     assert EXPORT in message and where in message and "not a valid service-account key" in message
     assert str(raised_by_check.value) == message
     for secret in ["BEOPSECRETMARKER", "12345678", *gcs_key.secrets]:
         assert secret not in message and secret not in caplog.text
-    assert gcs.list_objects(EXPORT, gcs_target(gcs_bucket)) == []
+    assert list_files(EXPORT, gcs_target(gcs_bucket)) == []
 
 
 def test_missing_key_file_and_unset_variable(gcs_bucket, gcs_target, tmp_path):
@@ -203,13 +214,13 @@ def test_missing_key_file_and_unset_variable(gcs_bucket, gcs_target, tmp_path):
     with pytest.raises(
         PermanentDeliveryError, match=f"credentials file {missing} does not exist \\(export {EXPORT}\\)"
     ):
-        gcs.deliver_file(EXPORT, gcs_target(gcs_bucket, key_file=missing), tmp_path / FILE, FILE)
+        deliver_file(EXPORT, gcs_target(gcs_bucket, key_file=missing), tmp_path / FILE, FILE)
     with pytest.raises(PermanentDeliveryError, match="is a directory"):
-        gcs.deliver_file(EXPORT, gcs_target(gcs_bucket, key_file=tmp_path), tmp_path / FILE, FILE)
+        deliver_file(EXPORT, gcs_target(gcs_bucket, key_file=tmp_path), tmp_path / FILE, FILE)
     unset = gcs_target(gcs_bucket, via="env", unset=True)
     expected = f"environment variable {unset.credentials_env} is not set or empty \\(export {EXPORT}\\)"
     with pytest.raises(PermanentDeliveryError, match=expected):
-        gcs.deliver_file(EXPORT, unset, tmp_path / FILE, FILE)
+        deliver_file(EXPORT, unset, tmp_path / FILE, FILE)
     with pytest.raises(PermanentDeliveryError, match="is not set or empty"):
         read_service_account_key(EXPORT, gcs_target(gcs_bucket, via="env", key_text="  \n"))
 
@@ -243,7 +254,7 @@ def test_emulator_down_is_retried_then_transient(private_gcs_emulator, gcs_targe
         caplog.at_level(logging.WARNING, logger="beop_assets.delivery.retry"),
         pytest.raises(TransientDeliveryError) as raised,
     ):
-        gcs.deliver_file(EXPORT, gcs_target("acme-beop"), tmp_path / FILE, FILE)
+        deliver_file(EXPORT, gcs_target("acme-beop"), tmp_path / FILE, FILE)
     assert f"gs://acme-beop/{FILE}" in str(raised.value) and EXPORT in str(raised.value)
     assert caplog.text.count("retrying") == 2  # 3 attempts
 
@@ -254,13 +265,12 @@ def test_emulator_restarted_during_retries_delivers_exactly_one_object(
 ):
     """The server is down at the first attempt and comes back (filesystem backend: the bucket
     survives) from a timer thread started by the first retry."""
-    monkeypatch.setenv("BEOP_DELIVERY_BACKOFF", "0.2")
-    monkeypatch.setenv("BEOP_DELIVERY_ATTEMPTS", "8")
+    retry = RetryPolicy(attempts=8, backoff_s=0.2)
     emulator = private_gcs_emulator(backend="filesystem")
     emulator.create_bucket("acme-beop")
     emulator.stop()
     local = tmp_path / FILE
-    data = write_big_gzip(local, gcs.CHUNK_SIZE + 1) if big else write_gzip(local, [{"participation_id": "p_1"}])
+    data = write_big_gzip(local, CHUNK + 1) if big else write_gzip(local, [{"participation_id": "p_1"}])
 
     timers: list[threading.Timer] = []
 
@@ -273,7 +283,7 @@ def test_emulator_restarted_during_retries_delivers_exactly_one_object(
     handler = RestartOnFirstRetry()
     logging.getLogger("beop_assets.delivery.retry").addHandler(handler)
     try:
-        receipt = gcs.deliver_file(EXPORT, gcs_target("acme-beop"), local, FILE)
+        receipt = deliver_file(EXPORT, gcs_target("acme-beop"), local, FILE, retry=retry)
     finally:
         logging.getLogger("beop_assets.delivery.retry").removeHandler(handler)
         for timer in timers:
@@ -281,9 +291,9 @@ def test_emulator_restarted_during_retries_delivers_exactly_one_object(
 
     assert receipt.attempts >= 2
     target = gcs_target("acme-beop")
-    assert gcs.list_objects(EXPORT, target) == [FILE]
+    assert list_files(EXPORT, target) == [FILE]
     copy = tmp_path / "copy.gz"
-    gcs.download_file(EXPORT, target, FILE, copy)
+    download_file(EXPORT, target, FILE, copy)
     assert copy.read_bytes() == data
 
 
@@ -294,11 +304,11 @@ def test_server_restarted_mid_upload_restarts_the_upload_and_no_partial_object_i
     server restarts (the session is lost: 404 on the upload id) and the whole upload is redone."""
     from google.cloud.storage._media.requests import upload as media_upload
 
-    monkeypatch.setenv("BEOP_DELIVERY_BACKOFF", "0.05")
+    retry = RetryPolicy(attempts=3, backoff_s=0.05)
     emulator = private_gcs_emulator(backend="filesystem")
     emulator.create_bucket("acme-beop")
     local = tmp_path / FILE
-    data = write_big_gzip(local, 2 * gcs.CHUNK_SIZE)
+    data = write_big_gzip(local, 2 * CHUNK)
     seen_mid_upload: list[list[str]] = []
     transmit = media_upload.ResumableUpload.transmit_next_chunk
 
@@ -310,19 +320,19 @@ def test_server_restarted_mid_upload_restarts_the_upload_and_no_partial_object_i
         return transmit(self, *args, **kwargs)
 
     monkeypatch.setattr(media_upload.ResumableUpload, "transmit_next_chunk", restart_after_first_chunk)
-    receipt = gcs.deliver_file(EXPORT, gcs_target("acme-beop"), local, FILE)
+    receipt = deliver_file(EXPORT, gcs_target("acme-beop"), local, FILE, retry=retry)
 
     assert seen_mid_upload == [[]]
     assert receipt.attempts == 2
-    assert gcs.list_objects(EXPORT, gcs_target("acme-beop")) == [FILE]
+    assert list_files(EXPORT, gcs_target("acme-beop")) == [FILE]
     copy = tmp_path / "copy.gz"
-    gcs.download_file(EXPORT, gcs_target("acme-beop"), FILE, copy)
+    download_file(EXPORT, gcs_target("acme-beop"), FILE, copy)
     assert copy.read_bytes() == data
 
 
 def test_check_target_passes_and_leaves_nothing_behind(gcs_bucket, gcs_key, gcs_target):
     target = gcs_target(gcs_bucket, prefix="exports")
-    lines = gcs.check_target(EXPORT, target)
+    lines = check_target(EXPORT, target)
     assert lines[0].startswith(
         f"credentials file {gcs_key.path} is a valid service-account key for {gcs_key.info['client_email']}"
     )
@@ -330,18 +340,18 @@ def test_check_target_passes_and_leaves_nothing_behind(gcs_bucket, gcs_key, gcs_
         f"bucket {gcs_bucket} exists",
         f"gs://{gcs_bucket}/exports/ is writable (probe object written, read back and deleted)",
     ]
-    assert gcs.list_objects(EXPORT, target) == []
+    assert list_files(EXPORT, target) == []
     assert not any(secret in "\n".join(lines) for secret in gcs_key.secrets)
 
 
 def test_check_target_reports_missing_bucket_and_down_server(gcs_target, private_gcs_emulator, caplog):
     private_gcs_emulator()
     with pytest.raises(PermanentDeliveryError) as raised:
-        gcs.check_target(EXPORT, gcs_target("no-such-bucket"))
+        check_target(EXPORT, gcs_target("no-such-bucket"))
     assert str(raised.value) == f"bucket no-such-bucket does not exist (export {EXPORT})"
     private_gcs_emulator().stop()
     with pytest.raises(TransientDeliveryError) as raised:
-        gcs.check_target(EXPORT, gcs_target("acme-beop"))
+        check_target(EXPORT, gcs_target("acme-beop"))
     assert EXPORT in str(raised.value) and "acme-beop" in str(raised.value)
     assert "retrying" not in caplog.text  # one attempt: an operator is waiting
 
@@ -387,7 +397,7 @@ def test_target_model_requires_one_credentials_source():
 
 def test_download_of_a_missing_object_names_it(gcs_bucket, gcs_target, tmp_path):
     with pytest.raises(PermanentDeliveryError) as raised:
-        gcs.download_file(EXPORT, gcs_target(gcs_bucket, prefix="exports"), FILE, tmp_path / "copy.gz")
+        download_file(EXPORT, gcs_target(gcs_bucket, prefix="exports"), FILE, tmp_path / "copy.gz")
     assert str(raised.value) == f"gs://{gcs_bucket}/exports/{FILE} does not exist (export {EXPORT})"
 
 

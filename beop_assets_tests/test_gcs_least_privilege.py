@@ -20,7 +20,19 @@ from dagster import AssetKey, DagsterEventType, EventRecordsFilter
 from beop_assets.daily_run import run_day
 from beop_assets.delivery import gcs, ledger
 from beop_assets.delivery.errors import PermanentDeliveryError
+from beop_assets.delivery.retry import RetryPolicy
 from beop_assets_tests.fixtures.gcs_proxy import GcsFaultProxy
+from beop_assets_tests.transports import check_target, deliver_file
+
+# Resumable uploads are sent in chunks of CHUNK here (the product's are larger), so that files of a
+# few chunks stay small enough for a test.
+CHUNK = 8 * 2**20
+
+
+@pytest.fixture(autouse=True)
+def _small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gcs, "CHUNK_SIZE", CHUNK)
+
 
 EXPORT = "acme-global"
 FILE = "2026-11-26_acme.ndjson.gz"
@@ -37,10 +49,7 @@ def bucket(gcs_proxy: GcsFaultProxy) -> str:
     return BUCKET
 
 
-@pytest.fixture(autouse=True)
-def fast_retries(monkeypatch):
-    monkeypatch.setenv("BEOP_DELIVERY_BACKOFF", "0.05")
-    monkeypatch.setenv("BEOP_DELIVERY_ATTEMPTS", "5")
+RETRY = RetryPolicy(attempts=5, backoff_s=0.05)
 
 
 def built_file(tmp_path: Path, size: int = 200_000, name: str = FILE) -> bytes:
@@ -68,16 +77,18 @@ def preconditions(proxy: GcsFaultProxy) -> list[str | None]:
 # -- Storage Object Creator: create only --------------------------------------------------------
 
 
-@pytest.mark.parametrize("size", [200_000, gcs.RESUMABLE_THRESHOLD + 1_000_000], ids=["multipart", "resumable"])
+@pytest.mark.parametrize("size", [200_000, gcs.SINGLE_REQUEST_MAX + 1_000_000], ids=["multipart", "resumable"])
 def test_creator_only_key_delivers_and_verifies_from_the_upload_receipt(gcs_proxy, bucket, gcs_target, tmp_path, size):
     gcs_proxy.grant(CREATOR)
     data = built_file(tmp_path, size)
 
-    receipt = gcs.deliver_file(EXPORT, gcs_target(bucket), tmp_path / FILE, FILE)
+    receipt = deliver_file(EXPORT, gcs_target(bucket), tmp_path / FILE, FILE, retry=RETRY)
 
     assert receipt.verified_from == "upload receipt"
-    assert receipt.stored == gcs.local_checksums(tmp_path / FILE)
-    assert (receipt.stored.size, receipt.attempts) == (len(data), 1)
+    assert gcs.Checksums(
+        receipt.stored_bytes or 0, receipt.stored_crc32c or "", receipt.stored_md5
+    ) == gcs.local_checksums(tmp_path / FILE)
+    assert (receipt.stored_bytes, receipt.attempts) == (len(data), 1)
     assert stored(gcs_proxy) == data and objects(gcs_proxy) == [FILE]
     assert preconditions(gcs_proxy) == ["0"]  # "only if no object exists": nothing replaced blindly
     denied = [s for s in gcs_proxy.seen if s.outcome == 403]
@@ -91,11 +102,11 @@ def test_rerun_with_a_key_that_cannot_replace_fails_naming_storage_objects_delet
     gcs_proxy.grant(*roles)
     first = built_file(tmp_path, name="first.gz")
     built_file(tmp_path, name="second.gz")
-    one = gcs.deliver_file(EXPORT, gcs_target(bucket), tmp_path / "first.gz", FILE)
+    one = deliver_file(EXPORT, gcs_target(bucket), tmp_path / "first.gz", FILE, retry=RETRY)
     assert one.verified_from == ("read-back" if VIEWER in roles else "upload receipt")
 
     with caplog.at_level(logging.WARNING), pytest.raises(PermanentDeliveryError) as raised:
-        gcs.deliver_file(EXPORT, gcs_target(bucket), tmp_path / "second.gz", FILE)
+        deliver_file(EXPORT, gcs_target(bucket), tmp_path / "second.gz", FILE, retry=RETRY)
 
     message = str(raised.value)
     for part in (
@@ -119,8 +130,8 @@ def test_rerun_with_object_user_or_admin_replaces_exactly_the_generation_it_saw(
     gcs_proxy.grant(role)
     built_file(tmp_path, name="first.gz")
     second = built_file(tmp_path, name="second.gz")
-    one = gcs.deliver_file(EXPORT, gcs_target(bucket), tmp_path / "first.gz", FILE)
-    two = gcs.deliver_file(EXPORT, gcs_target(bucket), tmp_path / "second.gz", FILE)
+    one = deliver_file(EXPORT, gcs_target(bucket), tmp_path / "first.gz", FILE, retry=RETRY)
+    two = deliver_file(EXPORT, gcs_target(bucket), tmp_path / "second.gz", FILE, retry=RETRY)
 
     assert (one.verified_from, two.verified_from) == ("read-back", "read-back")
     assert two.generation != one.generation
@@ -134,7 +145,7 @@ def test_a_key_that_cannot_create_fails_at_once_naming_storage_objects_create(
     gcs_proxy.grant(VIEWER)
     built_file(tmp_path)
     with caplog.at_level(logging.WARNING), pytest.raises(PermanentDeliveryError) as raised:
-        gcs.deliver_file(EXPORT, gcs_target(bucket), tmp_path / FILE, FILE)
+        deliver_file(EXPORT, gcs_target(bucket), tmp_path / FILE, FILE, retry=RETRY)
     message = str(raised.value)
     assert "storage.objects.create" in message and "Storage Object Creator (roles/storage.objectCreator)" in message
     assert f"gs://{BUCKET}/{FILE}" in message and EXPORT in message
@@ -155,7 +166,7 @@ def test_burst_of_errors_is_retried_with_backoff_then_delivered_once(
     gcs_proxy.fail_next_uploads(status, times=3)
 
     with caplog.at_level(logging.WARNING, logger="beop_assets.delivery.retry"):
-        receipt = gcs.deliver_file(EXPORT, gcs_target(bucket), tmp_path / FILE, FILE)
+        receipt = deliver_file(EXPORT, gcs_target(bucket), tmp_path / FILE, FILE, retry=RETRY)
 
     assert receipt.attempts == 4 and caplog.text.count("retrying") == 3
     assert f"HTTP {status}" in caplog.text
@@ -167,7 +178,7 @@ def test_burst_of_errors_is_retried_with_backoff_then_delivered_once(
 
 @pytest.mark.parametrize(
     "size, method",
-    [(200_000, "POST"), (2 * gcs.CHUNK_SIZE, "PUT")],
+    [(200_000, "POST"), (2 * CHUNK, "PUT")],
     ids=["multipart", "resumable-chunk"],
 )
 @pytest.mark.parametrize("role", [CREATOR, ADMIN])
@@ -178,7 +189,7 @@ def test_connection_reset_mid_upload_is_retried_then_delivered_once(
     data = built_file(tmp_path, size)
     gcs_proxy.reset_next_upload(after_bytes=64 * 1024, method=method)
 
-    receipt = gcs.deliver_file(EXPORT, gcs_target(bucket), tmp_path / FILE, FILE)
+    receipt = deliver_file(EXPORT, gcs_target(bucket), tmp_path / FILE, FILE, retry=RETRY)
 
     assert receipt.attempts == 2
     assert [s.outcome for s in gcs_proxy.uploads()].count("reset mid-upload") == 1
@@ -193,7 +204,7 @@ def test_reset_after_the_object_was_committed_is_recognised_as_our_own_upload(gc
     data = built_file(tmp_path)
     gcs_proxy.reset_after_next_commit()
 
-    receipt = gcs.deliver_file(EXPORT, gcs_target(bucket), tmp_path / FILE, FILE)
+    receipt = deliver_file(EXPORT, gcs_target(bucket), tmp_path / FILE, FILE, retry=RETRY)
 
     assert len(gcs_proxy.commits()) == 1  # never uploaded twice
     assert [s.outcome for s in gcs_proxy.uploads()] == ["reset after commit", 412]
@@ -210,7 +221,7 @@ def test_reset_after_commit_with_a_key_that_cannot_read_is_reported_not_guessed(
     gcs_proxy.reset_after_next_commit()
 
     with pytest.raises(PermanentDeliveryError) as raised:
-        gcs.deliver_file(EXPORT, gcs_target(bucket), tmp_path / FILE, FILE)
+        deliver_file(EXPORT, gcs_target(bucket), tmp_path / FILE, FILE, retry=RETRY)
 
     message = str(raised.value)
     built = gcs.local_checksums(tmp_path / FILE)
@@ -221,7 +232,7 @@ def test_reset_after_commit_with_a_key_that_cannot_read_is_reported_not_guessed(
 
 @pytest.mark.parametrize(
     "size, method",
-    [(200_000, "POST"), (2 * gcs.CHUNK_SIZE, "PUT")],
+    [(200_000, "POST"), (2 * CHUNK, "PUT")],
     ids=["multipart", "resumable-between-chunks"],
 )
 def test_a_newer_object_written_during_the_delivery_is_never_replaced(
@@ -235,7 +246,7 @@ def test_a_newer_object_written_during_the_delivery_is_never_replaced(
         method=method,
     )
     with pytest.raises(PermanentDeliveryError) as raised:
-        gcs.deliver_file(EXPORT, gcs_target(bucket), tmp_path / FILE, FILE)
+        deliver_file(EXPORT, gcs_target(bucket), tmp_path / FILE, FILE, retry=RETRY)
     assert "was replaced by someone else during the delivery" in str(raised.value)
     assert "left as it is" in str(raised.value)
     assert stored(gcs_proxy) == theirs
@@ -331,7 +342,7 @@ def test_creator_only_rerun_of_a_day_fails_naming_the_permission_and_keeps_the_f
 
 def test_check_with_a_creator_only_key_says_what_deliveries_will_do_and_writes_nothing(gcs_proxy, bucket, gcs_target):
     gcs_proxy.grant(CREATOR)
-    lines = gcs.check_target(EXPORT, gcs_target(bucket, prefix="exports"))
+    lines = check_target(EXPORT, gcs_target(bucket, prefix="exports"))
     text = "\n".join(lines)
     assert f"gs://{BUCKET}/exports/ accepts new objects (storage.objects.create granted" in text
     assert "no storage.objects.get: deliveries are verified from the upload receipt" in text
@@ -342,13 +353,13 @@ def test_check_with_a_creator_only_key_says_what_deliveries_will_do_and_writes_n
 def test_check_with_a_key_that_cannot_create_fails_naming_the_permission(gcs_proxy, bucket, gcs_target):
     gcs_proxy.grant(VIEWER)
     with pytest.raises(PermanentDeliveryError) as raised:
-        gcs.check_target(EXPORT, gcs_target(bucket))
+        check_target(EXPORT, gcs_target(bucket))
     assert "lacks storage.objects.create" in str(raised.value) and "Storage Object Creator" in str(raised.value)
 
 
 def test_check_with_object_user_writes_reads_and_deletes_a_probe(gcs_proxy, bucket, gcs_target):
     gcs_proxy.grant(USER)
-    lines = gcs.check_target(EXPORT, gcs_target(bucket))
+    lines = check_target(EXPORT, gcs_target(bucket))
     assert lines[-1] == f"gs://{BUCKET}/ is writable (probe object written, read back and deleted)"
     assert len(gcs_proxy.commits()) == 1 and objects(gcs_proxy) == []
 

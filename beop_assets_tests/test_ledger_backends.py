@@ -143,7 +143,25 @@ def test_a_ledger_from_before_the_proof_columns_is_extended_in_place(backend, tm
     ledger.finish(new_id, attempts=1, verification=ledger.Verification("upload receipt", generation=BIG_GENERATION))
     latest, older = ledger.history("acme-all")
     assert (latest.verified_from, latest.generation) == ("upload receipt", BIG_GENERATION)
-    assert (older.data_day, older.verified_from) == ("2026-11-24", None)
+    assert (older.data_day, older.verified_from, older.temp_name) == ("2026-11-24", None, None)
+    crashed = _start(temp_name=".crashed.csv.part")  # the temporary-name column was added too
+    assert ledger.leftover_temps("acme-all", DAY) == [".crashed.csv.part"] and crashed
+
+
+def test_leftover_temps_are_the_days_attempts_that_did_not_end_delivered(backend):
+    """What the next delivery of an export and day is told to remove: temporary names of its failed
+    attempts and of those a crash left "started"; never a delivered one's, another day's or export's."""
+    crashed = _start("acme-crm", temp_name=".a.csv.part")
+    failed = _start("acme-crm", temp_name=".b.csv.part")
+    ledger.finish(failed, error="TransientDeliveryError: connection refused", attempts=4)
+    delivered = _start("acme-crm", temp_name=".c.csv.part")
+    ledger.finish(delivered, attempts=1)
+    _start("acme-crm", OTHER_DAY, temp_name=".other-day.csv.part")
+    _start("acme-other", temp_name=".other-export.csv.part")
+    _start("acme-crm")  # a GCS-like attempt: no temporary name
+    _start("acme-crm", temp_name=".a.csv.part")  # the same name again: named once
+
+    assert ledger.leftover_temps("acme-crm", DAY) == [".a.csv.part", ".b.csv.part"] and crashed
 
 
 def test_with_a_ledger_url_the_warehouse_folder_holds_no_ledger(postgres_url, tmp_path, monkeypatch):

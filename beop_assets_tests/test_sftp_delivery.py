@@ -20,11 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from beop_assets.delivery import ledger
+from beop_assets.delivery import ledger, sftp_protocol
 from beop_assets.delivery import sftp as sftp_module
 from beop_assets.delivery.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
-from beop_assets.delivery.sftp import SftpReceipt, check_target, deliver_file, download_file, list_files
+from beop_assets.delivery.retry import RetryPolicy
+from beop_assets.delivery.transport import Receipt
 from beop_assets_tests.fixtures.sshd import SFTP_KEY_ENV, SFTP_PASSPHRASE_ENV, SFTP_PASSWORD_ENV
+from beop_assets_tests.transports import QUICK, check_target, deliver_file, download_file, list_files
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -43,10 +45,8 @@ def csv_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def quick_retries(monkeypatch: pytest.MonkeyPatch) -> int:
-    monkeypatch.setenv("BEOP_DELIVERY_BACKOFF", "0.05")
-    monkeypatch.setenv("BEOP_DELIVERY_ATTEMPTS", "3")
-    return 3
+def quick_retries() -> int:
+    return QUICK.attempts
 
 
 def _names(directory: Path) -> list[str]:
@@ -65,14 +65,17 @@ def test_delivers_the_file_byte_identical_under_its_final_name(auth, sftp_target
     target = sftp_target(auth)
     receipt = deliver_file("acme-crm", target, csv_file, "20261126_crm-participation_x_1.csv")
 
-    assert receipt == SftpReceipt(
-        remote_path=f"{upload_dir}/20261126_crm-participation_x_1.csv",
+    remote_path = f"{upload_dir}/20261126_crm-participation_x_1.csv"
+    assert receipt == Receipt(
+        destination=f"sftp://{target.username}@{target.address}{remote_path}",
         file_name="20261126_crm-participation_x_1.csv",
         bytes=len(CSV),
         duration_s=receipt.duration_s,
         attempts=1,
-        verified="acks+size",  # OpenSSH offers no hash extension
-        removed_temp_files=(),
+        verified_from="acks+size",  # OpenSSH offers no hash extension
+        temp_name=".20261126_crm-participation_x_1.csv.part",
+        leftovers_removed=(),
+        facts={"remote_path": remote_path, "host": target.address, "rename": "posix-rename"},
     )
     assert _names(upload_dir) == ["20261126_crm-participation_x_1.csv"]  # no .part left behind
     assert (upload_dir / "20261126_crm-participation_x_1.csv").read_bytes() == CSV
@@ -145,35 +148,40 @@ def test_insecure_opt_out_connects_without_known_hosts_and_warns(sftp_target, up
 
 def test_read_back_verification_is_offered_and_named_in_the_receipt(sftp_target, upload_dir, big_file):
     receipt = deliver_file("acme-crm", sftp_target(), big_file, "big.csv", read_back=True)
-    assert receipt.verified == "read-back"
+    assert receipt.verified_from == "read-back"
     assert (upload_dir / "big.csv").read_bytes() == big_file.read_bytes()
 
 
 OWN = "20261126_crm-participation_my-export_{}.csv"
 
 
-def test_own_leftover_temp_files_older_than_the_bound_are_removed_and_named(sftp_target, upload_dir, csv_file):
-    """Finding 5: a crash leaves `.part` files; the next delivery to the directory removes the product's
-    own (its naming pattern only) once they are older than `stale_temp_age_s` by the server's clock."""
-    old_own = f".{OWN.format('0b6f3c1e-8d2a-4f4b-9a51-3c2d1e0f9a8b')}.part"
-    old_probe = ".beop-probe-" + "ab" * 16 + ".part"
-    young_own = f".{OWN.format('1c7f3c1e-8d2a-4f4b-9a51-3c2d1e0f9a8c')}.part"  # another delivery, under way
+def test_leftovers_named_by_the_caller_are_removed_only_after_success_and_nothing_else(
+    sshd_renames_denied, sftp_target, upload_dir, csv_file
+):
+    """A crash leaves `.part` files; the caller (the IO manager, from the ledger) names the earlier
+    attempts' temporary names. They go once a delivery has succeeded, never on a failed one; a
+    `.part` nobody named (another delivery under way) and the customer's files stay; a named file
+    that is not there is no error. The directory is never listed for it."""
+    named = f".{OWN.format('0b6f3c1e-8d2a-4f4b-9a51-3c2d1e0f9a8b')}.part"
+    concurrent = f".{OWN.format('1c7f3c1e-8d2a-4f4b-9a51-3c2d1e0f9a8c')}.part"  # another delivery, under way
     theirs = {".report.csv.part": b"customer's", "20261126_crm-participation_x.csv": b"customer's too"}
-    now = time.time()
-    for name, age in [(old_own, 7200), (old_probe, 7200), (young_own, 600), *((n, 7200) for n in theirs)]:
-        (upload_dir / name).write_bytes(theirs.get(name, b"partial"))
-        os.utime(upload_dir / name, (now - age, now - age))
+    leftovers = [named, f".{OWN.format('2d7f3c1e-8d2a-4f4b-9a51-3c2d1e0f9a8d')}.part", "notes.txt"]
 
-    receipt = deliver_file("acme-crm", sftp_target(), csv_file, "f.csv", stale_temp_age_s=3600)
-    assert sorted(receipt.removed_temp_files) == sorted([old_own, old_probe])
-    assert _names(upload_dir) == sorted(["f.csv", young_own, *theirs])
+    failing = sftp_target(server=sshd_renames_denied, directory=sshd_renames_denied.make_dir())
+    failing_dir = Path(failing.directory)
+    for directory in (upload_dir, failing_dir):
+        for name, content in [(named, b"partial"), (concurrent, b"being written"), *theirs.items()]:
+            (directory / name).write_bytes(content)
+    with pytest.raises(PermanentDeliveryError):  # every rename refused: not delivered, nothing removed
+        deliver_file("acme-crm", failing, csv_file, "f.csv", leftovers=leftovers)
+    assert _names(failing_dir) == sorted([named, concurrent, *theirs])
+
+    receipt = deliver_file("acme-crm", sftp_target(), csv_file, "f.csv", leftovers=leftovers)
+    assert receipt.leftovers_removed == (named,)
+    assert _names(upload_dir) == sorted(["f.csv", concurrent, *theirs])
     for name, content in theirs.items():
         assert (upload_dir / name).read_bytes() == content
-
-    receipt = deliver_file("acme-crm", sftp_target(), csv_file, "g.csv", stale_temp_age_s=3600)
-    assert receipt.removed_temp_files == () and young_own in _names(upload_dir)  # still within the bound
-    receipt = deliver_file("acme-crm", sftp_target(), csv_file, "h.csv", stale_temp_age_s=60)
-    assert receipt.removed_temp_files == (young_own,)
+    assert (upload_dir / concurrent).read_bytes() == b"being written"
 
 
 def test_removed_temp_files_are_recorded_in_the_ledger(tmp_path):
@@ -299,14 +307,13 @@ def test_server_down_is_retried_then_reported(private_sshd, sftp_target, csv_fil
 
 
 def test_server_back_during_retries_delivers(private_sshd, sftp_target, csv_file, monkeypatch):
-    monkeypatch.setenv("BEOP_DELIVERY_BACKOFF", "0.3")
-    monkeypatch.setenv("BEOP_DELIVERY_ATTEMPTS", "6")
+    retry = RetryPolicy(attempts=6, backoff_s=0.3)
     target = sftp_target(server=private_sshd)
     private_sshd.stop()
     restart = threading.Timer(0.1, private_sshd.start)
     restart.start()
     try:
-        receipt = deliver_file("acme-crm", target, csv_file, "f.csv")
+        receipt = deliver_file("acme-crm", target, csv_file, "f.csv", retry=retry)
     finally:
         restart.join()
     assert receipt.attempts >= 2
@@ -349,8 +356,7 @@ def big_file(tmp_path: Path) -> Path:
 def test_server_killed_mid_upload_is_retried_and_nothing_partial_is_left(
     private_sshd, sftp_target, big_file, monkeypatch
 ):
-    monkeypatch.setenv("BEOP_DELIVERY_BACKOFF", "0.1")
-    monkeypatch.setenv("BEOP_DELIVERY_ATTEMPTS", "5")
+    retry = RetryPolicy(attempts=5, backoff_s=0.1)
     target = sftp_target(server=private_sshd)
     directory = Path(target.directory)
 
@@ -359,7 +365,7 @@ def test_server_killed_mid_upload_is_retried_and_nothing_partial_is_left(
         private_sshd.start()
 
     with _when_upload_under_way(directory, restart) as fired:
-        receipt = deliver_file("acme-crm", target, big_file, "big.csv")
+        receipt = deliver_file("acme-crm", target, big_file, "big.csv", retry=retry)
     assert fired.is_set() and receipt.attempts >= 2
     assert _names(directory) == ["big.csv"]
     assert (directory / "big.csv").read_bytes() == big_file.read_bytes()
@@ -368,8 +374,7 @@ def test_server_killed_mid_upload_is_retried_and_nothing_partial_is_left(
 def test_server_stalled_mid_upload_times_out_and_is_retried(private_sshd, sftp_target, big_file, monkeypatch):
     """The connection's sshd processes are frozen (SIGSTOP) during the upload: the channel timeout
     fails that attempt, and the retry, on a new connection, delivers the whole file."""
-    monkeypatch.setenv("BEOP_DELIVERY_BACKOFF", "0.1")
-    monkeypatch.setenv("BEOP_DELIVERY_ATTEMPTS", "3")
+    retry = RetryPolicy(attempts=3, backoff_s=0.1)
     target = sftp_target(server=private_sshd)
     directory = Path(target.directory)
     frozen: list[int] = []
@@ -381,7 +386,7 @@ def test_server_stalled_mid_upload_times_out_and_is_retried(private_sshd, sftp_t
 
     try:
         with _when_upload_under_way(directory, freeze) as fired:
-            receipt = deliver_file("acme-crm", target, big_file, "big.csv", timeout=2.0)
+            receipt = deliver_file("acme-crm", target, big_file, "big.csv", timeout=2.0, retry=retry)
     finally:
         for pid in frozen:  # never let a stale session resume
             with suppress(ProcessLookupError):
@@ -393,8 +398,7 @@ def test_server_stalled_mid_upload_times_out_and_is_retried(private_sshd, sftp_t
 
 @pytest.mark.parametrize("banner", [b"", b"SSH-2.0-OpenSSH_9.2\r\n"], ids=["silent", "banner-then-silent"])
 def test_server_that_accepts_and_stalls_times_out(banner, csv_file, sftp_target, monkeypatch):
-    monkeypatch.setenv("BEOP_DELIVERY_BACKOFF", "0.01")
-    monkeypatch.setenv("BEOP_DELIVERY_ATTEMPTS", "2")
+    retry = RetryPolicy(attempts=2, backoff_s=0.01)
     held: list[socket.socket] = []
     with socket.create_server(("127.0.0.1", 0)) as listener:
         port = listener.getsockname()[1]
@@ -411,7 +415,7 @@ def test_server_that_accepts_and_stalls_times_out(banner, csv_file, sftp_target,
         threading.Thread(target=accept_forever, daemon=True).start()
         target = sftp_target(port=port, known_hosts_file=None, insecure_skip_host_key_check=True)
         with pytest.raises(TransientDeliveryError, match="within 1 s") as caught:
-            deliver_file("acme-crm", target, csv_file, "f.csv", timeout=1.0)
+            deliver_file("acme-crm", target, csv_file, "f.csv", timeout=1.0, retry=retry)
     for conn in held:
         conn.close()
     assert caught.value.attempts == 2 and len(held) == 2
@@ -435,7 +439,6 @@ def test_check_target_reports_what_it_checked(sshd, sftp_target, upload_dir):
         "verify",
         "rename",
         "remove temp",
-        "list",
     ]
     assert "write: 4 MiB probe" in lines[4] and "every one acknowledged OK" in lines[4]
     assert "rename: deliveries use posix-rename" in lines[6]
@@ -487,18 +490,17 @@ def test_a_failed_write_of_an_unannounced_size_falls_back_to_32_kib(
     real = sftp_module.server_features
     sizes: list[int] = []
 
-    def known_for_128_kib(client):
-        features = replace(real(client), write_request=128 * 1024, write_request_announced=False)
+    def known_for_128_kib(client, *args):
+        features = replace(real(client, *args), write_request=128 * 1024, write_request_announced=False)
         return features
 
-    original_write_all = sftp_module._write_all
-
-    def recording(sftp, handle, source, request_size, *args, **kwargs):
-        sizes.append(request_size)
-        return original_write_all(sftp, handle, source, request_size, *args, **kwargs)
+    class Recording(sftp_protocol.Writes):
+        def __init__(self, sftp, handle, request_size, *args):
+            sizes.append(request_size)
+            super().__init__(sftp, handle, request_size, *args)
 
     monkeypatch.setattr(sftp_module, "server_features", known_for_128_kib)
-    monkeypatch.setattr(sftp_module, "_write_all", recording)
+    monkeypatch.setattr(sftp_module, "Writes", Recording)
     directory = faulty_sftp.make_dir()
     monkeypatch.setenv("BEOP_TEST_FAULTY_PASSWORD", faulty_sftp.password)
     target = sftp_target(server=faulty_sftp, directory=str(directory), password_env="BEOP_TEST_FAULTY_PASSWORD")
@@ -514,7 +516,7 @@ def test_a_server_hash_that_differs_from_the_file_built_fails_at_verify(
 ):
     """ProFTPD's sha256 of the temporary file is really compared: if the file built hashed otherwise
     (here its local hash is made wrong), no attempt renames, and nothing is left."""
-    monkeypatch.setattr(sftp_module._BackgroundHash, "hexdigest", lambda self: "0" * 64)
+    monkeypatch.setattr(sftp_protocol._BackgroundHash, "hexdigest", lambda self: "0" * 64)
     monkeypatch.setenv("BEOP_TEST_PROFTPD_PASSWORD", proftpd.password)
     directory = proftpd.make_dir()
     target = sftp_target(server=proftpd, directory=str(directory), password_env="BEOP_TEST_PROFTPD_PASSWORD")

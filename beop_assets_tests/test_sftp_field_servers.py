@@ -28,13 +28,16 @@ from typing import Protocol
 import pytest
 
 import beop_assets
+from beop_assets.delivery import ledger
 from beop_assets.delivery.errors import DeliveryError, TransientDeliveryError
-from beop_assets.delivery.sftp import check_target, deliver_file
+from beop_assets.delivery.retry import RetryPolicy
+from beop_assets.delivery.sftp import temp_name
 from beop_assets.demo.sshd import LocalSshd
 from beop_assets.exports.file_names import crm_file_name
 from beop_assets.exports.registry import SftpTarget
 from beop_assets_tests.fixtures.faulty_sftp import NO_SPACE, FaultySftpServer
 from beop_assets_tests.fixtures.proftpd import LocalProftpd
+from beop_assets_tests.transports import QUICK, check_target, deliver_file
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -56,10 +59,8 @@ class SftpServer(Protocol):
 
 
 @pytest.fixture
-def quick_retries(monkeypatch: pytest.MonkeyPatch) -> int:
-    monkeypatch.setenv("BEOP_DELIVERY_BACKOFF", "0.05")
-    monkeypatch.setenv("BEOP_DELIVERY_ATTEMPTS", "3")
-    return 3
+def quick_retries() -> int:
+    return QUICK.attempts
 
 
 def _target(server: SftpServer, directory: Path, monkeypatch: pytest.MonkeyPatch, auth: str = "password") -> SftpTarget:
@@ -173,10 +174,10 @@ def test_out_of_order_replies_a_large_upload_completes_at_once(
     built = _built_file(tmp_path, LARGE_FILE_SIZE)
     name = _file_name()
     faulty_sftp.reply_out_of_order(group=16)
-    monkeypatch.setenv("BEOP_DELIVERY_ATTEMPTS", "2")  # on a hang, fail in 2 timeouts, not 3
+    retry = RetryPolicy(attempts=2, backoff_s=0.05)
     target = _target(faulty_sftp, directory, monkeypatch)
 
-    receipt = deliver_file("acme-crm", target, built, name, timeout=10.0)
+    receipt = deliver_file("acme-crm", target, built, name, timeout=10.0, retry=retry)
 
     assert any("out of order" in line for line in faulty_sftp.injected)
     assert receipt.attempts == 1, "no attempt may time out waiting for a reply it already got"
@@ -215,11 +216,11 @@ def test_a_server_that_stalls_mid_upload_fails_the_attempt_within_the_timeout(
     built = _built_file(tmp_path, HOLE_FILE_SIZE)
     name = _file_name()
     faulty_sftp.stall_after(2**20, times=None)
-    monkeypatch.setenv("BEOP_DELIVERY_ATTEMPTS", "2")
+    retry = RetryPolicy(attempts=2, backoff_s=0.05)
 
     started = time.monotonic()
     with pytest.raises(DeliveryError) as caught:
-        deliver_file("acme-crm", _target(faulty_sftp, directory, monkeypatch), built, name, timeout=3.0)
+        deliver_file("acme-crm", _target(faulty_sftp, directory, monkeypatch), built, name, timeout=3.0, retry=retry)
     elapsed = time.monotonic() - started
 
     error = caught.value
@@ -267,7 +268,7 @@ def test_leftover_of_a_final_failure_on_a_dead_connection_is_removed_by_the_next
     faulty_sftp: FaultySftpServer, monkeypatch, tmp_path, quick_retries
 ):
     """Finding 5, second half: every attempt dies mid-upload, the temporary file cannot be removed on a
-    dead connection; the next delivery to that directory (the next night) removes it."""
+    dead connection; the next delivery of that export and day, told its name, removes it."""
     directory = faulty_sftp.make_dir()
     built = _built_file(tmp_path, HOLE_FILE_SIZE)
     target = _target(faulty_sftp, directory, monkeypatch)
@@ -276,17 +277,14 @@ def test_leftover_of_a_final_failure_on_a_dead_connection_is_removed_by_the_next
     with pytest.raises(TransientDeliveryError):
         deliver_file("acme-crm", target, built, failed_name)
     leftovers = [n for n in _names(directory) if n.endswith(".part")]
-    assert leftovers, "precondition: the dead connection left the temporary file behind"
-    night_ago = time.time() - 12 * 3600
-    for leftover in leftovers:
-        os.utime(directory / leftover, (night_ago, night_ago))
+    assert leftovers == [temp_name(failed_name)], "precondition: the dead connection left the temporary file"
 
     faulty_sftp.clear_fault()
     name = _file_name()
-    receipt = deliver_file("acme-crm", target, built, name)
+    receipt = deliver_file("acme-crm", target, built, name, leftovers=[temp_name(failed_name)])
 
     assert _names(directory) == [name]
-    assert sorted(receipt.removed_temp_files) == leftovers
+    assert sorted(receipt.leftovers_removed) == leftovers
 
 
 def test_a_lost_rename_reply_is_retried_and_leaves_exactly_one_file(
@@ -337,8 +335,8 @@ def test_proftpd_delivers_the_exact_bytes(proftpd: LocalProftpd, auth, monkeypat
     receipt = deliver_file("acme-crm", _target(proftpd, directory, monkeypatch, auth=auth), built, name)
 
     assert receipt.attempts == 1
-    assert receipt.remote_path == f"{directory}/{name}"
-    assert receipt.verified == "sha256 check-file"  # ProFTPD hashes the temporary file itself
+    assert receipt.facts["remote_path"] == f"{directory}/{name}"
+    assert receipt.verified_from == "sha256 check-file"  # ProFTPD hashes the temporary file itself
     assert (directory / name).read_bytes() == built.read_bytes()
     assert _names(directory) == [name]
     assert (directory / name).stat().st_uid == proftpd.user.pw_uid  # written as the SFTP user
@@ -398,23 +396,21 @@ def test_proftpd_stale_temporary_file_of_an_earlier_attempt_is_replaced(proftpd:
 def test_proftpd_leftover_temporary_files_of_the_product_are_removed_and_nothing_else(
     proftpd: LocalProftpd, monkeypatch, tmp_path
 ):
-    """The cleanup on ProFTPD's listing and clock: last night's leftover goes; the customer's files and
-    another export's upload in flight stay."""
+    """The cleanup on ProFTPD: the named leftover goes; the customer's files and another export's upload
+    in flight stay."""
     directory = proftpd.make_dir()
     stale = f".{_file_name('Crashed')}.part"
     in_flight = f".{_file_name('Other export')}.part"
     files = {stale: b"half a file", in_flight: b"being written", ".customer.part": b"theirs", "notes.txt": b"keep"}
-    night_ago = time.time() - 12 * 3600
     for file_name, content in files.items():
         (directory / file_name).write_bytes(content)
         os.chown(directory / file_name, proftpd.user.pw_uid, proftpd.user.pw_gid)
-        if file_name != in_flight:
-            os.utime(directory / file_name, (night_ago, night_ago))
     name = _file_name()
 
-    receipt = deliver_file("acme-crm", _target(proftpd, directory, monkeypatch), _built_file(tmp_path, 1000), name)
+    target = _target(proftpd, directory, monkeypatch)
+    receipt = deliver_file("acme-crm", target, _built_file(tmp_path, 1000), name, leftovers=[stale])
 
-    assert receipt.removed_temp_files == (stale,)
+    assert receipt.leftovers_removed == (stale,)
     assert _names(directory) == sorted([name, in_flight, ".customer.part", "notes.txt"])
     for file_name in (in_flight, ".customer.part", "notes.txt"):
         assert (directory / file_name).read_bytes() == files[file_name]
@@ -461,10 +457,17 @@ def test_proftpd_connection_killed_mid_upload_is_retried_and_delivers(
 
 _EXPORTER = """
 import sys
+from datetime import date
 from pathlib import Path
-from beop_assets.delivery.sftp import deliver_file
+from beop_assets.delivery import ledger
+from beop_assets.delivery.transport import transport_for
 from beop_assets.exports.registry import SftpTarget
-deliver_file("acme-crm", SftpTarget.model_validate_json(sys.argv[1]), Path(sys.argv[2]), sys.argv[3])
+transport = transport_for("acme-crm", SftpTarget.model_validate_json(sys.argv[1]))
+built, name, root = Path(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
+# As the IO manager does: the attempt and its temporary name are in the ledger before the upload.
+ledger.start("acme-crm", "specific", date(2026, 11, 26), name, 0, built.stat().st_size, "", transport.destination(),
+             "killed-run", root=root, temp_name=transport.temp_name(name))
+transport.deliver(built, name)
 """
 
 
@@ -477,8 +480,9 @@ def test_leftover_of_a_killed_exporter_is_removed_by_the_next_delivery_and_nothi
     killed_name = _file_name()
     code_root = Path(beop_assets.__file__).resolve().parents[1]  # the code under test, old or new
     env = {**os.environ, "PYTHONPATH": str(code_root)}
+    env.pop("BEOP_LEDGER_URL", None)
     exporter = subprocess.Popen(
-        [sys.executable, "-c", _EXPORTER, target.model_dump_json(), str(built), killed_name],
+        [sys.executable, "-c", _EXPORTER, target.model_dump_json(), str(built), killed_name, str(tmp_path)],
         env=env,
         stderr=subprocess.PIPE,
     )
@@ -496,20 +500,23 @@ def test_leftover_of_a_killed_exporter_is_removed_by_the_next_delivery_and_nothi
     )
     assert leftovers and killed_name not in _names(directory)
 
-    # Last night's crash; beside it the customer's own files, old too, and another export's upload in flight.
+    # A crash minutes ago (younger than any age bound); beside it the customer's own files, and another
+    # export's upload in flight.
     night_ago = time.time() - 12 * 3600
     in_flight = f".{_file_name('Other export')}.part"
     foreign = {".customer.part": b"theirs", "notes.txt": b"keep me", in_flight: b"being written"}
     for foreign_name, content in foreign.items():
         (directory / foreign_name).write_bytes(content)
         os.chown(directory / foreign_name, sshd.user.pw_uid, sshd.user.pw_gid)
-    for old_name in [*leftovers, ".customer.part", "notes.txt"]:
+    for old_name in [".customer.part", "notes.txt"]:
         os.utime(directory / old_name, (night_ago, night_ago))
     foreign_mtimes = {n: (directory / n).stat().st_mtime for n in foreign}
 
     name = _file_name()
     small = _built_file(tmp_path, 100_000, "tonight.csv")
-    receipt = deliver_file("acme-crm", target, small, name)
+    named = ledger.leftover_temps("acme-crm", date(2026, 11, 26), root=tmp_path)
+    assert named == [temp_name(killed_name)] == leftovers, "the ledger names the killed attempt's temporary file"
+    receipt = deliver_file("acme-crm", target, small, name, leftovers=named)
 
     remaining = _names(directory)
     assert not set(leftovers) & set(remaining), "the killed exporter's temporary file is removed"
@@ -518,4 +525,4 @@ def test_leftover_of_a_killed_exporter_is_removed_by_the_next_delivery_and_nothi
         assert (directory / foreign_name).read_bytes() == content
         assert (directory / foreign_name).stat().st_mtime == foreign_mtimes[foreign_name]
     assert (directory / name).read_bytes() == small.read_bytes()
-    assert sorted(receipt.removed_temp_files) == sorted(leftovers)
+    assert sorted(receipt.leftovers_removed) == sorted(leftovers)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from beop_assets.delivery.errors import PermanentDeliveryError
-from beop_assets.delivery.sftp import check_target, deliver_file, list_files
+from beop_assets_tests.transports import check_target, deliver_file, list_files
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -110,18 +110,22 @@ def test_write_only_directory_listing_is_refused_with_a_message_about_listing(ss
     assert caught.value.step == "list"
 
 
-def test_write_only_directory_delivers_and_skips_the_cleanup_with_a_warning(sshd, sftp_target, built, caplog):
+def test_write_only_directory_delivers_and_removes_named_leftovers_without_listing(sshd, sftp_target, built):
+    """Leftovers are removed by the names the caller gives, so a directory that may not be listed is
+    cleaned up like any other."""
     drop = sshd.make_dir(writable=False, mode=0o733)
-    receipt = deliver_file("acme-crm", sftp_target(directory=drop), built, NAME)
+    leftover = ".20261126_crm-participation_x_crashed.csv.part"
+    (drop / leftover).write_bytes(b"half")
+    os.chown(drop / leftover, sshd.user.pw_uid, sshd.user.pw_gid)
+    receipt = deliver_file("acme-crm", sftp_target(directory=drop), built, NAME, leftovers=[leftover])
     assert (drop / NAME).read_bytes() == built.read_bytes()
-    assert _names(drop) == [NAME] and receipt.removed_temp_files == ()
-    assert "list: listing" in caplog.text and "is refused" in caplog.text
+    assert _names(drop) == [NAME] and receipt.leftovers_removed == (leftover,)
 
 
-def test_write_only_directory_check_passes_with_a_warning_about_listing(sshd, sftp_target):
+def test_write_only_directory_check_passes(sshd, sftp_target):
     drop = sshd.make_dir(writable=False, mode=0o733)
     lines = check_target("acme-crm", sftp_target(directory=drop))
-    assert any(line.startswith("list: WARNING listing") for line in lines), lines
+    assert not any(line.startswith("list:") for line in lines), lines  # a delivery never lists
     assert lines[-1].startswith("a delivery would succeed")
     assert _names(drop) == []
 
@@ -135,7 +139,7 @@ def test_chroot_delivers_under_the_path_the_user_sees(sshd_chroot, sftp_target, 
     target = sftp_target(server=server, directory=directory)
     assert target.directory == f"/home/{server.username}/{directory.name}"  # inside the chroot
     receipt = deliver_file("acme-crm", target, built, NAME)
-    assert receipt.remote_path == f"{target.directory}/{NAME}"
+    assert receipt.facts["remote_path"] == f"{target.directory}/{NAME}"
     assert _names(directory) == [NAME]
     assert (directory / NAME).read_bytes() == built.read_bytes()
     assert list_files("acme-crm", target) == [NAME]

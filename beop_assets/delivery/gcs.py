@@ -2,25 +2,30 @@
 
 Why it looks like this:
 
-- **Visible only when complete** (SPEC section 5): an object upload (multipart for small files,
-  resumable above RESUMABLE_THRESHOLD) creates the object only when its last byte is committed, so a
-  customer never lists a partial file; there is no temporary name to rename.
-- **Least privilege works** (SPEC section 5): a customer may grant only Storage Object Creator
+- **Visible only when complete**: an object upload creates the object only when its last byte is
+  committed, so a customer never lists a partial file; there is no temporary name to rename.
+- **Few round trips** (customers' buckets are far away): a file up to SINGLE_REQUEST_MAX goes in one
+  request (a multipart upload: metadata and bytes together); a larger one in a resumable session of
+  CHUNK_SIZE chunks, each of which waits for its reply, so chunks are large (memory holds one). The
+  look at the live generation before the first attempt stays: it is what tells a re-run (replace
+  what was there) from an object someone else writes during the delivery (never replaced).
+  docs/gcs-delivery.md gives the figures.
+- **Least privilege works**: a customer may grant only Storage Object Creator
   (storage.objects.create: no get, no list, no delete). The JSON API answers an upload with the
   stored object's resource, which google-cloud-storage copies onto the blob (`_set_properties` of
   the upload response): its crc32c, md5Hash and size, computed by GCS over what it stored. Equal to
   the built file's, that *upload receipt* proves the content. The object is read back (metadata
   get) only when the key may do so; a 403 there is not a failure. How each delivery was proven is
   recorded as `verified_from`: "read-back" or "upload receipt".
-- **Re-running a day replaces that day's object** (SPEC section 4). GCS lets a key replace an object
+- **Re-running a day replaces that day's object**. GCS lets a key replace an object
   only with storage.objects.delete as well (Storage Object User or Admin). With a creator-only key
   the re-run fails, naming that permission and the roles that have it, and the object stays as it was.
 - **Every retry is safe**: each upload carries a precondition, `ifGenerationMatch` = the generation
-  seen before the first attempt (0: "only if there is no object"; the key cannot read: 0 too).
+  this delivery expects to replace (0: "only if there is no object"; the key cannot read: 0 too).
   A retry after an ambiguous failure (the connection dropped after GCS committed the object) then
   gets a 412 instead of replacing anything blindly; the 412 is resolved by comparing checksums when
   the object is readable (our own earlier attempt: delivered) and reported, never guessed, when not.
-- **One retry policy** (`call_with_retries`): the library's own retries are switched off
+- **One retry policy** (`RetryPolicy`): the library's own retries are switched off
   (`retry=None`), so a connection failure, timeout, 429 or 5xx retries the whole attempt under our
   bounded exponential backoff, and a missing bucket, a denied write or a broken key fails at once.
 - **The .gz bytes, as bytes**: `content_type="application/gzip"` and *no* `content_encoding`.
@@ -37,8 +42,8 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import google_crc32c
@@ -52,15 +57,17 @@ from beop_assets.cloud_storage import emulator_host
 from beop_assets.delivery.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from beop_assets.delivery.gcs_credentials import client_for_export, key_source, read_service_account_key
 from beop_assets.delivery.gcs_target import GcsTarget
-from beop_assets.delivery.retry import call_with_retries
+from beop_assets.delivery.retry import RetryPolicy
+from beop_assets.delivery.transport import Receipt
 
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "application/gzip"
-# google-cloud-storage switches from a multipart to a resumable upload above 8 MiB; a resumable
-# upload is sent in chunks of CHUNK_SIZE (a multiple of 256 KiB), so memory stays flat.
-RESUMABLE_THRESHOLD = 8 * 1024 * 1024
-CHUNK_SIZE = 8 * 1024 * 1024
+# Up to this size a file goes in one request (google-cloud-storage's multipart limit: the request
+# body is built in memory). Above it, a resumable session: each chunk (a multiple of 256 KiB, held in
+# memory) waits for its reply before the next is sent, so chunks are as large as memory allows.
+SINGLE_REQUEST_MAX = 8 * 1024 * 1024
+CHUNK_SIZE = 64 * 1024 * 1024
 
 READ_BACK = "read-back"
 UPLOAD_RECEIPT = "upload receipt"
@@ -104,19 +111,12 @@ class Checksums:
 
 
 @dataclass(frozen=True)
-class GcsReceipt:
-    """What was delivered and how it was proven, as recorded in the delivery ledger."""
+class GcsOptions:
+    """How GCS deliveries are made: the retry policy, and the bound of every request (seconds)."""
 
-    uri: str
-    object_name: str
-    bytes: int
-    crc32c: str
-    md5: str
-    generation: int | None
-    duration_s: float
-    attempts: int
-    verified_from: str  # READ_BACK | UPLOAD_RECEIPT
-    stored: Checksums  # what GCS reported for the stored object (equal to the built file's)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout: float = 60.0
+    check_timeout: float = 30.0
 
 
 def _prefix(target: GcsTarget) -> str:
@@ -288,7 +288,7 @@ class _Delivery:
     def _upload(self) -> tuple[int, Checksums, str] | None:
         """Upload under the precondition; None when the receipt proves the content (read back next)."""
         blob = self.bucket.blob(self.name)
-        if self.built.size > RESUMABLE_THRESHOLD:
+        if self.built.size > SINGLE_REQUEST_MAX:
             blob.chunk_size = CHUNK_SIZE
         try:
             blob.upload_from_filename(
@@ -409,47 +409,6 @@ def _generation_in(exc: DataCorruption) -> int | None:
     return None
 
 
-def deliver_file(
-    export_id: str, target: GcsTarget, local_path: Path, file_name: str, *, timeout: float = 60.0
-) -> GcsReceipt:
-    """Upload `local_path` as `object_name(target, file_name)` with the export's own key, replacing
-    the object of that name if any (and if the key may), and prove what was stored.
-
-    Raises PermanentDeliveryError at once for what a retry cannot fix (the message names the
-    missing permission and the roles that grant it), TransientDeliveryError once the retry policy
-    is exhausted. The object is stored as the gzip bytes themselves (content type
-    application/gzip, no content encoding): what a customer downloads is exactly the local file."""
-    local_path = Path(local_path)
-    name = object_name(target, file_name)
-    built = local_checksums(local_path)
-    client = client_for_export(export_id, target)  # key problems: permanent, before any network call
-    started = time.monotonic()
-    delivery = _Delivery(export_id, client.bucket(target.bucket), name, local_path, built, timeout)
-    (generation, stored, verified_from), attempts = call_with_retries(delivery.attempt)
-    receipt = GcsReceipt(
-        uri=delivery.uri,
-        object_name=name,
-        bytes=built.size,
-        crc32c=built.crc32c,
-        md5=built.md5 or "",
-        generation=generation,
-        duration_s=time.monotonic() - started,
-        attempts=attempts,
-        verified_from=verified_from,
-        stored=stored,
-    )
-    log.info(
-        "delivered %s (%d bytes, crc32c %s, verified from the %s, %d attempt(s)) for export %s",
-        delivery.uri,
-        built.size,
-        built.crc32c,
-        verified_from,
-        attempts,
-        export_id,
-    )
-    return receipt
-
-
 def _granted(bucket: storage.Bucket, export_id: str, timeout: float) -> set[str] | None:
     """The object permissions IAM grants the key on the bucket (testIamPermissions itself needs
     none), or None where the server cannot tell (the emulator has no IAM: 404)."""
@@ -461,16 +420,8 @@ def _granted(bucket: storage.Bucket, export_id: str, timeout: float) -> set[str]
         raise translate(exc, export_id, bucket.name, "", action="check") from exc
 
 
-def check_target(export_id: str, target: GcsTarget, *, timeout: float = 30.0) -> list[str]:
-    """Pre-flight for an export's bucket, in one attempt each (an operator is waiting at a prompt).
-
-    Checks that the key is readable and valid, that the bucket exists, and what the key may do
-    there. A key with create, get and delete gets the full proof: a probe object written, read back
-    and deleted under the export's prefix. A least-privilege key (IAM grants create, but not get or
-    delete) gets no probe, since it could not remove it: the lines say what its deliveries will do
-    (verified from the upload receipt; a re-run cannot replace the day's object).
-    Returns what was checked, one human line each; raises the same errors as `deliver_file`.
-    """
+def _check(export_id: str, target: GcsTarget, timeout: float) -> list[str]:
+    """`GcsTransport.check`, for one export's bucket."""
     info = read_service_account_key(export_id, target)
     client = client_for_export(export_id, target)
     lines = [
@@ -523,34 +474,109 @@ def check_target(export_id: str, target: GcsTarget, *, timeout: float = 30.0) ->
     return lines
 
 
-def download_file(export_id: str, target: GcsTarget, file_name: str, local_path: Path, *, timeout: float = 60.0) -> int:
-    """Download a delivered object byte for byte (`raw_download=True`: never decompressed), with the
-    export's own key; returns the number of bytes written."""
-    name = object_name(target, file_name)
-    local_path = Path(local_path)
-    client = client_for_export(export_id, target)
+class GcsTransport:
+    """One export's GCS destination (`Transport`)."""
 
-    def attempt() -> int:
-        with _translated(export_id, target.bucket, name, action="download"):
-            client.bucket(target.bucket).blob(name).download_to_filename(
-                str(local_path), raw_download=True, checksum="crc32c", retry=None, timeout=timeout
-            )
-        return local_path.stat().st_size
+    def __init__(self, export_id: str, target: GcsTarget, options: GcsOptions | None = None) -> None:
+        self.export_id = export_id
+        self.target = target
+        self.options = options or GcsOptions()
 
-    written, _ = call_with_retries(attempt)
-    return written
+    def destination(self) -> str:
+        return f"gs://{self.target.bucket}/{self.target.prefix}"
 
+    def temp_name(self, file_name: str) -> None:
+        return None  # an object is visible only once complete: nothing to rename, nothing left behind
 
-def list_objects(export_id: str, target: GcsTarget, *, timeout: float = 60.0) -> list[str]:
-    """Full names of the objects under the export's prefix, sorted."""
-    client = client_for_export(export_id, target)
-    prefix = _prefix(target)
+    def deliver(self, built_path: Path, file_name: str, *, leftovers: Iterable[str] = ()) -> Receipt:
+        """Upload `built_path` as `object_name(target, file_name)` with the export's own key, replacing
+        the object of that name if any (and if the key may), and prove what was stored. `leftovers`
+        has no meaning here (GCS leaves no partial object behind).
 
-    def attempt() -> list[str]:
-        with _translated(export_id, target.bucket, prefix + "*", action="list"):
-            return sorted(
-                b.name for b in client.list_blobs(target.bucket, prefix=prefix or None, retry=None, timeout=timeout)
-            )
+        Raises PermanentDeliveryError at once for what a retry cannot fix (the message names the
+        missing permission and the roles that grant it), TransientDeliveryError once the retry policy
+        is exhausted. The object is stored as the gzip bytes themselves (content type
+        application/gzip, no content encoding): what a customer downloads is exactly the local file."""
+        export_id, target = self.export_id, self.target
+        local_path = Path(built_path)
+        name = object_name(target, file_name)
+        built = local_checksums(local_path)
+        client = client_for_export(export_id, target)  # key problems: permanent, before any network call
+        started = time.monotonic()
+        delivery = _Delivery(export_id, client.bucket(target.bucket), name, local_path, built, self.options.timeout)
+        (generation, stored, verified_from), attempts = self.options.retry.call(delivery.attempt)
+        receipt = Receipt(
+            destination=delivery.uri,
+            file_name=file_name,
+            bytes=built.size,
+            attempts=attempts,
+            duration_s=time.monotonic() - started,
+            verified_from=verified_from,
+            stored_bytes=stored.size,
+            stored_crc32c=stored.crc32c,
+            stored_md5=stored.md5,
+            built_crc32c=built.crc32c,
+            built_md5=built.md5,
+            generation=generation,
+            facts={"object": name},
+        )
+        log.info(
+            "delivered %s (%d bytes, crc32c %s, verified from the %s, %d attempt(s)) for export %s",
+            delivery.uri,
+            built.size,
+            built.crc32c,
+            verified_from,
+            attempts,
+            export_id,
+        )
+        return receipt
 
-    names, _ = call_with_retries(attempt)
-    return names
+    def check(self, echo: Callable[[str], None] | None = None) -> list[str]:
+        """Pre-flight for the export's bucket, in one attempt each (an operator is waiting at a prompt).
+
+        Checks that the key is readable and valid, that the bucket exists, and what the key may do
+        there. A key with create, get and delete gets the full proof: a probe object written, read back
+        and deleted under the export's prefix. A least-privilege key (IAM grants create, but not get or
+        delete) gets no probe, since it could not remove it: the lines say what its deliveries will do
+        (verified from the upload receipt; a re-run cannot replace the day's object).
+        Returns what was checked, one human line each; raises the same errors as `deliver`.
+        """
+        lines = _check(self.export_id, self.target, self.options.check_timeout)
+        if echo is not None:
+            for line in lines:
+                echo(line)
+        return lines
+
+    def download(self, file_name: str, local_path: Path) -> int:
+        """Download a delivered object byte for byte (`raw_download=True`: never decompressed), with the
+        export's own key; returns the number of bytes written."""
+        export_id, target = self.export_id, self.target
+        name = object_name(target, file_name)
+        local_path = Path(local_path)
+        client = client_for_export(export_id, target)
+
+        def attempt() -> int:
+            with _translated(export_id, target.bucket, name, action="download"):
+                client.bucket(target.bucket).blob(name).download_to_filename(
+                    str(local_path), raw_download=True, checksum="crc32c", retry=None, timeout=self.options.timeout
+                )
+            return local_path.stat().st_size
+
+        return self.options.retry.call(attempt)[0]
+
+    def list_files(self) -> list[str]:
+        """Full names of the objects under the export's prefix, sorted."""
+        export_id, target = self.export_id, self.target
+        client = client_for_export(export_id, target)
+        prefix = _prefix(target)
+
+        def attempt() -> list[str]:
+            with _translated(export_id, target.bucket, prefix + "*", action="list"):
+                return sorted(
+                    b.name
+                    for b in client.list_blobs(
+                        target.bucket, prefix=prefix or None, retry=None, timeout=self.options.timeout
+                    )
+                )
+
+        return self.options.retry.call(attempt)[0]

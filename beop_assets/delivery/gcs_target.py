@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from beop_assets.delivery.secrets import credential_field
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -15,8 +17,8 @@ class GcsTarget(_Strict):
 
     bucket: str = Field(min_length=3, max_length=222, pattern=r"^[a-z0-9][a-z0-9._-]*[a-z0-9]$")
     prefix: str = ""
-    credentials_file: str | None = None
-    credentials_env: str | None = None
+    credentials_file: str | None = credential_field("file")
+    credentials_env: str | None = credential_field("env")
 
     @model_validator(mode="after")
     def _one_credentials_source(self) -> GcsTarget:

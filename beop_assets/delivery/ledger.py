@@ -61,6 +61,11 @@ DELIVERIES = sa.Table(
     sa.Column("stored_crc32c", sa.Text),
     sa.Column("stored_md5", sa.Text),
     sa.Column("generation", _BIG),
+    # The temporary name the attempt writes first (SFTP): recorded before the upload, so that what a
+    # crashed attempt left behind can be named to the next delivery of the same export and day.
+    sa.Column("temp_name", sa.Text),
+    # Which registry configuration produced the file (a YAML file's digest, or the table's revision).
+    sa.Column("registry_revision", sa.Text),
     sa.Index("deliveries_by_export_day", "export_id", "data_day"),
     sqlite_autoincrement=True,
 )
@@ -104,6 +109,8 @@ class Delivery:
     stored_crc32c: str | None = None
     stored_md5: str | None = None
     generation: int | None = None
+    temp_name: str | None = None
+    registry_revision: str | None = None
 
 
 @dataclass(frozen=True)
@@ -121,7 +128,7 @@ class Verification:
 
 _COLUMNS = [f.name for f in fields(Delivery)]
 # Columns added after the first ledgers were written: added in place to an existing table.
-_ADDED_COLUMNS = [f.name for f in fields(Verification)]
+_ADDED_COLUMNS = [*(f.name for f in fields(Verification)), "temp_name", "registry_revision"]
 
 
 def ledger_file(root: Path | None = None) -> Path:
@@ -214,6 +221,8 @@ def start(
     destination: str,
     run_id: str,
     root: Path | None = None,
+    temp_name: str | None = None,
+    registry_revision: str | None = None,
 ) -> int:
     values = dict(
         export_id=export_id,
@@ -227,6 +236,8 @@ def start(
         run_id=run_id,
         status="started",
         started_at=_now(),
+        temp_name=temp_name,
+        registry_revision=registry_revision,
     )
     with _connect(root) as con:
         return int(con.execute(sa.insert(DELIVERIES).values(**values).returning(DELIVERIES.c.id)).scalar_one())
@@ -278,6 +289,26 @@ def history(
 def last_delivered(export_id: str, day: date, root: Path | None = None) -> Delivery | None:
     found = history(export_id, day, root, status="delivered", limit=1)
     return found[0] if found else None
+
+
+def leftover_temps(export_id: str, day: date, root: Path | None = None) -> list[str]:
+    """The temporary names of this export's and day's attempts that did not end delivered (failed, or
+    still "started": a crash), oldest first: what the next delivery of that day may leave behind in
+    the customer's directory and removes once it has succeeded."""
+    if not settings.current().ledger_url and not ledger_file(root).exists():
+        return []
+    query = (
+        sa.select(DELIVERIES.c.temp_name)
+        .where(
+            DELIVERIES.c.export_id == export_id,
+            DELIVERIES.c.data_day == day.isoformat(),
+            DELIVERIES.c.status != "delivered",
+            DELIVERIES.c.temp_name.is_not(None),
+        )
+        .order_by(DELIVERIES.c.id)
+    )
+    with _connect(root) as con:
+        return list(dict.fromkeys(name for (name,) in con.execute(query)))
 
 
 def record_removed_temp_files(

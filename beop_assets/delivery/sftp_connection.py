@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from beop_assets.delivery.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from beop_assets.delivery.secrets import mask, secret_values
 from beop_assets.delivery.sftp_target import SftpTarget
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class SftpClient(paramiko.SFTPClient):
         def _read_response(self, waitfor: int | None = None) -> tuple[int | None, paramiko.Message | None]: ...
         def _send_packet(self, t: int, packet: paramiko.Message) -> None: ...
         def _read_packet(self) -> tuple[int, bytes]: ...
+        def _convert_status(self, msg: paramiko.Message) -> None: ...
 
     def __init__(self, sock: paramiko.Channel) -> None:
         self.extensions = {}
@@ -166,10 +168,12 @@ def _key_from_text(text: str, passphrase: str | None) -> paramiko.PKey:
 
 
 def load_credentials(export_id: str, target: SftpTarget) -> Credentials:
-    """Read the password or private key the export points to. Faults here are permanent."""
+    """Read the password or private key the export points to. Faults here are permanent. The strings
+    never to print are whatever the target's declared credential fields point at (`secrets`)."""
+    declared = tuple(secret_values(target))
     if target.password_env:
         password = _env(export_id, target, target.password_env, "password")
-        return Credentials(f"password from ${target.password_env}", password=password, secrets=(password,))
+        return Credentials(f"password from ${target.password_env}", password=password, secrets=(password, *declared))
     passphrase = None
     if target.private_key_passphrase_env:
         passphrase = _env(export_id, target, target.private_key_passphrase_env, "key passphrase")
@@ -179,13 +183,13 @@ def load_credentials(export_id: str, target: SftpTarget) -> Credentials:
     else:
         source = f"private key from ${target.private_key_env}"
         text = _env(export_id, target, target.private_key_env or "", "private key")
-    secrets = tuple(s for s in (passphrase, text) if s)
+    secrets = (*(s for s in (passphrase, text) if s), *declared)
     try:
         pkey = _key_from_text(text or Path(target.private_key_file or "").read_text(), passphrase)
     except (OSError, ValueError, TypeError, paramiko.SSHException, paramiko.pkey.UnknownKeyType) as exc:
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
         raise PermanentDeliveryError(
-            scrub(
+            mask(
                 f"export {export_id!r}: SFTP {target.address}: auth: cannot load the {source}: {detail}; check the "
                 "key (ed25519, RSA or ECDSA, OpenSSH or PEM format), that it is readable, and its passphrase",
                 secrets,
@@ -193,15 +197,6 @@ def load_credentials(export_id: str, target: SftpTarget) -> Credentials:
             step="auth",
         ) from None
     return Credentials(source, pkey=pkey, secrets=secrets)
-
-
-def scrub(message: str, secrets: tuple[str, ...]) -> str:
-    """Belt and braces: no secret (or line of a key) ever reaches a message, whatever an exception said."""
-    for secret in secrets:
-        for part in [secret, *(line for line in secret.splitlines() if len(line) >= 16)]:
-            if len(part) >= 6:  # a shorter string would mangle the message, and reveal little
-                message = message.replace(part, "***")
-    return message
 
 
 def _transport_factory(timeout: float):
@@ -374,5 +369,5 @@ def translate(
     else:
         error = DeliveryError(f"{where}: {step}: unexpected {detail}")
     error.step = step
-    error.args = (scrub(error.args[0], credentials.secrets),)
+    error.args = (mask(error.args[0], credentials.secrets),)
     return error

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from beop_assets.delivery.secrets import credential_field
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -17,10 +19,11 @@ class SftpTarget(_Strict):
     port: int = Field(default=22, ge=1, le=65535)
     username: str = Field(min_length=1)
     directory: str = Field(min_length=1)
-    password_env: str | None = None
-    private_key_file: str | None = None
-    private_key_env: str | None = None
-    private_key_passphrase_env: str | None = None
+    # Credentials by reference only; declared as such, so that what they point at is masked everywhere.
+    password_env: str | None = credential_field("env")
+    private_key_file: str | None = credential_field("file")
+    private_key_env: str | None = credential_field("env")
+    private_key_passphrase_env: str | None = credential_field("env")
     known_hosts_file: str | None = None
     insecure_skip_host_key_check: bool = False
 

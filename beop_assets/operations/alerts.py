@@ -11,7 +11,6 @@ is a secret (Slack's carry a token): it is never written into an error; only its
 from __future__ import annotations
 
 import json
-import os
 import smtplib
 import urllib.error
 import urllib.request
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from urllib.parse import urlsplit
 
+from beop_assets.delivery.secrets import mask, secret_values
 from beop_assets.operations.missed_deliveries import MissedDayReport
 
 MASK = "[redacted]"
@@ -63,36 +63,13 @@ class Alert:
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True):
-        text = text.replace(secret, MASK)
-        # A multi-line secret (a PEM key) may appear line by line in an error.
-        for line in secret.splitlines():
-            if len(line.strip()) >= 16:
-                text = text.replace(line.strip(), MASK)
-    return text
+    """Alerts leave the platform (a chat webhook, e-mail): masked by the product's one masking rule."""
+    return mask(text, secrets, marker=MASK)
 
 
 def registry_secrets(exports: Iterable[object]) -> list[str]:
-    """The values of every secret the registry's exports point at (variables and key files)."""
-    found: list[str] = []
-    for export in exports:
-        for target_name in ("sftp", "gcs"):
-            target = getattr(export, target_name, None)
-            if target is None:
-                continue
-            for attr in ("password_env", "private_key_env", "private_key_passphrase_env", "credentials_env"):
-                variable = getattr(target, attr, None)
-                if variable and os.environ.get(variable):
-                    found.append(os.environ[variable])
-            for attr in ("private_key_file", "credentials_file"):
-                path = getattr(target, attr, None)
-                if path:
-                    try:
-                        with open(path, encoding="utf-8", errors="replace") as handle:
-                            found.append(handle.read())
-                    except OSError:
-                        pass
-    return found
+    """The values of every secret the registry's exports point at: their targets' declared credential fields."""
+    return secret_values(*exports)
 
 
 def _short(error: str | None) -> str:

@@ -1,10 +1,9 @@
 """`beop-exports check`: prove, before the night, that every export's destination accepts a file.
 
-For SFTP it does what a delivery does (`sftp.check_target`): connect, verify the host key,
+For SFTP it does what a delivery does (`SftpTransport.check`): connect, verify the host key,
 authenticate, check the directory, write a multi-megabyte probe with the same pipelined writer,
-verify it the way a delivery would, rename it with the rename a delivery would use, remove it, and
-list the directory (which the cleanup of leftover temporary files needs), so that it fails where a
-delivery would. Each step is printed on its own line as it is done, so a failure shows how far it
+verify it the way a delivery would, rename it with the rename a delivery would use, and remove it,
+so that it fails where a delivery would. Each step is printed on its own line as it is done, so a failure shows how far it
 got. For GCS: read and check the key, check the bucket exists and accepts a write (a probe object
 written and deleted). Says exactly what is wrong.
 """
@@ -13,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from beop_assets.delivery import gcs, sftp
 from beop_assets.delivery.errors import DeliveryError
+from beop_assets.delivery.transport import transport_for
 from beop_assets.exports.registry import Registry, RegistryError, SpecificExport
 
 
@@ -38,10 +37,10 @@ def preflight(
                 def progress(line: str, export_id: str = export_id) -> None:
                     echo(f"      {export_id}: {line}")
 
-                steps = sftp.check_target(export.id, export.sftp, report=progress)
+                steps = transport_for(export.id, export.sftp).check(progress)
                 summary = steps[-1]  # the others were printed as they were done
             else:
-                summary = "; ".join(gcs.check_target(export.id, export.gcs))
+                summary = "; ".join(transport_for(export.id, export.gcs).check())
         except (RegistryError, DeliveryError) as exc:
             problems.append(f"{export_id}: {exc}")
             echo(f"FAIL  {export_id}: {exc}")
