@@ -248,7 +248,7 @@ def history(export_id: str | None, day: date | None, limit: int, missing: bool) 
 
     if missing:
         sys.exit(_missing(day, export_id))
-    rows = ledger.history(export_id, day, limit=limit, root=_settings("warehouse").warehouse)
+    rows = ledger.history(export_id, day, limit=limit, root=_settings("warehouse", "ledger_url").ledger)
     for r in rows:
         click.echo(
             f"{r.started_at}  {r.export_id}  {r.data_day}  {r.status:<9}  {r.file_name}  rows={r.rows}  "
@@ -264,9 +264,9 @@ def _missing(day: date | None, export_id: str | None) -> int:
 
     from beop_assets.operations.missed_deliveries import deadline_of, missed_deliveries
 
-    config = _settings("landing", "warehouse", "exports", "missed_day_deadline")
+    config = _settings("landing", "warehouse", "ledger_url", "exports", "missed_day_deadline")
     day = day or (datetime.now(UTC) - timedelta(days=1)).date()
-    report = missed_deliveries(_registry(config).load(), day, config.warehouse)
+    report = missed_deliveries(_registry(config).load(), day, config.ledger)
     missed = [m for m in report.missed if export_id is None or m.export_id == export_id]
     deadline = deadline_of(day, config.missed_day_deadline)
     note = "" if datetime.now(UTC) >= deadline else " (the deadline has not passed yet)"

@@ -54,6 +54,7 @@ def build_resources(config: settings.Settings) -> dict[str, Any]:
         root=str(config.warehouse),
         store=config.warehouse_store,
         load_memory_limit=config.load_memory_limit,
+        ledger_url=config.ledger_url,
         read_threads=config.export_threads,
     )
     gzip_level, gzip_problem = _usable(lambda: config.gzip_level)

@@ -220,6 +220,11 @@ class Settings:
         return RetryPolicy(attempts=attempts, backoff_s=backoff)
 
     @property
+    def ledger(self) -> str | Path:
+        """Where the delivery ledger is: BEOP_LEDGER_URL, else the warehouse folder (SQLite inside)."""
+        return self.ledger_url or self.warehouse
+
+    @property
     def ledger_url(self) -> str | None:
         """BEOP_LEDGER_URL: the delivery ledger in Postgres; unset: SQLite in the warehouse."""
         return self._get("BEOP_LEDGER_URL") or None

@@ -36,9 +36,6 @@ ALLOWED: dict[str, set[str]] = {
 FORBIDDEN_LIBRARIES = ("dagster",)
 # Foundation modules: any domain package may build on them; they import nothing of the product.
 FOUNDATION = {"cloud_storage"}
-# Known, and to be passed from the edge next: where the ledger's database is when a caller gives none.
-# Listed here so that no new module starts reading settings.
-KNOWN_SETTINGS_READERS = {"delivery/ledger.py"}
 # Where `settings.current()` may be called: the edge.
 EDGE = {"settings.py", "cli.py", "definitions.py", "daily_run.py", "topology/celery_app.py"}
 # A resource method longer than this holds logic that belongs in a plain package.
@@ -75,8 +72,6 @@ def violations(root: Path = ROOT) -> list[str]:
                 if len(parts) == 1:
                     continue  # `from beop_assets import x` is reported through x
                 target = parts[1]
-                if target == "settings" and str(path.relative_to(root)) in KNOWN_SETTINGS_READERS:
-                    continue
                 if target != layer and target not in allowed and target not in FOUNDATION:
                     problems.append(
                         f"{where}:{line}: {layer!r} imports {module}; it may import only "
@@ -84,7 +79,7 @@ def violations(root: Path = ROOT) -> list[str]:
                     )
     for path in sorted(root.rglob("*.py")):
         relative = str(path.relative_to(root))
-        if relative in EDGE or relative in KNOWN_SETTINGS_READERS:
+        if relative in EDGE:
             continue
         for number, line in enumerate(path.read_text().splitlines(), 1):
             if "settings.current()" in line:

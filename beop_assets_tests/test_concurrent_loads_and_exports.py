@@ -39,6 +39,7 @@ from beop_assets.defs.model.jobs import LOAD_JOB
 from beop_assets.delivery import ledger
 from beop_assets.demo.generate import generate_day
 from beop_assets.model import warehouse
+from beop_assets_tests.fixtures.definitions import ledger_at
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -321,7 +322,7 @@ def test_export_runs_never_wait_for_the_model_writers_and_two_loads_serialize(pr
         " WHERE account_id = 'a_1'"
     )
     assert all(outcomes[i]["rows"] == account_rows for i in global_prefixes)
-    delivered = ledger.history(day=DAY_A)
+    delivered = ledger.history(day=DAY_A, root=ledger_at())
     assert sorted((d.export_id, d.status) for d in delivered) == sorted((i, "delivered") for i in modes)
 
     # Day B: both loads succeeded with the right counts; the day is in the Parquet and the DuckDB file once.

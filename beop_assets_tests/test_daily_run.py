@@ -15,6 +15,7 @@ from dagster import AssetKey, DagsterEventType, EventRecordsFilter
 from beop_assets.daily_run import run_day
 from beop_assets.delivery import ledger
 from beop_assets.exports.crm_columns import FIXED_COLUMNS
+from beop_assets_tests.fixtures.definitions import ledger_at
 
 DAY = date(2026, 11, 25)
 CSV_NAME = re.compile(
@@ -72,7 +73,7 @@ def test_every_enabled_export_is_delivered_once_and_recorded(product):
     lines = gzip.decompress(blobs["globex/2026-11-26_globex.ndjson.gz"].download_as_bytes(raw_download=True))
     assert [json.loads(line)["content_id"] for line in lines.splitlines()] == ["c_9"]
 
-    delivered = ledger.history(status="delivered")
+    delivered = ledger.history(status="delivered", root=ledger_at())
     assert sorted(d.export_id for d in delivered) == sorted(outcomes)
     assert all(d.data_day == "2026-11-25" and d.sha256 and d.run_id for d in delivered)
 
@@ -118,7 +119,7 @@ def test_a_failing_export_never_stops_the_others(product):
     assert "no-such-bucket-anywhere" in outcomes["missing-bucket"].error
     assert outcomes["foreign-campaign"].status == "failed"
     assert "cmp_2" in outcomes["foreign-campaign"].error and "another account" in outcomes["foreign-campaign"].error
-    failed = {d.export_id: d for d in ledger.history(status="failed")}
+    failed = {d.export_id: d for d in ledger.history(status="failed", root=ledger_at())}
     assert set(failed) == {"missing-dir", "missing-bucket"}  # config faults fail before any delivery
     assert "/no/such/dir" in failed["missing-dir"].error
 

@@ -21,6 +21,7 @@ from beop_assets.daily_run import run_day
 from beop_assets.delivery import gcs, ledger
 from beop_assets.delivery.errors import PermanentDeliveryError
 from beop_assets.delivery.retry import RetryPolicy
+from beop_assets_tests.fixtures.definitions import ledger_at
 from beop_assets_tests.fixtures.gcs_proxy import GcsFaultProxy
 from beop_assets_tests.transports import check_target, deliver_file
 
@@ -276,7 +277,7 @@ def test_creator_only_daily_run_is_delivered_and_its_checks_say_they_verified_fr
     (outcome,) = run_day(DAY, dagster_instance=product.instance, export_ids=["acme-all"])
 
     assert (outcome.status, outcome.rows) == ("delivered", 2), outcome
-    (delivery,) = ledger.history("acme-all", status="delivered")
+    (delivery,) = ledger.history("acme-all", status="delivered", root=ledger_at())
     assert delivery.verified_from == "upload receipt"
     assert (delivery.stored_bytes, delivery.stored_crc32c, delivery.stored_md5) == (
         delivery.bytes,
@@ -313,7 +314,7 @@ def test_with_a_key_that_may_read_the_checks_verify_the_downloaded_file(product,
     (outcome,) = run_day(DAY, dagster_instance=product.instance, export_ids=["acme-all"])
 
     assert outcome.status == "delivered", outcome
-    assert ledger.history("acme-all", status="delivered")[0].verified_from == "read-back"
+    assert ledger.history("acme-all", status="delivered", root=ledger_at())[0].verified_from == "read-back"
     checks = _checks(product)
     assert len(checks) == 4
     assert all(c.passed and c.metadata["verified_from"].value == "read-back" for c in checks.values())
@@ -333,7 +334,7 @@ def test_creator_only_rerun_of_a_day_fails_naming_the_permission_and_keeps_the_f
     assert second.status == "failed"
     assert "storage.objects.delete" in second.error and "Storage Object User" in second.error, second.error
     assert stored(gcs_proxy, first.file_name) == before
-    failed = ledger.history("acme-all", status="failed")
+    failed = ledger.history("acme-all", status="failed", root=ledger_at())
     assert len(failed) == 1 and "storage.objects.delete" in failed[0].error
 
 

@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from beop_assets.delivery import ledger
+from beop_assets_tests.fixtures.definitions import ledger_at, resource
 
 DAY = date(2026, 11, 25)
 OTHER_DAY = date(2026, 11, 26)
@@ -49,26 +50,28 @@ def _start(export_id: str = "acme-all", day: date = DAY, **overrides) -> int:
         run_id="run-1",
     )
     fields.update(overrides)
-    return ledger.start(export_id, day=day, **fields)  # type: ignore[arg-type]
+    return ledger.start(export_id, day=day, **fields, root=ledger_at())  # type: ignore[arg-type]
 
 
 def test_an_empty_ledger_has_no_history(backend):
-    assert ledger.history() == []
-    assert ledger.last_delivered("acme-all", DAY) is None
+    assert ledger.history(root=ledger_at()) == []
+    assert ledger.last_delivered("acme-all", DAY, root=ledger_at()) is None
 
 
 def test_start_then_finish_records_the_attempt_and_its_result(backend):
     first = _start()
-    (started,) = ledger.history()
+    (started,) = ledger.history(root=ledger_at())
     assert (started.id, started.status, started.finished_at, started.error) == (first, "started", None, None)
     assert (started.rows, started.bytes, started.data_day, started.run_id) == (2, 100, "2026-11-25", "run-1")
 
-    ledger.finish(first, error="ConnectionError: 127.0.0.1 refused", attempts=3)
+    ledger.finish(first, error="ConnectionError: 127.0.0.1 refused", attempts=3, root=ledger_at())
     second = _start(run_id="run-2")
     proof = ledger.Verification("upload receipt", "c==", "m==", 100, "c==", "m==", BIG_GENERATION)
-    ledger.finish(second, attempts=1, destination="gs://bucket/2026-11-26_acme.ndjson.gz", verification=proof)
+    ledger.finish(
+        second, attempts=1, destination="gs://bucket/2026-11-26_acme.ndjson.gz", verification=proof, root=ledger_at()
+    )
 
-    latest, failed = ledger.history("acme-all")
+    latest, failed = ledger.history("acme-all", root=ledger_at())
     assert second > first and (latest.id, failed.id) == (second, first)  # newest first
     assert (failed.status, failed.error, failed.attempts) == ("failed", "ConnectionError: 127.0.0.1 refused", 3)
     assert failed.destination == "gs://bucket/"  # no destination given: the one recorded at start stays
@@ -76,7 +79,7 @@ def test_start_then_finish_records_the_attempt_and_its_result(backend):
     assert latest.destination == "gs://bucket/2026-11-26_acme.ndjson.gz"
     assert (latest.verified_from, latest.stored_crc32c, latest.generation) == ("upload receipt", "c==", BIG_GENERATION)
     assert latest.finished_at is not None and latest.finished_at >= latest.started_at
-    assert ledger.last_delivered("acme-all", DAY) == latest
+    assert ledger.last_delivered("acme-all", DAY, root=ledger_at()) == latest
 
 
 def test_history_filters_by_export_day_and_status_and_limits(backend):
@@ -84,14 +87,22 @@ def test_history_filters_by_export_day_and_status_and_limits(backend):
     for export_id in ("acme-all", "globex-all"):
         for day in (DAY, OTHER_DAY):
             ids[export_id, day] = _start(export_id, day)
-            ledger.finish(ids[export_id, day], attempts=1, error=None if day == DAY else "boom")
+            ledger.finish(ids[export_id, day], attempts=1, error=None if day == DAY else "boom", root=ledger_at())
 
-    assert [d.id for d in ledger.history("globex-all")] == [ids["globex-all", OTHER_DAY], ids["globex-all", DAY]]
-    assert [d.export_id for d in ledger.history(day=OTHER_DAY)] == ["globex-all", "acme-all"]
-    assert {d.id for d in ledger.history(status="failed")} == {ids["acme-all", OTHER_DAY], ids["globex-all", OTHER_DAY]}
-    assert [d.id for d in ledger.history("acme-all", DAY, status="delivered")] == [ids["acme-all", DAY]]
-    assert len(ledger.history(limit=3)) == 3
-    assert ledger.last_delivered("acme-all", OTHER_DAY) is None  # that day only failed
+    assert [d.id for d in ledger.history("globex-all", root=ledger_at())] == [
+        ids["globex-all", OTHER_DAY],
+        ids["globex-all", DAY],
+    ]
+    assert [d.export_id for d in ledger.history(day=OTHER_DAY, root=ledger_at())] == ["globex-all", "acme-all"]
+    assert {d.id for d in ledger.history(status="failed", root=ledger_at())} == {
+        ids["acme-all", OTHER_DAY],
+        ids["globex-all", OTHER_DAY],
+    }
+    assert [d.id for d in ledger.history("acme-all", DAY, status="delivered", root=ledger_at())] == [
+        ids["acme-all", DAY]
+    ]
+    assert len(ledger.history(limit=3, root=ledger_at())) == 3
+    assert ledger.last_delivered("acme-all", OTHER_DAY, root=ledger_at()) is None  # that day only failed
 
 
 def test_concurrent_writers_on_a_new_ledger_lose_no_row(backend):
@@ -103,7 +114,7 @@ def test_concurrent_writers_on_a_new_ledger_lose_no_row(backend):
     def deliver(n: int) -> None:
         try:
             delivery_id = _start(f"export-{n}")
-            ledger.finish(delivery_id, attempts=1)
+            ledger.finish(delivery_id, attempts=1, root=ledger_at())
             made.append(delivery_id)
         except BaseException as exc:  # collected: a thread's exception would otherwise vanish
             errors.append(exc)
@@ -115,7 +126,9 @@ def test_concurrent_writers_on_a_new_ledger_lose_no_row(backend):
         thread.join()
     assert errors == []
     assert len(set(made)) == 12
-    assert sorted(d.export_id for d in ledger.history(status="delivered")) == sorted(f"export-{n}" for n in range(12))
+    assert sorted(d.export_id for d in ledger.history(status="delivered", root=ledger_at())) == sorted(
+        f"export-{n}" for n in range(12)
+    )
 
 
 OLD_SCHEMA = (
@@ -135,17 +148,22 @@ def test_a_ledger_from_before_the_proof_columns_is_extended_in_place(backend, tm
         old.executescript(OLD_SCHEMA.format(id="INTEGER PRIMARY KEY AUTOINCREMENT") + ";" + OLD_ROW)
         old.close()
     else:
-        with _engine(ledger.ledger_url()).begin() as con:
+        with _engine(ledger.ledger_url(ledger_at())).begin() as con:
             con.execute(sa.text(OLD_SCHEMA.format(id="SERIAL PRIMARY KEY")))
             con.execute(sa.text(OLD_ROW))
 
     new_id = _start()
-    ledger.finish(new_id, attempts=1, verification=ledger.Verification("upload receipt", generation=BIG_GENERATION))
-    latest, older = ledger.history("acme-all")
+    ledger.finish(
+        new_id,
+        attempts=1,
+        verification=ledger.Verification("upload receipt", generation=BIG_GENERATION),
+        root=ledger_at(),
+    )
+    latest, older = ledger.history("acme-all", root=ledger_at())
     assert (latest.verified_from, latest.generation) == ("upload receipt", BIG_GENERATION)
     assert (older.data_day, older.verified_from, older.temp_name) == ("2026-11-24", None, None)
     crashed = _start(temp_name=".crashed.csv.part")  # the temporary-name column was added too
-    assert ledger.leftover_temps("acme-all", DAY) == [".crashed.csv.part"] and crashed
+    assert ledger.leftover_temps("acme-all", DAY, root=ledger_at()) == [".crashed.csv.part"] and crashed
 
 
 def test_leftover_temps_are_the_days_attempts_that_did_not_end_delivered(backend):
@@ -153,24 +171,27 @@ def test_leftover_temps_are_the_days_attempts_that_did_not_end_delivered(backend
     attempts and of those a crash left "started"; never a delivered one's, another day's or export's."""
     crashed = _start("acme-crm", temp_name=".a.csv.part")
     failed = _start("acme-crm", temp_name=".b.csv.part")
-    ledger.finish(failed, error="TransientDeliveryError: connection refused", attempts=4)
+    ledger.finish(failed, error="TransientDeliveryError: connection refused", attempts=4, root=ledger_at())
     delivered = _start("acme-crm", temp_name=".c.csv.part")
-    ledger.finish(delivered, attempts=1)
+    ledger.finish(delivered, attempts=1, root=ledger_at())
     _start("acme-crm", OTHER_DAY, temp_name=".other-day.csv.part")
     _start("acme-other", temp_name=".other-export.csv.part")
     _start("acme-crm")  # a GCS-like attempt: no temporary name
     _start("acme-crm", temp_name=".a.csv.part")  # the same name again: named once
 
-    assert ledger.leftover_temps("acme-crm", DAY) == [".a.csv.part", ".b.csv.part"] and crashed
+    assert ledger.leftover_temps("acme-crm", DAY, root=ledger_at()) == [".a.csv.part", ".b.csv.part"] and crashed
 
 
 def test_with_a_ledger_url_the_warehouse_folder_holds_no_ledger(postgres_url, tmp_path, monkeypatch):
-    """The IO managers pass the warehouse folder; on a cluster it is not shared, so the URL wins."""
+    """On a cluster the warehouse folder is not shared: with BEOP_LEDGER_URL the resources the deployment
+    builds put the ledger in that database, never in the warehouse folder."""
+    monkeypatch.setenv("BEOP_WAREHOUSE", str(tmp_path))
     monkeypatch.setenv("BEOP_LEDGER_URL", postgres_url)
+    where = resource("warehouse").ledger()
+    assert where == postgres_url and ledger.ledger_url(where) == postgres_url
     _start()
-    ledger.history(root=tmp_path)
+    ledger.history(root=where)
     assert not (tmp_path / "deliveries.sqlite").exists()
-    assert ledger.ledger_url(tmp_path) == postgres_url
     with _engine(postgres_url).connect() as con:
         assert con.execute(sa.text("SELECT count(*) FROM deliveries")).scalar_one() == 1
 

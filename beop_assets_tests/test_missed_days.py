@@ -13,6 +13,7 @@ from beop_assets.cli import main
 from beop_assets.definitions import defs as load_definitions
 from beop_assets.delivery import ledger
 from beop_assets_tests.fixtures.alerts import body_of
+from beop_assets_tests.fixtures.definitions import ledger_at
 
 YESTERDAY = datetime.now(UTC).date() - timedelta(days=1)
 
@@ -22,8 +23,10 @@ def invoke(*args: str):
 
 
 def record(product, export_id: str, mode: str, *, error: str | None = None, day=YESTERDAY) -> None:
-    delivery = ledger.start(export_id, mode, day, "f.csv", 1, 10, "0" * 64, "dest", "run-" + export_id)
-    ledger.finish(delivery, error=error)
+    delivery = ledger.start(
+        export_id, mode, day, "f.csv", 1, 10, "0" * 64, "dest", "run-" + export_id, root=ledger_at()
+    )
+    ledger.finish(delivery, error=error, root=ledger_at())
 
 
 def registry(product) -> None:

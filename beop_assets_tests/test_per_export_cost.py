@@ -21,7 +21,7 @@ from beop_assets.cli import main
 from beop_assets.delivery import ledger
 from beop_assets.demo.sshd import free_port
 from beop_assets.exports import registry_cache
-from beop_assets_tests.fixtures.definitions import resource
+from beop_assets_tests.fixtures.definitions import ledger_at, resource
 
 DAY = date(2026, 11, 25)
 
@@ -113,8 +113,8 @@ def test_parallel_deliveries_isolate_the_export_whose_server_is_dead(product, mo
 
     files = sorted(p.name for p in product.upload_dir.iterdir())
     assert len(files) == 3 and not [f for f in files if f.startswith(".")]
-    assert {d.export_id for d in ledger.history(status="delivered")} == set(good)
-    assert {d.export_id for d in ledger.history(status="failed")} == {"dead-server"}
+    assert {d.export_id for d in ledger.history(status="delivered", root=ledger_at())} == set(good)
+    assert {d.export_id for d in ledger.history(status="failed", root=ledger_at())} == {"dead-server"}
 
     # the runs are in the instance the CLI used, one per export, only the dead server's failed, and
     # they were executed side by side (two worker processes): some runs overlap in time

@@ -59,6 +59,7 @@ class Warehouse(ConfigurableResource):
     root: str  # this machine's folder (with a gs:// store: its copy)
     store: str | None = None  # gs://bucket/prefix where the model's days live (model/warehouse_store.py)
     load_memory_limit: str = "1GB"  # DuckDB's memory limit for a day load (it spills past it)
+    ledger_url: str | None = None  # the delivery ledger's database (BEOP_LEDGER_URL); unset: SQLite in `root`
     read_threads: int = model_warehouse.DEFAULT_READ_THREADS
 
     def path(self) -> Path:
@@ -66,6 +67,10 @@ class Warehouse(ConfigurableResource):
 
     def store_url(self) -> str | None:
         return self.store
+
+    def ledger(self) -> str | Path:
+        """Where the delivery ledger is (delivery/ledger.py `Location`)."""
+        return self.ledger_url or self.path()
 
     def _store(self) -> tuple[Store, storage.Client] | None:
         if not self.store:

@@ -24,8 +24,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from beop_assets import settings
-
 _METADATA = sa.MetaData()
 # Sizes and GCS generations (microsecond timestamps) overflow a 32-bit integer: BIGINT, except for
 # SQLite's rowid alias, which must be spelled INTEGER to autoincrement.
@@ -131,17 +129,24 @@ _COLUMNS = [f.name for f in fields(Delivery)]
 _ADDED_COLUMNS = [*(f.name for f in fields(Verification)), "temp_name", "registry_revision"]
 
 
-def ledger_file(root: Path | None = None) -> Path:
+# Where the ledger is: a database URL (`BEOP_LEDGER_URL`: on several machines the warehouse folder is not
+# shared), or the warehouse folder, which then holds it as SQLite. Decided at the edge and passed in.
+Location = Path | str
+
+
+def _is_url(where: Location) -> bool:
+    return isinstance(where, str) and "://" in where
+
+
+def ledger_file(root: Location) -> Path:
     """Where the embedded (SQLite) ledger lives: the warehouse folder."""
-    return (root or settings.current().warehouse) / "deliveries.sqlite"
+    return Path(root) / "deliveries.sqlite"
 
 
-def ledger_url(root: Path | None = None) -> str:
-    """The ledger's database: `BEOP_LEDGER_URL` when set (whatever `root` says: on several machines
-    the warehouse folder is not shared), else SQLite in the warehouse folder `root`."""
-    configured = settings.current().ledger_url
-    if configured:
-        return configured
+def ledger_url(root: Location) -> str:
+    """The ledger's database: the URL given, else SQLite in the warehouse folder given."""
+    if _is_url(root):
+        return str(root)
     return f"sqlite:///{ledger_file(root).resolve()}"
 
 
@@ -197,7 +202,7 @@ def _ensure_schema(con: Connection) -> None:
 
 
 @contextlib.contextmanager
-def _connect(root: Path | None) -> Iterator[Connection]:
+def _connect(root: Location) -> Iterator[Connection]:
     url = ledger_url(root)
     if url.startswith("sqlite"):
         ledger_file(root).parent.mkdir(parents=True, exist_ok=True)
@@ -220,7 +225,7 @@ def start(
     sha256: str,
     destination: str,
     run_id: str,
-    root: Path | None = None,
+    root: Location,
     temp_name: str | None = None,
     registry_revision: str | None = None,
 ) -> int:
@@ -250,7 +255,7 @@ def finish(
     attempts: int | None = None,
     destination: str | None = None,
     verification: Verification | None = None,
-    root: Path | None = None,
+    root: Location,
 ) -> None:
     proof = asdict(verification) if verification is not None else {}
     update = (
@@ -272,7 +277,8 @@ def finish(
 def history(
     export_id: str | None = None,
     day: date | None = None,
-    root: Path | None = None,
+    *,
+    root: Location,
     status: str | None = None,
     limit: int = 1000,
 ) -> list[Delivery]:
@@ -280,22 +286,22 @@ def history(
     for column, value in (("export_id", export_id), ("data_day", day and day.isoformat()), ("status", status)):
         if value:
             query = query.where(DELIVERIES.c[column] == value)
-    if not settings.current().ledger_url and not ledger_file(root).exists():
+    if not _is_url(root) and not ledger_file(root).exists():
         return []
     with _connect(root) as con:
         return [Delivery(*row) for row in con.execute(query)]
 
 
-def last_delivered(export_id: str, day: date, root: Path | None = None) -> Delivery | None:
-    found = history(export_id, day, root, status="delivered", limit=1)
+def last_delivered(export_id: str, day: date, root: Location) -> Delivery | None:
+    found = history(export_id, day, root=root, status="delivered", limit=1)
     return found[0] if found else None
 
 
-def leftover_temps(export_id: str, day: date, root: Path | None = None) -> list[str]:
+def leftover_temps(export_id: str, day: date, root: Location) -> list[str]:
     """The temporary names of this export's and day's attempts that did not end delivered (failed, or
     still "started": a crash), oldest first: what the next delivery of that day may leave behind in
     the customer's directory and removes once it has succeeded."""
-    if not settings.current().ledger_url and not ledger_file(root).exists():
+    if not _is_url(root) and not ledger_file(root).exists():
         return []
     query = (
         sa.select(DELIVERIES.c.temp_name)
@@ -316,10 +322,11 @@ def record_removed_temp_files(
     destination: str,
     names: tuple[str, ...] | list[str],
     run_id: str | None = None,
-    root: Path | None = None,
+    *,
+    root: Location,
 ) -> None:
     """Record the product's own leftover temporary files a delivery removed from a customer's directory
-    (a crash's `.part` files, SPEC section 5), one row each, so that what was cleaned up, where and
+    (a crash's `.part` files, docs/file-contract.md), one row each, so that what was cleaned up, where and
     when can be seen afterwards."""
     if not names:
         return
@@ -329,10 +336,10 @@ def record_removed_temp_files(
         con.execute(sa.insert(REMOVED_TEMP_FILES), rows)
 
 
-def purge_before(keep_from: date, root: Path | None = None) -> int:
+def purge_before(keep_from: date, root: Location) -> int:
     """Delete the ledger's detail older than the retention window: deliveries of data days before
     `keep_from`, and leftover-removal records made before it. Returns the rows deleted."""
-    if not settings.current().ledger_url and not ledger_file(root).exists():
+    if not _is_url(root) and not ledger_file(root).exists():
         return 0
     with _connect(root) as con:
         deleted = con.execute(sa.delete(DELIVERIES).where(DELIVERIES.c.data_day < keep_from.isoformat())).rowcount

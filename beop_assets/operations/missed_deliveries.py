@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
 
 from beop_assets.delivery import ledger
 from beop_assets.exports.registry import Registry, is_export_id
@@ -55,16 +54,16 @@ def expected_exports(registry: Registry) -> list[tuple[str, str | None]]:
     return ids
 
 
-def missed_deliveries(registry: Registry, day: date, root: Path | None = None) -> MissedDayReport:
+def missed_deliveries(registry: Registry, day: date, root: ledger.Location) -> MissedDayReport:
     report = MissedDayReport(day=day)
     if registry.unreadable:
         report.faults = [f"the registry {registry.path} cannot be read: {'; '.join(map(str, registry.faults))}"]
         return report
     for export_id, mode in expected_exports(registry):
         report.checked.append(export_id)
-        if ledger.last_delivered(export_id, day, root) is not None:
+        if ledger.last_delivered(export_id, day, root=root) is not None:
             continue
-        attempts = ledger.history(export_id, day, root, limit=1)
+        attempts = ledger.history(export_id, day, root=root, limit=1)
         last = attempts[0] if attempts else None
         report.missed.append(
             MissedDelivery(

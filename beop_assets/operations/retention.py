@@ -162,8 +162,8 @@ def purge_spool(root: Path, keep_from: date, max_age_s: float, now: float) -> li
     return removed
 
 
-def purge_ledger(root: Path, keep_from: date) -> int:
-    return ledger.purge_before(keep_from, root)
+def purge_ledger(where: ledger.Location, keep_from: date) -> int:
+    return ledger.purge_before(keep_from, root=where)
 
 
 def purge_store(store: str, keep_from: date) -> dict[str, list[str]]:
@@ -180,8 +180,10 @@ def purge_expired(
     today: date,
     now: float | None = None,
     store: str | None = None,
+    ledger_at: ledger.Location | None = None,
 ) -> PurgeReport:
-    """Remove everything older than the window (see the module docstring); report what was removed."""
+    """Remove everything older than the window (see the module docstring); report what was removed.
+    `ledger_at`: where the delivery ledger is when not in the warehouse folder (a database URL)."""
     now = time.time() if now is None else now
     keep_from = first_kept_day(today, retention_days)
     report = PurgeReport(first_kept_day=keep_from)
@@ -190,5 +192,5 @@ def purge_expired(
         report.stored_days = purge_store(store, keep_from)
     purge_model(root, keep_from, report, now)
     report.spool_folders = purge_spool(root, keep_from, retention_days * 86400, now)
-    report.ledger_rows = purge_ledger(root, keep_from)
+    report.ledger_rows = purge_ledger(ledger_at or root, keep_from)
     return report

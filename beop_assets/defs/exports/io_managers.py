@@ -64,7 +64,7 @@ class DeliveryIOManager(ConfigurableIOManager):
         registry = self.registry.exports_for([obj.export_id])
         export = registry.get(obj.export_id)
         transport = self.transport(export)
-        root = self.warehouse.path()
+        root = self.warehouse.ledger()
         # Earlier attempts of this export and day that did not end delivered may have left their
         # temporary files behind: named to the transport, removed once this delivery succeeded.
         leftovers = ledger.leftover_temps(export.id, obj.day, root=root)
@@ -127,7 +127,7 @@ class DeliveryIOManager(ConfigurableIOManager):
 
     def load_input(self, context: InputContext) -> DeliveredFile:
         day, export_id = split_export_day_key(context.asset_partition_key)
-        delivered = ledger.last_delivered(export_id, day, root=self.warehouse.path())
+        delivered = ledger.last_delivered(export_id, day, root=self.warehouse.ledger())
         if delivered is None:
             raise FileNotFoundError(f"no delivery of export {export_id!r} for {day} in the ledger")
         file_name = delivered.file_name or ""  # a delivered row always has one

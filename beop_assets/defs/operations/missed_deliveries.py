@@ -67,7 +67,7 @@ def build_missed_deliveries(data_days: DailyPartitionsDefinition) -> AssetsDefin
         deadline = missed_days.deadline_of(day, deadline_setting.at())
         channels = alert_channels.channels()
         loaded = registry.load()
-        report = missed_days.missed_deliveries(loaded, day, warehouse.path())
+        report = missed_days.missed_deliveries(loaded, day, warehouse.ledger())
         passed = datetime.now(UTC) >= deadline
         alerted = "nothing to announce"
         if not report.ok and passed:

@@ -35,7 +35,14 @@ from beop_assets.operations.retention import purge_expired
 )
 def retention_op(context: OpExecutionContext, warehouse: Warehouse, landing: Landing, retention: Retention):
     days = retention.window()
-    report = purge_expired(landing.url, warehouse.path(), days, datetime.now(UTC).date(), store=warehouse.store_url())
+    report = purge_expired(
+        landing.url,
+        warehouse.path(),
+        days,
+        datetime.now(UTC).date(),
+        store=warehouse.store_url(),
+        ledger_at=warehouse.ledger(),
+    )
     model_days = sorted({d for days in [*report.model_days.values(), *report.stored_days.values()] for d in days})
     context.log.info(
         f"kept data days from {report.first_kept_day} ({days} days); removed "
