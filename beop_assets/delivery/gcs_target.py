@@ -3,16 +3,13 @@ registry is loaded."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from beop_assets.delivery.secrets import credential_field
+from beop_assets.delivery.target import StrictModel
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class GcsTarget(_Strict):
+class GcsTarget(StrictModel):
     """Where a global export is delivered, with the customer's service-account key (by reference)."""
 
     bucket: str = Field(min_length=3, max_length=222, pattern=r"^[a-z0-9][a-z0-9._-]*[a-z0-9]$")

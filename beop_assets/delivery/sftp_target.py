@@ -3,16 +3,13 @@ the registry is loaded (a transport owns its target and options, as rclone's and
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from beop_assets.delivery.secrets import credential_field
+from beop_assets.delivery.target import StrictModel
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SftpTarget(_Strict):
+class SftpTarget(StrictModel):
     """Where a specific export is delivered, and how to authenticate (by reference only)."""
 
     host: str = Field(min_length=1)

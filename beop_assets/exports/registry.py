@@ -20,8 +20,6 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     TypeAdapter,
     ValidationError,
@@ -30,6 +28,7 @@ from pydantic import (
 
 from beop_assets.delivery.gcs_target import GcsTarget
 from beop_assets.delivery.sftp_target import SftpTarget
+from beop_assets.delivery.target import StrictModel
 from beop_assets.landing.reference import Reference
 
 EXPORT_ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
@@ -66,15 +65,11 @@ def is_export_id(value: object) -> bool:
     )
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 # The transports own their target types; the registry names them (and re-exports them for callers).
 __all__ = ["GcsTarget", "SftpTarget"]
 
 
-class _ExportBase(_Strict):
+class _ExportBase(StrictModel):
     id: str = Field(pattern=EXPORT_ID_PATTERN, max_length=EXPORT_ID_MAX_LENGTH)
     account_id: str = Field(min_length=1)
     enabled: bool = True
