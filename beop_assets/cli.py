@@ -233,21 +233,30 @@ def generate(day: date, count: int, seed: int, with_faults: bool) -> None:
 
 @main.command()
 @click.option("--export", "export_id", default=None, help="Only this export.")
+@click.option("--date", "day", default=None, callback=_day, help="Only this data day.")
 @click.option(
-    "--date", "day", default=None, callback=_day, help="Only this data day (with --missing: default yesterday)."
+    "--from", "first", default=None, callback=_day, help="With --missing: the first data day (default: see --missing)."
+)
+@click.option(
+    "--to", "last", default=None, callback=_day, help="With --missing: the last data day (default: yesterday)."
 )
 @click.option("--limit", default=50, show_default=True)
 @click.option(
     "--missing",
     is_flag=True,
-    help="List every enabled export without a successful delivery of the day; exit 1 if there is one.",
+    help="List every (day, enabled export) without a successful delivery, from --from to --to (or --date); "
+    "default: the whole look-back window ending yesterday (BEOP_DELIVERY_LOOKBACK_DAYS). Exit 1 if there is one.",
 )
-def history(export_id: str | None, day: date | None, limit: int, missing: bool) -> None:
+def history(
+    export_id: str | None, day: date | None, first: date | None, last: date | None, limit: int, missing: bool
+) -> None:
     """The delivery ledger: every attempt and its result, newest first (or, with --missing, the gaps)."""
     from beop_assets.delivery import ledger
 
     if missing:
-        sys.exit(_missing(day, export_id))
+        sys.exit(_missing(_missing_days(day, first, last), export_id))
+    if first or last:
+        raise click.UsageError("--from/--to go with --missing; without it, --date names one day")
     rows = ledger.history(export_id, day, limit=limit, root=_settings("warehouse", "ledger_url").ledger)
     for r in rows:
         click.echo(
@@ -259,27 +268,52 @@ def history(export_id: str | None, day: date | None, limit: int, missing: bool) 
         click.echo("no deliveries recorded")
 
 
-def _missing(day: date | None, export_id: str | None) -> int:
+def _missing_days(day: date | None, first: date | None, last: date | None) -> list[date]:
+    """The days `history --missing` looks at: --date, or --from..--to, by default the look-back window
+    ending yesterday (from the deployment's first data day on)."""
     from datetime import UTC, datetime, timedelta
 
-    from beop_assets.operations.missed_deliveries import deadline_of, missed_deliveries
+    if day and (first or last):
+        raise click.UsageError("give either --date or --from/--to, not both")
+    if day:
+        return [day]
+    config = _settings("delivery_lookback_days", "start_date")
+    lookback = config.delivery_lookback_days
+    today = datetime.now(UTC).date()
+    last = last or today - timedelta(days=1)
+    start = first or max(last - timedelta(days=lookback - 1), date.fromisoformat(config.start_date))
+    if start > last:
+        raise click.UsageError(f"--from {start} is after --to {last}")
+    return [start + timedelta(days=n) for n in range((last - start).days + 1)]
+
+
+def _missing(days: list[date], export_id: str | None) -> int:
+    from datetime import UTC, datetime
+
+    from beop_assets.operations.missed_deliveries import deadline_of, missed_in_days
 
     config = _settings("landing", "warehouse", "ledger_url", "exports", "missed_day_deadline")
-    day = day or (datetime.now(UTC) - timedelta(days=1)).date()
-    report = missed_deliveries(_registry(config).load(), day, config.ledger)
-    missed = [m for m in report.missed if export_id is None or m.export_id == export_id]
-    deadline = deadline_of(day, config.missed_day_deadline)
-    note = "" if datetime.now(UTC) >= deadline else " (the deadline has not passed yet)"
-    for fault in report.faults:
-        click.echo(f"FAULT {fault}")
-    for m in missed:
-        click.echo(f"MISSING {m.export_id}  {m.day}  {m.describe()}")
-    checked = [i for i in report.checked if export_id is None or i == export_id]
-    click.echo(
-        f"{day}: {len(checked) - len(missed)} of {len(checked)} enabled export(s) delivered, {len(missed)} missing; "
-        f"deadline {deadline:%Y-%m-%d %H:%M} UTC{note}"
-    )
-    return 1 if missed or report.faults else 0
+    reports = missed_in_days(_registry(config).load(), days, config.ledger)
+    total = 0
+    faults = False
+    for day, report in reports.items():
+        missed = [m for m in report.missed if export_id is None or m.export_id == export_id]
+        total += len(missed)
+        faults = faults or bool(report.faults)
+        deadline = deadline_of(day, config.missed_day_deadline)
+        note = "" if datetime.now(UTC) >= deadline else " (the deadline has not passed yet)"
+        for fault in report.faults:
+            click.echo(f"FAULT {fault}")
+        for m in missed:
+            click.echo(f"MISSING {m.export_id}  {m.day}  {m.describe()}")
+        checked = [i for i in report.checked if export_id is None or i == export_id]
+        click.echo(
+            f"{day}: {len(checked) - len(missed)} of {len(checked)} enabled export(s) delivered, "
+            f"{len(missed)} missing; deadline {deadline:%Y-%m-%d %H:%M} UTC{note}"
+        )
+    if len(reports) > 1:
+        click.echo(f"{days[0]} to {days[-1]}: {total} undelivered (day, export) pair(s)")
+    return 1 if total or faults else 0
 
 
 @main.command()

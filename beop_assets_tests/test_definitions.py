@@ -41,6 +41,7 @@ def test_definitions_load_with_every_asset_group_job_schedule_and_sensor():
         "alert_on_run_failure",
         "deliver_loaded_days_sensor",
         "export_registry_sensor",
+        "missed_deliveries_sensor",
     ]
     # four delivery checks per export asset, and the missed-day check
     assert len(list(graph.asset_check_keys)) == 9

@@ -9,6 +9,7 @@ interpreter lives under /root here, which another user cannot execute. What runs
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -132,6 +133,24 @@ def _wait(what: str, timeout: float, probe, output) -> object:
     pytest.fail(f"timed out waiting for {what}; demo output:\n{output()[-6000:]}", pytrace=False)
 
 
+def _stop_and_wait(demo: subprocess.Popen, family: set[int], stop: signal.Signals, output) -> None:
+    """Send `stop` to the demo alone, then assert it exited 0 and left none of `family` running (by pid)."""
+    family = family | _family(demo.pid)
+    demo.send_signal(stop)
+    try:
+        demo.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        for pid in family:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        pytest.fail(f"demo --ui did not stop on {stop.name}; output:\n{output()[-6000:]}")
+    assert demo.returncode == 0, output()
+    time.sleep(0.5)
+    survivors = {pid for pid in family if Path(f"/proc/{pid}").exists()} - {demo.pid}
+    survivors = {p for p in survivors if "Z" not in Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1][:3]}
+    assert not survivors, f"processes started by the demo survived {stop.name}: {sorted(survivors)}"
+
+
 @pytest.mark.e2e
 def test_demo_ui_serves_a_backfill_that_delivers_and_ctrl_c_stops_everything(tmp_path):
     workdir = tmp_path / "clone"
@@ -151,6 +170,7 @@ def test_demo_ui_serves_a_backfill_that_delivers_and_ctrl_c_stops_everything(tmp
         )
     url = f"http://127.0.0.1:{port}"
     output = lambda: log.read_text(errors="replace")  # noqa: E731
+    family: set[int] = set()
     try:
         _wait("the UI", 240, lambda: "the UI is up" in output(), output)
         family = _family(demo.pid)
@@ -198,16 +218,48 @@ def test_demo_ui_serves_a_backfill_that_delivers_and_ctrl_c_stops_everything(tmp
         family |= _family(demo.pid)
         assert len(family) > 3  # dagster dev, its webserver/daemon, sshd, the emulator
     finally:
-        demo.send_signal(signal.SIGINT)  # what Ctrl-C does in the demo's terminal
-        try:
-            demo.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            os.killpg(demo.pid, signal.SIGKILL)
-            pytest.fail(f"demo --ui did not stop on Ctrl-C; output:\n{output()[-6000:]}")
-    assert demo.returncode == 0, output()
-    time.sleep(0.5)
-    survivors = {pid for pid in family if Path(f"/proc/{pid}").exists()} - {demo.pid}
-    survivors = {p for p in survivors if "Z" not in Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1][:3]}
-    assert not survivors, f"processes started by the demo survived Ctrl-C: {sorted(survivors)}"
+        _stop_and_wait(demo, family, signal.SIGINT, output)  # what Ctrl-C does in the demo's terminal
     assert not _port_open(port) and not _port_open(int(crm["sftp"]["port"]))
     assert len(list((workdir / "data" / "demo" / "delivered" / "sftp").glob("*.csv"))) == 3
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP-closed-terminal"])
+def test_demo_ui_stopped_by_a_signal_stops_everything_and_its_partitions_start_at_its_day(tmp_path, stop):
+    """Issue 19: SIGTERM (a service manager, `kill`) and SIGHUP (a closed terminal) used to kill the demo
+    on the spot, leaving sshd, the emulator and `dagster dev` behind; and a fresh demo's UI showed 180
+    "missing" days for a demo of one."""
+    workdir = tmp_path / "clone"
+    workdir.mkdir()
+    port = _free_port()
+    log = tmp_path / "demo.log"
+    day = (datetime.now(UTC) - timedelta(days=3)).date().isoformat()
+    env = _clean_env(DAGSTER_HOME=str(workdir / ".dagster_home"), PYTHONUNBUFFERED="1")
+    beop = str(Path(sys.executable).with_name("beop-exports"))
+    command = [beop, "demo", "--ui", "--skip-run", "--date", day, "--port", str(port), "--participations", "30"]
+    with open(log, "wb") as out:
+        demo = subprocess.Popen(
+            command, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    url = f"http://127.0.0.1:{port}"
+    output = lambda: log.read_text(errors="replace")  # noqa: E731
+    try:
+        _wait("the UI", 240, lambda: "the UI is up" in output(), output)
+        partitions = _gql(
+            url,
+            'query { assetNodes(assetKeys: [{path: ["participations"]}]) { partitionKeysByDimension '
+            "{ partitionKeys } } }",
+        )["assetNodes"][0]["partitionKeysByDimension"][0]["partitionKeys"]
+        assert partitions[0] == day, partitions[:3]  # not BEOP_START_DATE's default, 180 days back
+        registry = yaml.safe_load((workdir / "data" / "demo" / "exports.yaml").read_text())["exports"]
+        sftp_port = int(next(e for e in registry if "sftp" in e)["sftp"]["port"])
+        family = _family(demo.pid)
+        assert len(family) > 3, family  # dagster dev, its webserver/daemon, sshd, the emulator
+    except BaseException:
+        for pid in _family(demo.pid):  # every process it started, whatever session it is in
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        raise
+    _stop_and_wait(demo, family, stop, output)  # to the demo alone, as `kill` or the terminal's hangup does
+    assert f"{stop.name}: stopping dagster dev and the demo servers" in output()
+    assert not _port_open(port) and not _port_open(sftp_port)

@@ -317,6 +317,32 @@ def leftover_temps(export_id: str, day: date, root: Location) -> list[str]:
         return list(dict.fromkeys(name for (name,) in con.execute(query)))
 
 
+def latest_attempts(first: date, last: date, root: Location) -> dict[tuple[str, date], tuple[bool, Delivery]]:
+    """For every (export, data day) from `first` to `last` with an attempt: whether one delivered it,
+    and its latest attempt. One query for the whole range, whatever the number of exports."""
+    if not _is_url(root) and not ledger_file(root).exists():
+        return {}
+    day_range = DELIVERIES.c.data_day.between(first.isoformat(), last.isoformat())
+    latest = (
+        sa.select(
+            sa.func.max(sa.case((DELIVERIES.c.status == "delivered", 1), else_=0)).label("delivered"),
+            sa.func.max(DELIVERIES.c.id).label("last_id"),
+        )
+        .where(day_range)
+        .group_by(DELIVERIES.c.export_id, DELIVERIES.c.data_day)
+        .subquery()
+    )
+    query = sa.select(latest.c.delivered, *(DELIVERIES.c[c] for c in _COLUMNS)).join(
+        latest, DELIVERIES.c.id == latest.c.last_id
+    )
+    with _connect(root) as con:
+        found = {}
+        for delivered, *row in con.execute(query):
+            attempt = Delivery(*row)
+            found[(attempt.export_id, date.fromisoformat(attempt.data_day))] = (bool(delivered), attempt)
+        return found
+
+
 def record_removed_temp_files(
     export_id: str,
     destination: str,

@@ -7,8 +7,10 @@ authentication, `user_sshd.py`), runs the daily job through Dagster, then copies
 received into data/demo/delivered/ and prints where it is.
 
 With `--ui` the servers stay up and `dagster dev` runs on the same instance and registry, so that a
-run or a backfill launched from the UI delivers for real; Ctrl-C stops `dagster dev` and both servers
-(each by its own pid) and copies what they received. The emulator keeps its objects under
+run or a backfill launched from the UI delivers for real; Ctrl-C, SIGTERM or SIGHUP (a closed terminal)
+stops `dagster dev` and both servers (each by its own pid) and copies what they received. The demo's
+partitions start at its first data day (BEOP_START_DATE, unless the operator set one), so a fresh
+demo's UI shows the days it has, not months of "missing" ones. The emulator keeps its objects under
 data/demo/gcs/, so `make ui` after `make demo` still shows the bucket's earlier files.
 """
 
@@ -37,6 +39,38 @@ DEMO_DIR = Path("data/demo")
 DEMO_BUCKET = "acme-beop-exports"
 PASSWORD_ENV = "BEOP_DEMO_SFTP_PASSWORD"
 UI_READY_TIMEOUT_S = 120
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: stopped like Ctrl-C, through every `finally` that stops what the demo started."""
+
+
+def _stop_on_signal(signum: int, _frame: object) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second signal must not cut the clean-up short
+        signal.signal(sig, signal.SIG_IGN)
+    raise Stopped(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def _signals_stop_the_demo():
+    """While the demo runs, SIGTERM and SIGHUP unwind it as Ctrl-C does (Python's default for them is
+    to die on the spot, leaving sshd, the emulator and `dagster dev` running)."""
+    previous = {sig: signal.signal(sig, _stop_on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def first_demo_day(landing: Path, day: date) -> date:
+    """The demo's first data day: `day`, or an earlier day the landing zone already holds."""
+    days = [day]
+    for folder in (landing / "participations").glob("date=*"):
+        with contextlib.suppress(ValueError):
+            days.append(date.fromisoformat(folder.name.removeprefix("date=")))
+    return min(days)
 
 
 def _registry(sftp: dict | None, key_file: Path) -> dict:
@@ -195,8 +229,8 @@ def serve_ui(port: int, echo: Callable[[str], None]) -> int:
             echo(f"   the UI is up at {url}, but the code did not load: {state or 'not loaded in time'}")
         process.wait()
         return process.returncode or 0
-    except KeyboardInterrupt:
-        echo("   Ctrl-C: stopping dagster dev and the demo servers")
+    except KeyboardInterrupt as exc:
+        echo(f"   {exc or 'Ctrl-C'}: stopping dagster dev and the demo servers")
         return 0
     finally:
         _stop_dagster_dev(process)
@@ -212,6 +246,13 @@ def run_demo(
     ui_port: int = 3000,
     landing: Path = Path("data/landing"),
 ) -> int:
+    with _signals_stop_the_demo():
+        return _run_demo(day, count, echo, ui=ui, skip_run=skip_run, ui_port=ui_port, landing=landing)
+
+
+def _run_demo(
+    day: date | None, count: int, echo: Callable[[str], None], *, ui: bool, skip_run: bool, ui_port: int, landing: Path
+) -> int:
     from beop_assets.daily_run import instance, run_day
 
     day = day or (datetime.now(UTC) - timedelta(days=1)).date()
@@ -221,17 +262,22 @@ def run_demo(
     if not skip_run or not (landing / "participations" / f"date={day.isoformat()}").exists():
         echo(f"1. generating {count} participations for {day} into {landing}/")
         generate_day(landing, day, count, seed=1, faults=True)
+    # For the run below and `dagster dev`: the partitions start at the demo's first day.
+    os.environ.setdefault("BEOP_START_DATE", first_demo_day(landing, day).isoformat())
 
     echo("2. starting the GCS emulator and a local OpenSSH sshd on 127.0.0.1")
-    emulator = GcsEmulator(backend="filesystem", root=demo / "gcs").start()
-    os.environ["STORAGE_EMULATOR_HOST"] = emulator.url
-    emulator.create_bucket(DEMO_BUCKET)
-    key_file = write_demo_key(demo / "keys" / "acme-service-account.json")
-    sshd, sftp = _start_sftp(echo)
     outcomes = []
     delivered = demo / "delivered"
     code = 0
-    try:
+    with contextlib.ExitStack() as started:  # each server is stopped on every exit path, signals included
+        emulator = GcsEmulator(backend="filesystem", root=demo / "gcs").start()
+        started.callback(emulator.close)
+        os.environ["STORAGE_EMULATOR_HOST"] = emulator.url
+        emulator.create_bucket(DEMO_BUCKET)
+        key_file = write_demo_key(demo / "keys" / "acme-service-account.json")
+        sshd, sftp = _start_sftp(echo)
+        if sshd:
+            started.callback(sshd.close)
         registry_file = Path(os.environ["BEOP_EXPORTS"])
         registry_file.parent.mkdir(parents=True, exist_ok=True)
         partial = registry_file.with_suffix(".partial")
@@ -254,10 +300,6 @@ def run_demo(
             code = serve_ui(ui_port, echo)
             _copy_delivered(delivered, sshd, emulator)
             echo(f"   what the servers received, copied to {delivered}/")
-    finally:
-        if sshd:
-            sshd.close()
-        emulator.close()
     if not ui:
         echo("6. open the UI on the same data, with the demo servers running (Ctrl-C stops all):")
         echo("   make ui      # or: .venv/bin/beop-exports demo --ui --skip-run")

@@ -16,11 +16,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import date
 from email.message import EmailMessage
 from urllib.parse import urlsplit
 
 from beop_assets.delivery.secrets import mask, secret_values
-from beop_assets.operations.missed_deliveries import MissedDayReport
+from beop_assets.operations.missed_deliveries import MissedDayReport, MissedDelivery
 
 MASK = "[redacted]"
 MAX_ERROR_CHARS = 1500  # a whole traceback helps nobody in a chat message; the run has it
@@ -100,6 +101,23 @@ def missed_day_alert(report: MissedDayReport, deadline: str) -> Alert:
         " (registry unreadable)" if report.faults else ""
     )
     return Alert(subject=subject, lines=[_short(line) if line.startswith("- ") else line for line in lines])
+
+
+def given_up_alert(day: date, missed: list[MissedDelivery], retried_until: str) -> Alert:
+    """The last word on a day about to leave the look-back window undelivered: after `retried_until`
+    no sensor asks for it again, so only an operator can still deliver it."""
+    lines = [
+        f"data day: {day}",
+        f"automatic retries stop: {retried_until} (BEOP_DELIVERY_LOOKBACK_DAYS); "
+        "this day will no longer be retried after that",
+    ]
+    for m in missed:
+        lines += [
+            f"- export {m.export_id} ({m.mode or 'unknown mode'}): last error: {_short(m.last_error or m.describe())}",
+            f"  to deliver it by hand: beop-exports run --date {day} --export {m.export_id}",
+        ]
+    subject = f"beop-exports: {len(missed)} export(s) never delivered {day}; this day will no longer be retried"
+    return Alert(subject=subject, lines=lines)
 
 
 def _webhook_host(url: str) -> str:

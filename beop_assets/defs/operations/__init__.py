@@ -11,10 +11,12 @@ from beop_assets.defs.partitions import Partitions
 
 
 def operations_definitions(partitions: Partitions, deadline: time, schedules: DefaultScheduleStatus) -> Definitions:
-    missed_job, missed_schedule = build_missed_deliveries_schedule(partitions.data_days, deadline, schedules)
+    missed_job, missed_schedule, missed_sensor = build_missed_deliveries_schedule(
+        partitions.data_days, deadline, schedules
+    )
     return Definitions(
         assets=[build_missed_deliveries(partitions.data_days)],
         jobs=[missed_job, retention_job],
         schedules=[missed_schedule, build_retention_schedule(schedules)],
-        sensors=[alert_on_run_failure],
+        sensors=[missed_sensor, alert_on_run_failure],
     )
