@@ -16,6 +16,10 @@ from datetime import date
 from pathlib import Path
 
 DAY_FILE_SUFFIXES = (".ndjson", ".ndjson.gz")
+# A `gs://` day's scratch copy, in the system's temporary folder: named after its data day, so that
+# retention removes what a killed load left there with the day (the reference alone has no day).
+STAGING_PREFIX = "beop-landing-"
+_REFERENCE_ONLY = date(1970, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,8 @@ def staged_day(day: date, landing: str) -> Iterator[StagedDay]:
     bucket_name, prefix = _split_gs(landing)
     client = platform_client()
     bucket = client.bucket(bucket_name)
-    scratch = Path(tempfile.mkdtemp(prefix="beop-landing-"))
+    name = "reference" if day == _REFERENCE_ONLY else day_folder_name(day)
+    scratch = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{name}-"))
     try:
         base = f"{prefix}/" if prefix else ""
         (scratch / "reference").mkdir()
@@ -87,5 +92,5 @@ def staged_day(day: date, landing: str) -> Iterator[StagedDay]:
 @contextmanager
 def staged_reference(landing: str) -> Iterator[Path]:
     """The reference folder as a local path (downloaded for a `gs://` landing zone)."""
-    with staged_day(date(1970, 1, 1), landing) as staged:
+    with staged_day(_REFERENCE_ONLY, landing) as staged:
         yield staged.reference_folder
