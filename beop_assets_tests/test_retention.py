@@ -78,6 +78,16 @@ def test_retention_job_purges_what_is_older_than_the_window_and_reports_it(landi
     assert metadata["parquet_versions_removed"] == 1
     assert metadata["spool_folders_removed"] == 1
     assert metadata["ledger_rows_removed"] == 2
+    # Per day, every kind of copy that went (issue 23).
+    by_day = metadata["removed_by_day"]
+    assert sorted(by_day) == sorted([*(d.isoformat() for d in expired), kept[1].isoformat()])
+    for day in expired:
+        assert set(by_day[day.isoformat()]) == {"landing", "model", "ledger_rows"}
+        assert by_day[day.isoformat()]["landing"] == 1 and by_day[day.isoformat()]["ledger_rows"] == 1
+        assert by_day[day.isoformat()]["model"]["participations"] == 1
+        assert set(by_day[day.isoformat()]["model"]) == set(warehouse.MODEL_TABLES)
+    assert by_day[kept[1].isoformat()] == {"old_parquet_versions": 1}
+    assert metadata["removed_undated"] == {"spool": [str(stale.relative_to(zone.warehouse))]}
 
     # Gone:
     for day in expired:

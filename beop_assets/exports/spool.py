@@ -43,11 +43,11 @@ def stored_days(root: Path) -> dict[date, Path]:
     return days
 
 
-def purge_before(root: Path, keep_from: date) -> list[str]:
-    """Remove the spool of every data day before `keep_from`; the days removed."""
-    removed = []
+def purge_before(root: Path, keep_from: date) -> dict[str, int]:
+    """Remove the spool of every data day before `keep_from`; the files removed, by day."""
+    removed = {}
     for day, folder in sorted(stored_days(root).items()):
         if day < keep_from:
+            removed[day.isoformat()] = sum(1 for p in folder.rglob("*") if not p.is_dir())
             shutil.rmtree(folder, ignore_errors=True)
-            removed.append(day.isoformat())
     return removed

@@ -24,6 +24,10 @@ from beop_assets.landing.reference import REFERENCE_TABLES
 DAY_FILE_SUFFIXES = (".ndjson", ".ndjson.gz")
 PARTICIPATIONS = "participations"
 REFERENCE = "reference"
+# A `gs://` day's scratch copy, in the system's temporary folder: named after its data day, so that
+# retention removes what a killed load left there with the day (the reference alone has no day).
+STAGING_PREFIX = "beop-landing-"
+_REFERENCE_ONLY = date(1970, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,8 @@ def staged_day(day: date, landing: str) -> Iterator[StagedDay]:
     where = GsUrl.parse(landing, "BEOP_LANDING")
     client = platform_client()
     bucket = client.bucket(where.bucket)
-    scratch = Path(tempfile.mkdtemp(prefix="beop-landing-"))
+    name = REFERENCE if day == _REFERENCE_ONLY else day_folder_name(day)
+    scratch = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{name}-"))
     try:
         (scratch / REFERENCE).mkdir()
         for name in REFERENCE_TABLES:
@@ -109,5 +114,5 @@ def staged_day(day: date, landing: str) -> Iterator[StagedDay]:
 @contextmanager
 def staged_reference(landing: str) -> Iterator[Path]:
     """The reference folder as a local path (downloaded for a `gs://` landing zone)."""
-    with staged_day(date(1970, 1, 1), landing) as staged:
+    with staged_day(_REFERENCE_ONLY, landing) as staged:
         yield staged.reference_folder

@@ -517,7 +517,7 @@ _REJECTED_SQL = """
 def _remove_stale_scratch(root: Path) -> None:
     """A load killed mid-way leaves its scratch folder (the day's lines): removed by a later load."""
     cutoff = time.time() - warehouse.OLD_VERSIONS_KEPT_S
-    for folder in root.glob(".load-*"):
+    for folder in root.glob(f"{warehouse.LOAD_SCRATCH}*"):
         if folder.is_dir() and folder.stat().st_mtime < cutoff:
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -539,7 +539,7 @@ def load_day(
     threads = threads or os.cpu_count() or 1
     root.mkdir(parents=True, exist_ok=True)
     _remove_stale_scratch(root)
-    scratch = Path(tempfile.mkdtemp(prefix=".load-", dir=root))
+    scratch = Path(tempfile.mkdtemp(prefix=warehouse.load_scratch_prefix(day), dir=root))
     written: dict[str, Path] = {}
     con = duckdb.connect(
         ":memory:",

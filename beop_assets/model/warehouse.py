@@ -21,6 +21,7 @@ import duckdb
 MODEL_TABLES = ("participations", "optins", "rejected_participations")
 # How long a replaced Parquet day stays readable for the exports that resolved it before the reload.
 OLD_VERSIONS_KEPT_S = 6 * 3600
+LOAD_SCRATCH = ".load-"
 
 
 class DayNotLoadedError(Exception):
@@ -29,6 +30,12 @@ class DayNotLoadedError(Exception):
 
 def day_file(table: str, day: date, root: Path) -> Path:
     return root / table / f"date={day.isoformat()}" / "data.parquet"
+
+
+def load_scratch_prefix(day: date) -> str:
+    """A load's scratch folder in the warehouse (its judged lines and DuckDB's spill) is named after its
+    data day, so that retention removes what a killed load left there with the day."""
+    return f"{LOAD_SCRATCH}date={day.isoformat()}-"
 
 
 def database_file(root: Path) -> Path:

@@ -30,8 +30,9 @@ from beop_assets.operations.retention import purge_expired
 @op(
     name="retention",
     out=Out(Nothing),
-    description="Removes landing days, model days, old Parquet versions, spool copies and ledger rows "
-    "older than BEOP_RETENTION_DAYS; its output metadata lists what was removed.",
+    description="Removes every copy of the data days older than BEOP_RETENTION_DAYS (landing, model, stored "
+    "model, old Parquet versions, spool, ledger rows, scratch folders of killed loads); its output metadata "
+    "lists what was removed, per day (`removed_by_day`).",
 )
 def retention_op(context: OpExecutionContext, warehouse: Warehouse, landing: Landing, retention: Retention):
     days = retention.window()
@@ -45,8 +46,8 @@ def retention_op(context: OpExecutionContext, warehouse: Warehouse, landing: Lan
     )
     model_days = sorted({d for days in [*report.model_days.values(), *report.stored_days.values()] for d in days})
     context.log.info(
-        f"kept data days from {report.first_kept_day} ({days} days); removed "
-        f"{len(report.landing_days)} landing days, {len(model_days)} model days, "
+        f"kept data days from {report.first_kept_day} ({days} days); removed copies of {len(report.by_day)} "
+        f"days: {len(report.landing_days)} landing days, {len(model_days)} model days, "
         f"{len(report.parquet_versions)} old Parquet versions, {len(report.spool_folders)} spool folders, "
         f"{report.ledger_rows} ledger rows"
     )
@@ -54,6 +55,8 @@ def retention_op(context: OpExecutionContext, warehouse: Warehouse, landing: Lan
         None,
         metadata={
             "retention_days": MetadataValue.int(days),
+            "removed_by_day": MetadataValue.json(report.by_day),
+            "removed_undated": MetadataValue.json(report.undated),
             "first_kept_day": MetadataValue.text(report.first_kept_day.isoformat()),
             "landing_days_removed": MetadataValue.json(report.landing_days),
             "model_days_removed": MetadataValue.json(report.model_days),
@@ -70,7 +73,8 @@ def retention_op(context: OpExecutionContext, warehouse: Warehouse, landing: Lan
 @job(
     name="retention_job",
     executor_def=in_process_executor,
-    description="Purge personal data older than BEOP_RETENTION_DAYS (landing, model, spool, ledger).",
+    description="Purge every copy of the personal data older than BEOP_RETENTION_DAYS (landing, model, spool, "
+    "ledger, scratch folders): docs/operators-guide.md, Retention.",
     tags={"beop/kind": "retention"},
 )
 def retention_job():
@@ -83,8 +87,8 @@ def build_retention_schedule(default_status: DefaultScheduleStatus) -> ScheduleD
         cron_schedule="30 3 * * *",
         execution_timezone="UTC",
         default_status=default_status,
-        description="Every night at 03:30 UTC, removes landing days, model days, spool copies and ledger rows "
-        "older than BEOP_RETENTION_DAYS (30 by default).",
+        description="Every night at 03:30 UTC, removes every copy of the data days older than "
+        "BEOP_RETENTION_DAYS (30 by default).",
     )
     def retention_schedule(context: ScheduleEvaluationContext):
         return RunRequest(
