@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import json
 import re
+import tomllib
 from collections import Counter
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from beop_assets.demo import generate
 from beop_assets.demo.generate import GenerationSummary, generate_day
 
 DAY = date(2026, 11, 25)
@@ -447,3 +449,25 @@ def test_generated_bytes_are_the_recorded_ones(tmp_path, seed, day, count, fault
     assert digests(summary.files) == expected
     assert digests(summary.reference_files) == REFERENCE_DIGESTS
     assert summary.accounts == (("a_1", "a_2", "a_3") if count else ())
+
+
+# --------------------------------------------------------------------------------------- data files
+
+
+def test_every_dataset_file_ships_with_the_package():
+    """An editable install reads the source tree, so a data file left out of package-data would only be
+    missed once the package is installed from a wheel: pyproject's globs must cover the whole folder."""
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    globs = pyproject["tool"]["setuptools"]["package-data"]["beop_assets.demo"]
+    package = Path(generate.__file__).parent
+    present = {p.relative_to(package) for p in (package / "datasets").iterdir()}
+    shipped = {p.relative_to(package) for pattern in globs for p in package.glob(pattern)}
+    assert present == shipped
+    assert {p.name for p in present} == {"reference.json", "event_pools.json"}
+
+
+def test_a_form_field_with_an_unknown_value_names_the_data_file():
+    with pytest.raises(ValueError, match=r"datasets/event_pools\.json: form field 'fd_9' has value 'shoe_size'"):
+        generate._field_value_sql(
+            {"field_id": "fd_9", "field_name": "Pointure", "field_type": None, "value": "shoe_size"}
+        )
