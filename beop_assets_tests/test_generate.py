@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import re
+import tomllib
 from collections import Counter
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -12,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from beop_assets.demo import generate
 from beop_assets.demo.generate import GenerationSummary, generate_day
 
 DAY = date(2026, 11, 25)
@@ -390,3 +393,81 @@ def test_faults_on_an_empty_day(tmp_path):
     assert summary.participations == 0
     assert summary.bad_lines == 6  # no event to duplicate
     assert len(read_lines(summary.files[-1])) == 6
+
+
+# ---------------------------------------------------------------------------------- golden bytes
+
+# sha256 of every file the generator wrote for these (seed, day, participations), recorded with the
+# generator as it was before its pools moved to data files and its event query was split into parts
+# (commit 2663eb5). Demo days, benchmarks and the exports built on them rely on a given
+# (seed, day, participations) always giving the same bytes: a change of a pool, of its order or of a
+# draw shows here. The `.ndjson.gz` digests also pin the compressor's level-1 output (python-isal is
+# locked in requirements.lock).
+REFERENCE_DIGESTS = {
+    "accounts.ndjson": "52f712697201f925566592f95c938ae65e1c9ca5b206cd1925cdcae210dfb6e1",
+    "campaigns.ndjson": "11ab4e72e90529d0dd29599511364c5db9dcf7cdb6a4a561402a20821b8cc57c",
+    "contents.ndjson": "8c62bc2a5f900b526c6ce77ca4ed136f157b330347f713b27ebfd40a717c119e",
+    "optins.ndjson": "51d5a15b92110b56deb4822bf14b7a23a876c97671d18f4d241e0596d4356355",
+}
+# (seed, day, participations) -> the part files, then the faults file written with `faults=True`
+DAY_DIGESTS: dict[tuple[int, date, int], tuple[dict[str, str], str]] = {
+    (0, date(2026, 11, 25), 0): (
+        {"part-00000.ndjson": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
+        "51c29bf6febadadd709fc96e8308da500b0bdd49c49e0896be5c289d8ed7ce75",
+    ),
+    (3, date(2026, 11, 25), 7): (
+        {"part-00000.ndjson": "73982cb5dce7fabe72046f9c737d4cb15699a43d258363f3fbec4b5254190d12"},
+        "d296935ca258a4d387df78b37a40d0969753ad9dd2b65a8fa865331866f7eb34",
+    ),
+    (11, date(2024, 2, 29), 150): (
+        {
+            "part-00000.ndjson": "4dcdfad8d0ea477e26b4ffdc5cd84f9ca8ceaeaed6828c000ddc184265fea873",
+            "part-00001.ndjson.gz": "9be5a9b9228f5b36d6681bf5efb4212b8a5a7e3a900af0b15f1507d08e1e05e5",
+        },
+        "a950e6b328e27b8152587a165f41292d573dbe59509b4178cb67bc98421e7079",
+    ),
+    (7, date(2026, 1, 1), 2000): (
+        {
+            "part-00000.ndjson": "bf17ead3c0213b37a816c33d630bfd8324c5d74f450573e8d35f2c2954c04c52",
+            "part-00001.ndjson.gz": "a7d0aa2c320d295bcf743f26b1745146eef9b5c6fce74a5780d87e35a44a8117",
+        },
+        "b2f77adef8e9c4e328e6803a0a344ea454d0380e6c749b4d0187dffd9abf1487",
+    ),
+}
+
+
+def digests(paths: tuple[Path, ...]) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+
+
+@pytest.mark.parametrize("faults", [False, True], ids=["clean", "faults"])
+@pytest.mark.parametrize("seed, day, count", list(DAY_DIGESTS), ids=lambda v: str(v))
+def test_generated_bytes_are_the_recorded_ones(tmp_path, seed, day, count, faults):
+    summary = generate_day(tmp_path, day, count, seed, faults=faults)
+    parts, faults_digest = DAY_DIGESTS[(seed, day, count)]
+    expected = {**parts, "part-faults.ndjson": faults_digest} if faults else parts
+    assert digests(summary.files) == expected
+    assert digests(summary.reference_files) == REFERENCE_DIGESTS
+    assert summary.accounts == (("a_1", "a_2", "a_3") if count else ())
+
+
+# --------------------------------------------------------------------------------------- data files
+
+
+def test_every_dataset_file_ships_with_the_package():
+    """An editable install reads the source tree, so a data file left out of package-data would only be
+    missed once the package is installed from a wheel: pyproject's globs must cover the whole folder."""
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    globs = pyproject["tool"]["setuptools"]["package-data"]["beop_assets.demo"]
+    package = Path(generate.__file__).parent
+    present = {p.relative_to(package) for p in (package / "datasets").iterdir()}
+    shipped = {p.relative_to(package) for pattern in globs for p in package.glob(pattern)}
+    assert present == shipped
+    assert {p.name for p in present} == {"reference.json", "event_pools.json"}
+
+
+def test_a_form_field_with_an_unknown_value_names_the_data_file():
+    with pytest.raises(ValueError, match=r"datasets/event_pools\.json: form field 'fd_9' has value 'shoe_size'"):
+        generate._field_value_sql(
+            {"field_id": "fd_9", "field_name": "Pointure", "field_type": None, "value": "shoe_size"}
+        )

@@ -12,7 +12,7 @@
   JSON, missing ``participation_id``, unknown account, unknown content, content of another account,
   timestamp of another day, a duplicate ``participation_id``) to demonstrate the rejection path.
 
-The reference data (ids to write an export configuration against):
+The reference data (``datasets/reference.json``; ids to write an export configuration against):
 
 - ``a_1`` (username ``acme``): campaigns ``cmp_1``, ``cmp_2``, ``cmp_3``; contents ``c_1`` (cmp_1),
   ``c_2`` (cmp_1), ``c_3`` (cmp_2), ``c_4`` (cmp_3), ``c_5`` (no campaign);
@@ -33,7 +33,8 @@ Names and texts contain accents, emoji, commas, quotes and newlines (``c_10``'s 
 
 Events: ``participation_id`` is ``p_YYYYMMDD_<n>`` (n zero-padded, 0-based); timestamps increase with n
 over the day; each event's content is drawn among all contents, its account is that content's account,
-its optins (0-3) are among that account's optins. The optional fields ``email``, ``tc_string``,
+its optins (0-3) are among that account's optins; names, texts, places... are drawn from the pools of
+``datasets/event_pools.json``. The optional fields ``email``, ``tc_string``,
 ``page_url``, ``questions``, ``optins`` and ``forms`` are sometimes missing and sometimes null.
 Everything is deterministic for a given (seed, day, participations).
 
@@ -53,8 +54,10 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -66,142 +69,39 @@ except ImportError:  # pragma: no cover
     import gzip as _gzip  # type: ignore[no-redef]
 
 # --------------------------------------------------------------------------------------------------
-# Reference data: fixed, independent of the seed and the day.
+# The data: reference rows and value pools, in beop_assets/demo/datasets/ (installed with the package).
+# Their order is part of the output: an event draws "the n-th value of a pool", so reordering,
+# adding or removing a value changes every generated day (test_generate.py's golden digests say so).
 # --------------------------------------------------------------------------------------------------
 
-ACCOUNTS: list[dict[str, Any]] = [
-    {"account_id": "a_1", "username": "acme"},
-    {"account_id": "a_2", "username": "globex"},
-    {"account_id": "a_3", "username": "initech"},
-]
+_DATA = "beop_assets/demo/datasets"
 
-CAMPAIGNS: list[dict[str, Any]] = [
-    {"campaign_id": "cmp_1", "account_id": "a_1", "name": "Noël 2026 🎄 — Grand jeu"},
-    {"campaign_id": "cmp_2", "account_id": "a_1", "name": 'Rentrée, "Back to school"'},
-    {"campaign_id": "cmp_3", "account_id": "a_1", "name": "Été / Summer 2026 ☀️"},
-    {"campaign_id": "cmp_4", "account_id": "a_2", "name": "Lancement « Globex One »"},
-    {"campaign_id": "cmp_5", "account_id": "a_2", "name": "Fidélité, clients VIP ⭐"},
-    {"campaign_id": "cmp_6", "account_id": "a_3", "name": "Sondage satisfaction — T4"},
-    {"campaign_id": "cmp_7", "account_id": "a_3", "name": "Salon de l'auto 🚗, Genève"},
-]
 
-CONTENTS: list[dict[str, Any]] = [
-    {"content_id": "c_1", "account_id": "a_1", "campaign_id": "cmp_1", "name": "Quiz de Noël 🎅", "version": 3},
-    {
-        "content_id": "c_2",
-        "account_id": "a_1",
-        "campaign_id": "cmp_1",
-        "name": "Calendrier de l'Avent, jour 1",
-        "version": 1,
-    },
-    {
-        "content_id": "c_3",
-        "account_id": "a_1",
-        "campaign_id": "cmp_2",
-        "name": 'Sondage "fournitures scolaires"',
-        "version": 2,
-    },
-    {"content_id": "c_4", "account_id": "a_1", "campaign_id": "cmp_3", "name": "Concours photo ☀️📷", "version": 5},
-    {
-        "content_id": "c_5",
-        "account_id": "a_1",
-        "campaign_id": None,
-        "name": "Newsletter — formulaire permanent",
-        "version": 1,
-    },
-    {"content_id": "c_6", "account_id": "a_2", "campaign_id": "cmp_4", "name": "Découvrez Globex One", "version": 2},
-    {
-        "content_id": "c_7",
-        "account_id": "a_2",
-        "campaign_id": "cmp_5",
-        "name": "Programme VIP : votre avis, svp",
-        "version": 4,
-    },
-    {"content_id": "c_8", "account_id": "a_2", "campaign_id": None, "name": "Contact & démo", "version": 1},
-    {"content_id": "c_9", "account_id": "a_3", "campaign_id": "cmp_6", "name": "Votre avis compte 👍", "version": 2},
-    {
-        "content_id": "c_10",
-        "account_id": "a_3",
-        "campaign_id": "cmp_7",
-        "name": "Essai gratuit\nréservez maintenant",
-        "version": 1,
-    },
-    {"content_id": "c_11", "account_id": "a_3", "campaign_id": None, "name": "Quiz « culture générale »", "version": 3},
-]
+def _data_file(name: str) -> dict[str, Any]:
+    """One JSON file of the data folder, read through importlib.resources so that an installed wheel
+    finds it as well as a source checkout."""
+    text = resources.files("beop_assets.demo").joinpath("datasets", name).read_text(encoding="utf-8")
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"{_DATA}/{name}: expected a JSON object of named lists, got {type(data).__name__}")
+    return data
 
-OPTINS: list[dict[str, Any]] = [
-    {
-        "optin_id": "o_1",
-        "account_id": "a_1",
-        "content_id": "c_1",
-        "name": "Newsletter ACME",
-        "text": "J'accepte de recevoir la newsletter d'ACME, ses offres & actualités 📬.",
-    },
-    {
-        "optin_id": "o_2",
-        "account_id": "a_1",
-        "content_id": "c_1",
-        "name": "Offres partenaires",
-        "text": "J'accepte que mes données soient transmises aux partenaires d'ACME, \"triés sur le volet\".\n"
-        "Désinscription possible à tout moment.",
-    },
-    {
-        "optin_id": "o_3",
-        "account_id": "a_1",
-        "content_id": "c_4",
-        "name": "Newsletter ACME",
-        "text": "Recevoir la newsletter d'été, une fois par semaine ☀️",
-    },
-    {
-        "optin_id": "o_4",
-        "account_id": "a_1",
-        "content_id": "c_5",
-        "name": "Règlement du jeu",
-        "text": "J'ai lu et j'accepte le règlement, y compris l'article 5 « données personnelles ».",
-    },
-    {
-        "optin_id": "o_5",
-        "account_id": "a_2",
-        "content_id": "c_6",
-        "name": "Newsletter Globex",
-        "text": "Oui, je veux être informé(e) des nouveautés Globex 🚀",
-    },
-    {
-        "optin_id": "o_6",
-        "account_id": "a_2",
-        "content_id": "c_7",
-        "name": "Programme VIP ⭐",
-        "text": 'Adhérer au programme "VIP", gratuit et sans engagement.',
-    },
-    {
-        "optin_id": "o_7",
-        "account_id": "a_2",
-        "content_id": "c_8",
-        "name": "Être recontacté(e), par téléphone",
-        "text": "Un conseiller peut m'appeler, du lundi au vendredi, 9h–18h.",
-    },
-    {
-        "optin_id": "o_8",
-        "account_id": "a_3",
-        "content_id": "c_9",
-        "name": "Newsletter Initech",
-        "text": "Je m'abonne à la lettre d'information d'Initech ✉️",
-    },
-    {
-        "optin_id": "o_9",
-        "account_id": "a_3",
-        "content_id": "c_10",
-        "name": 'Offres "essai gratuit"',
-        "text": "Recevoir les offres d'essai, 2 à 3 fois par mois.\nVos données restent en Europe 🇪🇺.",
-    },
-    {
-        "optin_id": "o_10",
-        "account_id": "a_3",
-        "content_id": "c_11",
-        "name": "Jeux & concours 🎲",
-        "text": "Participer aux prochains jeux-concours d'Initech, Inc.",
-    },
-]
+
+def _section(data: dict[str, Any], file: str, name: str) -> list[Any]:
+    """A named list of a data file; a missing or empty one is an error that names the file to fix."""
+    rows = data.get(name)
+    if not isinstance(rows, list) or not rows:
+        raise ValueError(f"{_DATA}/{file}: {name!r} must be a non-empty list (the generator draws from it)")
+    return rows
+
+
+_REFERENCE_FILE = "reference.json"
+_reference = _data_file(_REFERENCE_FILE)
+
+ACCOUNTS: list[dict[str, Any]] = _section(_reference, _REFERENCE_FILE, "accounts")
+CAMPAIGNS: list[dict[str, Any]] = _section(_reference, _REFERENCE_FILE, "campaigns")
+CONTENTS: list[dict[str, Any]] = _section(_reference, _REFERENCE_FILE, "contents")
+OPTINS: list[dict[str, Any]] = _section(_reference, _REFERENCE_FILE, "optins")
 
 REFERENCE: dict[str, list[dict[str, Any]]] = {
     "accounts": ACCOUNTS,
@@ -210,123 +110,23 @@ REFERENCE: dict[str, list[dict[str, Any]]] = {
     "optins": OPTINS,
 }
 
-# --------------------------------------------------------------------------------------------------
-# Value pools for the events.
-# --------------------------------------------------------------------------------------------------
+_POOLS_FILE = "event_pools.json"
+_pools = _data_file(_POOLS_FILE)
 
-PUBLISHERS: list[tuple[str, str, str]] = [  # id, name, site
-    ("pub_1", "Le Journal", "https://www.lejournal.example"),
-    ("pub_2", "L'Équipe du Soir", "https://www.lequipe-du-soir.example"),
-    ("pub_3", 'Le "Petit" Quotidien', "https://petit-quotidien.example"),
-    ("pub_4", "Marie, Claire & Co", "https://marie-claire-co.example"),
-    ("pub_5", "Süddeutsche Blatt", "https://sueddeutsche-blatt.example"),
-    ("pub_6", "El País Digital 🌍", "https://elpais-digital.example"),
-]
-
-FIRST_NAMES: list[tuple[str, str, str]] = [  # display, email form, gender
-    ("Zoé", "zoe", "F"),
-    ("François", "francois", "M"),
-    ("Jürgen", "jurgen", "M"),
-    ("Ana-María", "ana-maria", "F"),
-    ("Søren", "soren", "M"),
-    ("Chloë", "chloe", "F"),
-    ("Łukasz", "lukasz", "M"),
-    ("Ève", "eve", "F"),
-    ("Jean-Luc", "jean-luc", "M"),
-    ("Amélie", "amelie", "F"),
-    ("Mathéo", "matheo", "M"),
-    ("Inès", "ines", "F"),
-    ("Björn", "bjorn", "M"),
-    ("Maëlys", "maelys", "F"),
-    ("Noah", "noah", "M"),
-    ("Aïcha", "aicha", "F"),
-]
-
-LAST_NAMES: list[tuple[str, str]] = [
-    ("Dupont", "dupont"),
-    ("O'Connor", "oconnor"),
-    ("Nguyễn", "nguyen"),
-    ("Müller", "muller"),
-    ("Lefèvre", "lefevre"),
-    ("García", "garcia"),
-    ("D'Artagnan", "dartagnan"),
-    ("van der Berg", "vanderberg"),
-    ("Kowalski", "kowalski"),
-    ("Šimić", "simic"),
-    ("Benoît-Lévêque", "benoit-leveque"),
-    ("Ødegaard", "odegaard"),
-    ("Martin", "martin"),
-    ("Иванова", "ivanova"),
-    ("山田", "yamada"),
-    ("Martínez", "martinez"),
-]
-
-EMAIL_DOMAINS: list[str] = ["example.com", "example.org", "exemple.fr", "mail.example.net"]
-
-QUESTION_TEXTS: list[str] = [
-    "Quel est votre cadeau de Noël préféré ? 🎁",
-    "Sur une échelle de 1 à 10,\nrecommanderiez-vous ce produit ?",
-    'Votre "plat" préféré, en deux mots ?',
-    "Colonne A\tou colonne B : laquelle choisissez-vous ?",
-    "¿Qué opinas del producto? — 日本語もOK",
-    "Combien de fois par semaine lisez-vous « Le Journal » ?",
-    'Qui a dit : "Je pense, donc je suis" ?\n(indice : un philosophe)',
-]
-
-ANSWER_TEXTS: list[str] = [
-    "Un vélo 🚲",
-    "9, sans hésiter !",
-    'Raclette "maison", évidemment',
-    "Ligne 1\nLigne 2\nLigne 3",
-    "Tab\tseparated\tanswer",
-    "Oui",
-    "Non, merci",
-    "😀😀😀",
-    "C'est « génial »",
-    "Descartes",
-    "Ünïcödé ✓ — ok",
-    "",
-]
-
-FORM_NAMES: list[str] = ["Jeu-concours 🎁", "Inscription, newsletter", 'Formulaire "contact"']
-
-STREETS: list[str] = [
-    "rue de l'Église",
-    "avenue des Champs-Élysées",
-    'boulevard "Saint-Michel"',
-    "place du Marché, bât. A",
-    "chemin des Écoliers",
-    "Hauptstraße",
-]
-
-ADDRESS_LINE_2: list[str | None] = [
-    None,
-    None,
-    "Bâtiment B, 3ᵉ étage",
-    "Apt 12\nDigicode 1234A",
-    "c/o M. Dupont",
-]
-
-PLACES: list[tuple[str, str, str]] = [  # zip code, city, country
-    ("75011", "Paris", "France"),
-    ("69002", "Lyon", "France"),
-    ("13001", "Marseille", "France"),
-    ("1000", "Bruxelles", "Belgique"),
-    ("1204", "Genève", "Suisse"),
-    ("97400", "Saint-Denis", "La Réunion, France"),
-    ("10115", "Berlin", "Deutschland"),
-    ("00118", "Roma", "Italia"),
-]
-
-COMMENTS: list[str | None] = [
-    None,
-    "Merci !",
-    "Super jeu, j'adore 😍",
-    'Je voudrais "plus" de questions,\nsvp.',
-    "Tab\tdans\tle commentaire",
-    "Première ligne\r\nDeuxième ligne",
-    "Ça marche, 👍🏽",
-]
+PUBLISHERS: list[dict[str, str]] = _section(_pools, _POOLS_FILE, "publishers")
+FIRST_NAMES: list[dict[str, str]] = _section(_pools, _POOLS_FILE, "first_names")
+LAST_NAMES: list[dict[str, str]] = _section(_pools, _POOLS_FILE, "last_names")
+EMAIL_DOMAINS: list[str] = _section(_pools, _POOLS_FILE, "email_domains")
+PAGE_TOPICS: list[str] = _section(_pools, _POOLS_FILE, "page_topics")
+QUESTION_TEXTS: list[str] = _section(_pools, _POOLS_FILE, "question_texts")
+ANSWER_TEXTS: list[str] = _section(_pools, _POOLS_FILE, "answer_texts")
+FORM_NAMES: list[str] = _section(_pools, _POOLS_FILE, "form_names")
+FULL_FORM: list[dict[str, str | None]] = _section(_pools, _POOLS_FILE, "full_form")
+SHORT_FORM: list[dict[str, str | None]] = _section(_pools, _POOLS_FILE, "short_form")
+STREETS: list[str] = _section(_pools, _POOLS_FILE, "streets")
+ADDRESS_LINE_2: list[str | None] = _section(_pools, _POOLS_FILE, "address_line_2")
+PLACES: list[dict[str, str]] = _section(_pools, _POOLS_FILE, "places")
+COMMENTS: list[str | None] = _section(_pools, _POOLS_FILE, "comments")
 
 
 @dataclass(frozen=True)
@@ -412,7 +212,7 @@ def _id_width(participations: int) -> int:
 
 
 # --------------------------------------------------------------------------------------------------
-# The event query
+# The event query: one function per part of the event, assembled by `_events_sql`
 # --------------------------------------------------------------------------------------------------
 
 
@@ -431,29 +231,6 @@ def _pick(pool_sql: str, draw: str) -> str:
     return f"{pool_sql}[{draw} + 1]"
 
 
-# Form fields: (field_id, field_name, field_type, SQL expression of the field's JSON value)
-_FULL_FORM = [
-    ("fd_1", "Civilité", "gender", "gender_j"),
-    ("fd_2", "Prénom", "firstname", "firstname_j"),
-    ("fd_3", "Nom", "lastname", "lastname_j"),
-    ("fd_4", "E-mail", "email", "mail_j"),
-    ("fd_5", "Téléphone", "phone", "phone_j"),
-    ("fd_6", "Date de naissance", "birthdate", "birthdate_j"),
-    ("fd_7", "Adresse", "address-line-1", "address1_j"),
-    ("fd_8", "Complément d'adresse", "address-line-2", "address2_j"),
-    ("fd_9", "Code postal", "address-zip-code", "zip_j"),
-    ("fd_10", "Ville", "address-city", "city_j"),
-    ("fd_11", "Pays", "address-country", "country_j"),
-    ("fd_12", "Commentaire", None, "comment_j"),
-]
-_SHORT_FORM = [
-    ("fd_1", "Prénom", "firstname", "firstname_j"),
-    ("fd_2", "Adresse e-mail", "email", "mail_j"),
-    ("fd_3", "Mobile", "phone", "phone_j"),
-    ("fd_4", "Un mot pour nous ?", None, "comment_j"),
-]
-
-
 def _cat(*parts: str) -> str:
     """One variadic `concat(...)`: a single allocation per row, where a chain of `||` copies the
     growing line again at every step (quadratic in the number of pieces)."""
@@ -465,50 +242,83 @@ def _s(text: str) -> str:
     return _lit(text)
 
 
-def _form_sql(form_id: str, form_name: str, fields: list[tuple[str, str, str | None, str]]) -> str:
-    """SQL building the JSON text of a one-form `forms` list; `form_id`/`form_name` are SQL expressions."""
-    parts = [_s('[{"form_id":'), form_id, _s(',"form_name":'), form_name, _s(',"form_data":[')]
-    for n, (fid, fname, ftype, expr) in enumerate(fields):
-        static = (
-            "," if n else ""
-        ) + f'{{"field_id":{_j(fid)},"field_name":{_j(fname)},"field_type":{_j(ftype)},"field_value":'
-        parts += [_s(static), expr, _s("}")]
-    parts.append(_s("]}]"))
-    return _cat(*parts)
+@dataclass(frozen=True)
+class _Draws:
+    """The pseudo-random draws of event `i` for one (seed, day): draw `k` hashes `i * _DRAWS + k + base`.
 
-
-def _events_sql(day: dt.date, participations: int, seed: int, start: int, stop: int) -> str:
-    """A query of one VARCHAR column `line`: the JSON text of events start..stop-1 of the day.
-
-    The JSON is assembled as text: every value picked from a pool is pre-encoded in Python (`_jpool`),
-    generated values are ASCII without quotes or backslashes, so nothing needs escaping per row
-    (several times faster than building structs and calling `to_json`).
+    Hashing a key per (event, draw), rather than running a random generator along the rows, makes an
+    event depend on its number only: the part files are written in parallel and still hold exactly the
+    events one file would. Each part of the event owns its draw numbers, so a new draw in one part never
+    shifts another part's values: 1-6 the shared columns (content, names, publisher, place, email
+    suffix), 7 the content version, 8-20 the respondent, 21 the timestamp, 22-26 page URL and TC string,
+    27 and 100+ the questions, 28-30 and 200+ the optins, 31 the forms, 40-45 which optional fields
+    are there.
     """
-    accounts = [a["account_id"] for a in ACCOUNTS]
-    content_account_idx = [accounts.index(c["account_id"]) + 1 for c in CONTENTS]
-    account_optins = [[_j(o["optin_id"]) for o in OPTINS if o["account_id"] == a] for a in accounts]
-    versions = _lit([c["version"] for c in CONTENTS])
-    width = _id_width(participations)
-    # milliseconds per event slot: timestamps increase with the event number and stay inside the day
-    slot = max(1, 86_400_000 // max(participations, 1))
-    prefix = f"p_{day:%Y%m%d}_"
-    base = _hash_base(seed, day)
 
-    def r(k: int, n: int) -> str:
+    base: int
+
+    def key(self, k: int) -> str:
+        return f"i * {_DRAWS} + {k} + {self.base}"
+
+    def __call__(self, k: int, n: int) -> str:
         """A deterministic pseudo-random INTEGER in [0, n) for event `i` and draw `k`."""
-        return f"(hash(i * {_DRAWS} + {k} + {base}) % {n})::INTEGER"
+        return f"(hash({self.key(k)}) % {n})::INTEGER"
 
-    def optional(key: str, value: str, draw: str, absent_pct: int, null_pct: int) -> str:
-        """`,"key":<value>` usually; sometimes `,"key":null`; sometimes nothing at all."""
-        return (
-            f"CASE WHEN {draw} < {absent_pct} THEN '' "
-            f"WHEN {draw} < {absent_pct + null_pct} THEN {_s(f',{_j(key)}:null')} "
-            f"ELSE {_cat(_s(f',{_j(key)}:'), value)} END"
-        )
+
+_CONTENT_DRAW = 1  # also read by `generate_day` to tell which accounts a day's events belong to
+
+
+def _identity_sql(day: dt.date, participations: int, draw: _Draws) -> list[str]:
+    """The fields every event has: id, timestamp, account, content and version, publisher.
+
+    The id is the event's number zero-padded to one width for the day, so ids sort like the events. Each
+    event gets its own slot of the day and a drawn instant inside it: timestamps increase with the id
+    and stay inside the day whatever the count, as the landing zone promises. One event in ten is on
+    an older version of its content, because real participations straddle a content's edits.
+    """
+    slot = max(1, 86_400_000 // max(participations, 1))  # milliseconds per event
+    timestamp = (
+        f"strftime(DATE '{day.isoformat()}' + to_milliseconds((i * {slot} + {draw(21, slot)}) % 86400000), "
+        "'%Y-%m-%dT%H:%M:%S.%gZ')"
+    )
+    versions = _lit([c["version"] for c in CONTENTS])
+    return [
+        _s(f'{{"participation_id":"p_{day:%Y%m%d}_'),
+        f"lpad(i::VARCHAR, {_id_width(participations)}, '0')",
+        _s('","timestamp":"'),
+        timestamp,
+        _s('","account_id":'),
+        f"{_jpool([a['account_id'] for a in ACCOUNTS])}[ai]",
+        _s(',"content_id":'),
+        f"{_jpool([c['content_id'] for c in CONTENTS])}[ci]",
+        _s(',"content_version":'),
+        f"(CASE WHEN {draw(7, 10)} = 0 THEN greatest(1, {versions}[ci] - 1) ELSE {versions}[ci] END)::VARCHAR",
+        _s(',"publisher_id":'),
+        f"{_jpool([p['publisher_id'] for p in PUBLISHERS])}[pi + 1]",
+        _s(',"publisher_name":'),
+        f"{_jpool([p['name'] for p in PUBLISHERS])}[pi + 1]",
+    ]
+
+
+def _listing(count: str, item: Callable[[int], list[str]], most: int) -> str:
+    """`[item(0),...,item(count-1)]` for a count in 0..most: one CASE branch per length, because SQL has
+    no loop to build a JSON list as text."""
+    branches = []
+    for n in range(1, most + 1):
+        parts = [_s("[")]
+        for k in range(n):
+            parts += ([_s(",")] if k else []) + item(k)
+        branches.append(f"WHEN {n} THEN {_cat(*parts, _s(']'))}")
+    return f"CASE {count} WHEN 0 THEN '[]' {' '.join(branches)} END"
+
+
+def _questions_sql(draw: _Draws) -> str:
+    """The JSON `questions` list (0-3): the content decides which questions it asks, so every event of a
+    content asks the same ones, as on the platform; the answers are the respondent's, drawn."""
 
     def question(k: int) -> list[str]:
         qtext = _pick(_jpool(QUESTION_TEXTS), f"((ci * 3 + {k}) % {len(QUESTION_TEXTS)})")
-        answer = _pick(_jpool(ANSWER_TEXTS), r(100 + k, len(ANSWER_TEXTS)))
+        answer = _pick(_jpool(ANSWER_TEXTS), draw(100 + k, len(ANSWER_TEXTS)))
         return [
             _s(f'{{"question_id":"q_{k + 1}","question_text":'),
             qtext,
@@ -517,9 +327,17 @@ def _events_sql(day: dt.date, participations: int, seed: int, start: int, stop: 
             _s("}"),
         ]
 
+    return _listing(draw(27, 4), question, 3)
+
+
+def _optins_sql(draw: _Draws) -> str:
+    """The JSON `optins` list (0-3): consecutive optins of the event's account from a drawn start, so
+    they are distinct and never another account's (the exports rely on both); each accepted or refused,
+    its email the event's or null (optin_email_j)."""
+
     def optin(k: int) -> list[str]:
         optin_id = f"acc_optins[((optin_start + {k}) % len(acc_optins)) + 1]"
-        value = f"CASE WHEN {r(200 + k, 100)} < 62 THEN 'true' ELSE 'false' END"
+        value = f"CASE WHEN {draw(200 + k, 100)} < 62 THEN 'true' ELSE 'false' END"
         return [
             _s('{"optin_id":'),
             optin_id,
@@ -530,136 +348,199 @@ def _events_sql(day: dt.date, participations: int, seed: int, start: int, stop: 
             _s("}"),
         ]
 
-    def listing(count: str, item, most: int) -> str:
-        """`[item(0),...,item(count-1)]` for a count in 0..most."""
-        branches = []
-        for n in range(1, most + 1):
-            parts = [_s("[")]
-            for k in range(n):
-                parts += ([_s(",")] if k else []) + item(k)
-            branches.append(f"WHEN {n} THEN {_cat(*parts, _s(']'))}")
-        return f"CASE {count} WHEN 0 THEN '[]' {' '.join(branches)} END"
+    return _listing(f"least({draw(28, 4)}, len(acc_optins))", optin, 3)
 
+
+# What a form field may hold: the respondent's columns of `_rows_sql` (each `<value>_j`, JSON text).
+_FIELD_VALUES = (
+    "gender",
+    "firstname",
+    "lastname",
+    "mail",
+    "phone",
+    "birthdate",
+    "address1",
+    "address2",
+    "zip",
+    "city",
+    "country",
+    "comment",
+)
+
+
+def _field_value_sql(field: dict[str, str | None]) -> str:
+    """The column holding a form field's JSON value; a data file naming an unknown one fails here, with
+    the file and the field to fix, rather than as a DuckDB binder error about a missing column."""
+    value = field.get("value")
+    if value not in _FIELD_VALUES:
+        raise ValueError(
+            f"{_DATA}/{_POOLS_FILE}: form field {field.get('field_id')!r} has value {value!r}; "
+            f"use one of {', '.join(_FIELD_VALUES)}"
+        )
+    return f"{value}_j"
+
+
+def _form_sql(form_id: str, form_name: str, fields: list[dict[str, str | None]]) -> str:
+    """SQL building the JSON text of a one-form `forms` list; `form_id`/`form_name` are SQL expressions."""
+    parts = [_s('[{"form_id":'), form_id, _s(',"form_name":'), form_name, _s(',"form_data":[')]
+    for n, field in enumerate(fields):
+        static = ("," if n else "") + (
+            f'{{"field_id":{_j(field["field_id"])},"field_name":{_j(field["field_name"])},'
+            f'"field_type":{_j(field["field_type"])},"field_value":'
+        )
+        parts += [_s(static), _field_value_sql(field), _s("}")]
+    parts.append(_s("]}]"))
+    return _cat(*parts)
+
+
+def _forms_sql(draw: _Draws) -> str:
+    """The JSON `forms` list: the full form (four events in ten), the short one (three) or none. The
+    field values are the event's respondent, so a form's email is the event's email: the CRM export
+    falls back to it when the event has none."""
     form_names = _jpool(FORM_NAMES)
     full_form = _form_sql(
-        _cat(_s('"f_'), "ci::VARCHAR", _s('"')), _pick(form_names, f"(ci % {len(FORM_NAMES)})"), _FULL_FORM
+        _cat(_s('"f_'), "ci::VARCHAR", _s('"')), _pick(form_names, f"(ci % {len(FORM_NAMES)})"), FULL_FORM
     )
     short_form = _form_sql(
         _cat(_s('"f_'), "ci::VARCHAR", _s('_s"')),
         _pick(form_names, f"((ci + 1) % {len(FORM_NAMES)})"),
-        _SHORT_FORM,
+        SHORT_FORM,
     )
-    page_url = _cat(
+    return f"CASE WHEN {draw(31, 10)} < 4 THEN {full_form} WHEN {draw(31, 10)} < 7 THEN {short_form} ELSE '[]' END"
+
+
+def _page_url_sql(draw: _Draws) -> str:
+    """The JSON text of a publisher's article URL, sometimes with a query string holding commas."""
+    return _cat(
         _s('"'),
-        f"{_lit([s for _, _, s in PUBLISHERS])}[pi + 1]",
+        f"{_lit([p['site'] for p in PUBLISHERS])}[pi + 1]",
         _s("/article/"),
-        f"(1000 + {r(22, 9000)})::VARCHAR",
+        f"(1000 + {draw(22, 9000)})::VARCHAR",
         _s("-"),
-        _pick(_lit(["noel", "sport", "cuisine", "auto", "culture"]), r(23, 5)),
-        f"CASE WHEN {r(24, 4)} = 0 THEN '?utm_source=beop&utm_medium=embed&tags=a,b' ELSE '' END",
-        _s('"'),
-    )
-    tc_string = _cat(
-        _s('"CP'),
-        f"upper(to_hex(hash(i * {_DRAWS} + 25 + {base})))",
-        _s("AAAAA"),
-        f"upper(to_hex(hash(i * {_DRAWS} + 26 + {base})))",
-        _s('.YAAAAAAAAAAA"'),
-    )
-    timestamp = (
-        f"strftime(DATE '{day.isoformat()}' + to_milliseconds((i * {slot} + {r(21, slot)}) % 86400000), "
-        "'%Y-%m-%dT%H:%M:%S.%gZ')"
-    )
-    line = _cat(
-        _s(f'{{"participation_id":"{prefix}'),
-        f"lpad(i::VARCHAR, {width}, '0')",
-        _s('","timestamp":"'),
-        timestamp,
-        _s('","account_id":'),
-        f"{_jpool(accounts)}[ai]",
-        _s(',"content_id":'),
-        f"{_jpool([c['content_id'] for c in CONTENTS])}[ci]",
-        _s(',"content_version":'),
-        f"(CASE WHEN {r(7, 10)} = 0 THEN greatest(1, {versions}[ci] - 1) ELSE {versions}[ci] END)::VARCHAR",
-        _s(',"publisher_id":'),
-        f"{_jpool([p for p, _, _ in PUBLISHERS])}[pi + 1]",
-        _s(',"publisher_name":'),
-        f"{_jpool([n for _, n, _ in PUBLISHERS])}[pi + 1]",
-        optional("page_url", page_url, r(40, 100), 5, 5),
-        optional("tc_string", tc_string, r(41, 100), 8, 7),
-        optional("email", "mail_j", r(42, 100), 6, 9),
-        optional("questions", listing(r(27, 4), question, 3), r(43, 100), 10, 5),
-        optional("optins", listing(f"least({r(28, 4)}, len(acc_optins))", optin, 3), r(44, 100), 5, 5),
-        optional(
-            "forms",
-            f"CASE WHEN {r(31, 10)} < 4 THEN {full_form} WHEN {r(31, 10)} < 7 THEN {short_form} ELSE '[]' END",
-            r(45, 100),
-            5,
-            5,
-        ),
-        _s("}"),
-    )
-    mail = _cat(
-        _pick(_lit([a for _, a, _ in FIRST_NAMES]), "fi"),
-        _s("."),
-        _pick(_lit([a for _, a in LAST_NAMES]), "li"),
-        "CASE WHEN pct < 50 THEN '' ELSE (pct % 97)::VARCHAR END",
-        _s("@"),
-        _pick(_lit(EMAIL_DOMAINS), r(8, len(EMAIL_DOMAINS))),
-    )
-    phone = (
-        f"printf('\"+33 %d %02d %02d %02d %02d\"', 6 + {r(9, 2)}, {r(10, 100)}, {r(11, 100)}, "
-        f"{r(12, 100)}, {r(13, 100)})"
-    )
-    birthdate = f"printf('\"%04d-%02d-%02d\"', 1950 + {r(14, 56)}, 1 + {r(15, 12)}, 1 + {r(16, 28)})"
-    address1 = _cat(
-        _s('"'),
-        f"(1 + {r(17, 180)})::VARCHAR",
-        _s(", "),
-        _pick(_lit([_j(s)[1:-1] for s in STREETS]), r(18, len(STREETS))),
+        _pick(_lit(PAGE_TOPICS), draw(23, len(PAGE_TOPICS))),
+        f"CASE WHEN {draw(24, 4)} = 0 THEN '?utm_source=beop&utm_medium=embed&tags=a,b' ELSE '' END",
         _s('"'),
     )
 
+
+def _tc_string_sql(draw: _Draws) -> str:
+    """The JSON text of a consent string shaped like a TCF one (its content is never decoded)."""
+    return _cat(
+        _s('"CP'),
+        f"upper(to_hex(hash({draw.key(25)})))",
+        _s("AAAAA"),
+        f"upper(to_hex(hash({draw.key(26)})))",
+        _s('.YAAAAAAAAAAA"'),
+    )
+
+
+def _optional(key: str, value: str, draw: str, absent_pct: int, null_pct: int) -> str:
+    """`,"key":<value>` usually; sometimes `,"key":null`; sometimes nothing at all."""
+    return (
+        f"CASE WHEN {draw} < {absent_pct} THEN '' "
+        f"WHEN {draw} < {absent_pct + null_pct} THEN {_s(f',{_j(key)}:null')} "
+        f"ELSE {_cat(_s(f',{_j(key)}:'), value)} END"
+    )
+
+
+def _optional_fields_sql(draw: _Draws) -> list[str]:
+    """The fields an event may lack. Each is missing a few events in a hundred and null a few others,
+    because the landing zone allows both and the exports must treat them alike."""
+    return [
+        _optional("page_url", _page_url_sql(draw), draw(40, 100), 5, 5),
+        _optional("tc_string", _tc_string_sql(draw), draw(41, 100), 8, 7),
+        _optional("email", "mail_j", draw(42, 100), 6, 9),
+        _optional("questions", _questions_sql(draw), draw(43, 100), 10, 5),
+        _optional("optins", _optins_sql(draw), draw(44, 100), 5, 5),
+        _optional("forms", _forms_sql(draw), draw(45, 100), 5, 5),
+    ]
+
+
+def _mail_sql(draw: _Draws) -> str:
+    """The respondent's address, built from the ASCII forms of the names: generated values stay free of
+    quotes and backslashes, so they go into the JSON text unescaped."""
+    return _cat(
+        _pick(_lit([f["email_form"] for f in FIRST_NAMES]), "fi"),
+        _s("."),
+        _pick(_lit([n["email_form"] for n in LAST_NAMES]), "li"),
+        "CASE WHEN pct < 50 THEN '' ELSE (pct % 97)::VARCHAR END",
+        _s("@"),
+        _pick(_lit(EMAIL_DOMAINS), draw(8, len(EMAIL_DOMAINS))),
+    )
+
+
+def _rows_sql(draw: _Draws, start: int, stop: int) -> str:
+    """The CTE `ev`: events start..stop-1 with the values several parts of the event share.
+
+    The content (hence the account and its optins), the publisher and the respondent are drawn once per
+    event, here, so that the event's email, its optins' email and its form's fields describe the same
+    person. Columns ending in `_j` already hold JSON text.
+    """
+    accounts = [a["account_id"] for a in ACCOUNTS]
+    content_account_idx = [accounts.index(c["account_id"]) + 1 for c in CONTENTS]
+    account_optins = [[_j(o["optin_id"]) for o in OPTINS if o["account_id"] == a] for a in accounts]
+    phone = (
+        f"printf('\"+33 %d %02d %02d %02d %02d\"', 6 + {draw(9, 2)}, {draw(10, 100)}, {draw(11, 100)}, "
+        f"{draw(12, 100)}, {draw(13, 100)})"
+    )
+    birthdate = f"printf('\"%04d-%02d-%02d\"', 1950 + {draw(14, 56)}, 1 + {draw(15, 12)}, 1 + {draw(16, 28)})"
+    address1 = _cat(
+        _s('"'),
+        f"(1 + {draw(17, 180)})::VARCHAR",
+        _s(", "),
+        _pick(_lit([_j(s)[1:-1] for s in STREETS]), draw(18, len(STREETS))),
+        _s('"'),
+    )
     return f"""
 WITH b AS (
     SELECT
         i,
-        {r(1, len(CONTENTS))} + 1 AS ci,
-        {r(2, len(FIRST_NAMES))} AS fi,
-        {r(3, len(LAST_NAMES))} AS li,
-        {r(4, len(PUBLISHERS))} AS pi,
-        {r(5, len(PLACES))} AS place,
-        {r(6, 100)} AS pct
+        {draw(_CONTENT_DRAW, len(CONTENTS))} + 1 AS ci,
+        {draw(2, len(FIRST_NAMES))} AS fi,
+        {draw(3, len(LAST_NAMES))} AS li,
+        {draw(4, len(PUBLISHERS))} AS pi,
+        {draw(5, len(PLACES))} AS place,
+        {draw(6, 100)} AS pct
     FROM range({start}, {stop}) t(i)
 ), e AS (
     SELECT
         i, ci, pi, place,
         {_lit(content_account_idx)}[ci] AS ai,
-        {_pick(_jpool([f for f, _, _ in FIRST_NAMES]), "fi")} AS firstname_j,
-        {_pick(_jpool([g for _, _, g in FIRST_NAMES]), "fi")} AS gender_j,
-        {_pick(_jpool([n for n, _ in LAST_NAMES]), "li")} AS lastname_j,
-        {mail} AS mail
+        {_pick(_jpool([f["name"] for f in FIRST_NAMES]), "fi")} AS firstname_j,
+        {_pick(_jpool([f["gender"] for f in FIRST_NAMES]), "fi")} AS gender_j,
+        {_pick(_jpool([n["name"] for n in LAST_NAMES]), "li")} AS lastname_j,
+        {_mail_sql(draw)} AS mail
     FROM b
 ), ev AS (
     SELECT
         *,
         concat('"', mail, '"') AS mail_j,
-        CASE WHEN {r(30, 10)} < 7 THEN concat('"', mail, '"') ELSE 'null' END AS optin_email_j,
+        CASE WHEN {draw(30, 10)} < 7 THEN concat('"', mail, '"') ELSE 'null' END AS optin_email_j,
         {_lit(account_optins)}[ai] AS acc_optins,
-        {r(29, 16)} AS optin_start,
+        {draw(29, 16)} AS optin_start,
         {phone} AS phone_j,
         {birthdate} AS birthdate_j,
         {address1} AS address1_j,
-        {_pick(_jpool(ADDRESS_LINE_2), r(19, len(ADDRESS_LINE_2)))} AS address2_j,
-        {_pick(_jpool([z for z, _, _ in PLACES]), "place")} AS zip_j,
-        {_pick(_jpool([c for _, c, _ in PLACES]), "place")} AS city_j,
-        {_pick(_jpool([k for _, _, k in PLACES]), "place")} AS country_j,
-        {_pick(_jpool(COMMENTS), r(20, len(COMMENTS)))} AS comment_j
+        {_pick(_jpool(ADDRESS_LINE_2), draw(19, len(ADDRESS_LINE_2)))} AS address2_j,
+        {_pick(_jpool([p["zip_code"] for p in PLACES]), "place")} AS zip_j,
+        {_pick(_jpool([p["city"] for p in PLACES]), "place")} AS city_j,
+        {_pick(_jpool([p["country"] for p in PLACES]), "place")} AS country_j,
+        {_pick(_jpool(COMMENTS), draw(20, len(COMMENTS)))} AS comment_j
     FROM e
 )
-SELECT {line} AS line
-FROM ev
 """
+
+
+def _events_sql(day: dt.date, participations: int, seed: int, start: int, stop: int) -> str:
+    """A query of one VARCHAR column `line`: the JSON text of events start..stop-1 of the day.
+
+    The JSON is assembled as text: every value picked from a pool is pre-encoded in Python (`_jpool`),
+    generated values are ASCII without quotes or backslashes, so nothing needs escaping per row
+    (several times faster than building structs and calling `to_json`).
+    """
+    draw = _Draws(_hash_base(seed, day))
+    line = _cat(*_identity_sql(day, participations, draw), *_optional_fields_sql(draw), _s("}"))
+    return f"{_rows_sql(draw, start, stop)}SELECT {line} AS line\nFROM ev\n"
 
 
 def _copy_lines(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
@@ -785,12 +666,9 @@ def generate_day(
 
     used_accounts: tuple[str, ...] = ()
     if participations:
-        base = _hash_base(seed, day)
+        content = _Draws(_hash_base(seed, day))(_CONTENT_DRAW, len(CONTENTS))
         with duckdb.connect() as con:
-            rows = con.execute(
-                f"SELECT DISTINCT (hash(i * {_DRAWS} + 1 + {base}) % {len(CONTENTS)})::INTEGER "
-                f"FROM range({participations}) t(i)"
-            ).fetchall()
+            rows = con.execute(f"SELECT DISTINCT {content} FROM range({participations}) t(i)").fetchall()
         used = {CONTENTS[row[0]]["account_id"] for row in rows}
         used_accounts = tuple(a["account_id"] for a in ACCOUNTS if a["account_id"] in used)
 
