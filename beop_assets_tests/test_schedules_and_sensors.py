@@ -17,6 +17,7 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -239,9 +240,42 @@ def test_registry_sensor_adds_a_partition_per_enabled_export(instance, registry)
     apply_partition_requests(instance, result)
     assert partitions(instance) == {"specific_exports": {"acme-crm"}, "global_exports": {"acme-all"}}
 
-    again = tick(sensor("export_registry_sensor"), instance, registry)
+    again = tick(sensor("export_registry_sensor"), instance, registry, cursor=result.cursor)
     assert not again.dynamic_partitions_requests
-    assert again.skip_message == "registry and partitions already in sync"
+    assert again.skip_message.startswith("registry unchanged since the last sync")
+    fresh = tick(sensor("export_registry_sensor"), instance, registry)  # no cursor: compared in full
+    assert not fresh.dynamic_partitions_requests
+    assert fresh.skip_message == "registry and partitions already in sync"
+
+
+def test_registry_sensor_of_thousands_of_exports_compares_once_per_change(instance, tmp_path, monkeypatch):
+    """Issue 24: with 4,000 exports, an unchanged registry costs one cheap comparison per tick (no
+    partition query, no validation), and an edit reaches the partitions at the next tick."""
+    from beop_assets.exports import registry as registry_module
+    from beop_assets_tests.fixtures import many_exports
+
+    landing = tmp_path / "landing"
+    many_exports.write_reference(landing, 4000)
+    path = many_exports.write_registry(tmp_path / "exports.yaml", 4000)
+    resource = ExportRegistry(path=str(path), landing=str(landing))
+    holder = SimpleNamespace(resource=resource)
+    first = tick(sensor("export_registry_sensor"), instance, holder)
+    apply_partition_requests(instance, first)
+    assert sum(len(p) for p in partitions(instance).values()) == 4000
+
+    queries, validations = [], []
+    real_query, real_check = instance.get_dynamic_partitions, registry_module.check_tenancy
+    monkeypatch.setattr(instance, "get_dynamic_partitions", lambda name: queries.append(name) or real_query(name))
+    monkeypatch.setattr(registry_module, "check_tenancy", lambda *a: validations.append(1) or real_check(*a))
+    for _ in range(3):
+        quiet = tick(sensor("export_registry_sensor"), instance, holder, cursor=first.cursor)
+        assert quiet.skip_message.startswith("registry unchanged") and not quiet.dynamic_partitions_requests
+    assert queries == [] and validations == []
+
+    path.write_text(yaml.safe_dump({"exports": many_exports.entries(4000)[1:]}, sort_keys=False), encoding="utf-8")
+    edited = tick(sensor("export_registry_sensor"), instance, holder, cursor=first.cursor)
+    (request,) = edited.dynamic_partitions_requests
+    assert isinstance(request, DeleteDynamicPartitionsRequest) and len(request.partition_keys) == 1
 
 
 def test_registry_sensor_removes_deleted_and_disabled_exports_and_adds_new_ones(instance, registry):

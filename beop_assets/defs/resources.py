@@ -48,6 +48,10 @@ class ExportRegistry(ConfigurableResource):
         """The whole registry, as its source and the reference data are now."""
         return registry_cache.load(self.source(), self.landing)
 
+    def fingerprint(self) -> str | None:
+        """Changes whenever the registry or the reference data does (exports/registry_cache.py)."""
+        return registry_cache.fingerprint(self.source(), self.landing)
+
     def exports_for(self, export_ids: Collection[str]) -> Registry:
         """Only these exports, read and validated alone (a run pays for its own exports only)."""
         return registry_cache.exports_for(self.source(), self.landing, export_ids)

@@ -167,6 +167,17 @@ def _load(source: RegistrySource, landing: str, ids: frozenset[str] | None) -> R
     return _copy(registry)
 
 
+def fingerprint(source: RegistrySource, landing: str) -> str | None:
+    """A short string that changes whenever the registry or the reference data changes (one revision
+    query or file digest, and the reference files' identities): what a sensor compares to know, cheaply,
+    that nothing changed. None when it cannot be told (a source or a reference file unreadable)."""
+    try:
+        parts = (source.key, source.revision(), landing, reference_identity(landing))
+    except (RegistrySourceUnavailable, _Uncacheable):
+        return None
+    return hashlib.blake2b(repr(parts).encode(), digest_size=12).hexdigest()
+
+
 def load(source: RegistrySource, landing: str) -> Registry:
     """The whole registry, validated against the landing zone's reference data (once per revision)."""
     return _load(source, landing, None)

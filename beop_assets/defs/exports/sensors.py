@@ -14,6 +14,7 @@ included, and costs two event-log queries per export kind.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, date, datetime, timedelta
 
 from dagster import (
@@ -45,6 +46,9 @@ IN_FLIGHT = [
     DagsterRunStatus.STARTED,
 ]
 PAGE = 1000
+# The registry sensor compares the partitions with the registry in full at least this often, even when
+# the registry did not change.
+RESYNC_S = 600
 
 
 def registry_partition_requests(registry_resource: ExportRegistry, instance) -> tuple[list, list[str]]:
@@ -73,15 +77,25 @@ def registry_partition_requests(registry_resource: ExportRegistry, instance) -> 
     description="Keeps the specific_exports and global_exports partitions equal to the registry file.",
 )
 def export_registry_sensor(context: SensorEvaluationContext, registry: ExportRegistry):
+    # One cheap comparison per tick: the registry's fingerprint (its revision and the reference data's
+    # identity) against the last synced one. The partitions are compared in full only when it changed,
+    # and at least every RESYNC_S (in case someone edited them by hand), so a platform of 10,000 exports
+    # is not re-read every 15 s and an edit reaches the partitions within one tick.
+    fingerprint = registry.fingerprint()
+    last, _, synced_at = (context.cursor or "").partition("@")
+    now = time.time()
+    if fingerprint and fingerprint == last and synced_at and now - float(synced_at) < RESYNC_S:
+        return SkipReason(f"registry unchanged since the last sync (fingerprint {fingerprint})")
     try:
         requests, changes = registry_partition_requests(registry, context.instance)
     except ValueError as exc:
         # A malformed registry must not wipe every export: keep the partitions as they are.
         return SkipReason(f"registry unreadable, partitions kept as they were: {exc}")
+    cursor = f"{fingerprint}@{now:.0f}" if fingerprint else None
     if not requests:
-        return SkipReason("registry and partitions already in sync")
-    context.log.info(f"registry changes: {', '.join(changes)}")
-    return SensorResult(dynamic_partitions_requests=requests)
+        return SensorResult(skip_reason="registry and partitions already in sync", cursor=cursor)
+    context.log.info(f"registry changes: {len(changes)}: {', '.join(changes[:50])}")
+    return SensorResult(dynamic_partitions_requests=requests, cursor=cursor)
 
 
 # --------------------------------------------------------------------------------------------------
