@@ -38,6 +38,7 @@ DEFAULT_DAGSTER_HOME = ".dagster_home"
 # - every run's events go into one SQLite file ($DAGSTER_HOME/event_log.db, WAL, shared by concurrent
 #   runs through SQLite's busy timeout) instead of a new database per run: creating and migrating that
 #   database was a large part of a small export's run (bench/README.md, "Per-export cost");
+# - sensors are evaluated side by side (threads), so the delivery sensor never holds up the others;
 # - steps' stdout/stderr are not captured to files (two tailing threads per step): the product logs
 #   through Dagster's structured log, which the UI shows; put a `compute_logs` section back to capture.
 INSTANCE_YAML = """\
@@ -46,6 +47,10 @@ concurrency:
     default_limit: 1
   runs:
     max_concurrent_runs: 4
+sensors:
+  use_threads: true
+  num_workers: 4
+  num_submit_workers: 4
 telemetry:
   enabled: false
 event_log_storage:
