@@ -1,15 +1,14 @@
-"""The daily job as the CLI runs it: load the day, then one Dagster run per export.
+"""The daily job as the CLI runs it: load the day, then the night's batched delivery runs.
 
 Every run is recorded in the Dagster instance ($DAGSTER_HOME), exactly as the nightly schedule and
 its delivery sensor would record it, so the UI shows CLI runs and scheduled runs alike.
 
-The export runs are executed by a few worker processes side by side ($BEOP_DELIVERY_WORKERS, default
-one per core): a small export's run is mostly Dagster's and the transports' own Python work, which
-one process cannot spread over two cores, and each worker pays the import of the definitions once
-for all its runs instead of once per run. Each export still gets its own run and partition, so a
-failing export fails only its run; a worker that dies takes down no other export's outcome (the
-exports it had not reported are retried, each in a process of its own, then reported by name). An
-ephemeral (in-memory) instance cannot be shared between processes: its runs execute one by one.
+The exports are delivered by the same runs as the night's (exports/batch.py): ranges of contiguous
+exports, each export reported on its own partition, so a failing export fails only itself. A couple of
+ranges run side by side in worker processes ($BEOP_DELIVERY_WORKERS, default one per core): Dagster's
+own work in a run is Python that one process cannot spread over two cores. A worker that dies fails
+the exports of its range, by name. An ephemeral (in-memory) instance cannot be shared between
+processes: its runs execute one by one. `run` re-delivers what it is asked for, delivered or not.
 """
 
 from __future__ import annotations
@@ -17,8 +16,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -26,7 +24,9 @@ from pathlib import Path
 from dagster import DagsterEventType, DagsterInstance, Definitions, ExecuteInProcessResult
 
 from beop_assets import settings
+from beop_assets.defs.exports.batch import BATCH_SIZE, REDELIVER_TAG
 from beop_assets.defs.exports.jobs import EXPORT_MODES
+from beop_assets.defs.exports.sensors import RANGE_END, RANGE_START
 from beop_assets.defs.model.jobs import LOAD_JOB
 from beop_assets.defs.partitions import Partitions, export_day_key
 from beop_assets.defs.step_errors import product_message
@@ -38,6 +38,7 @@ DEFAULT_DAGSTER_HOME = ".dagster_home"
 # - every run's events go into one SQLite file ($DAGSTER_HOME/event_log.db, WAL, shared by concurrent
 #   runs through SQLite's busy timeout) instead of a new database per run: creating and migrating that
 #   database was a large part of a small export's run (bench/README.md, "Per-export cost");
+# - sensors are evaluated side by side (threads), so the delivery sensor never holds up the others;
 # - steps' stdout/stderr are not captured to files (two tailing threads per step): the product logs
 #   through Dagster's structured log, which the UI shows; put a `compute_logs` section back to capture.
 INSTANCE_YAML = """\
@@ -46,6 +47,10 @@ concurrency:
     default_limit: 1
   runs:
     max_concurrent_runs: 4
+sensors:
+  use_threads: true
+  num_workers: 4
+  num_submit_workers: 4
 telemetry:
   enabled: false
 event_log_storage:
@@ -180,55 +185,58 @@ def deliver(
     workers: int,
     defs: Definitions | None = None,
 ) -> list[Outcome]:
-    """One run per (export, mode) of `targets`, outcomes in the order of `targets`."""
-    workers = min(workers, len(targets))
-    if workers <= 1 or dagster_instance.is_ephemeral:
+    """Every (export, mode) of `targets` through the night's batched runs (ranges of contiguous exports,
+    a few side by side); outcomes in the order of `targets`."""
+    ranges = _ranges(day, targets, dagster_instance, max(1, workers))
+    done: dict[str, Outcome] = {}
+    if max(1, workers) == 1 or len(ranges) == 1 or dagster_instance.is_ephemeral:
         from beop_assets.definitions import defs as load_definitions
 
         defs = defs or load_definitions()
-        return [_deliver_one(day, export_id, mode, dagster_instance, defs) for export_id, mode in targets]
-    done: dict[str, Outcome] = {}
+        for mode, ids in ranges:
+            done.update((o.export_id, o) for o in _deliver_range(day, mode, ids, dagster_instance, defs))
+        return [done[export_id] for export_id, _ in targets]
+    # spawn, not fork: the parent holds Dagster's and gRPC's threads, which a fork would copy mid-state.
+    context = multiprocessing.get_context("spawn")
     home = dagster_instance.root_directory
-    lost = _deliver_in_pool(day, targets, home, workers, done)
-    if lost:
-        # A worker died (a crash, the OOM killer) and the pool with it: every export it had not
-        # reported is retried in a process of its own, so the export that kills its process fails alone.
-        with ThreadPoolExecutor(workers) as threads:
-            for export_id, mode, outcome in threads.map(lambda t: (*t, _deliver_alone(day, t, home)), lost):
-                done[export_id] = outcome or Outcome(
-                    export_id, mode, "failed", error="the process delivering this export died; see its run in the UI"
-                )
+    with ProcessPoolExecutor(
+        min(workers, len(ranges)), mp_context=context, initializer=_worker_start, initargs=(home,)
+    ) as pool:
+        futures: dict[Future, tuple[str, list[str]]] = {
+            pool.submit(_worker_deliver, day, mode, ids): (mode, ids) for mode, ids in ranges
+        }
+        for future in futures:
+            mode, ids = futures[future]
+            try:
+                done.update((o.export_id, o) for o in future.result())
+            except Exception as exc:  # a worker that died (BrokenProcessPool) or could not start the run
+                for export_id in ids:
+                    done[export_id] = Outcome(
+                        export_id, mode, "failed", error=f"the process delivering this export failed: {exc}"
+                    )
     return [done[export_id] for export_id, _ in targets]
 
 
-def _deliver_alone(day: date, target: tuple[str, str], home: str) -> Outcome | None:
-    done: dict[str, Outcome] = {}
-    _deliver_in_pool(day, [target], home, 1, done)
-    return done.get(target[0])
-
-
-def _deliver_in_pool(
-    day: date, targets: list[tuple[str, str]], home: str, workers: int, done: dict[str, Outcome]
-) -> list[tuple[str, str]]:
-    """Deliver `targets` with `workers` processes; return those whose process died before reporting."""
-    # spawn, not fork: the parent holds Dagster's and gRPC's threads, which a fork would copy mid-state.
-    context = multiprocessing.get_context("spawn")
-    lost: list[tuple[str, str]] = []
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start, initargs=(home,)) as pool:
-        futures: dict[Future, tuple[str, str]] = {
-            pool.submit(_worker_deliver, day, export_id, mode): (export_id, mode) for export_id, mode in targets
-        }
-        while futures:
-            finished, _ = wait(futures, return_when=FIRST_COMPLETED)
-            for future in finished:
-                export_id, mode = futures.pop(future)
-                try:
-                    done[export_id] = future.result()
-                except BrokenProcessPool:
-                    lost.append((export_id, mode))
-                except Exception as exc:  # the worker could not even start the run: this export only
-                    done[export_id] = Outcome(export_id, mode, "failed", error=f"{type(exc).__name__}: {exc}")
-    return lost
+def _ranges(
+    day: date, targets: list[tuple[str, str]], dagster_instance: DagsterInstance, workers: int
+) -> list[tuple[str, list[str]]]:
+    """(mode, export ids) of each run: contiguous in the partitions' insertion order (what a range is),
+    at most BATCH_SIZE, and cut so that `workers` processes share the work."""
+    ranges: list[tuple[str, list[str]]] = []
+    for mode, spec in EXPORT_MODES.items():
+        wanted = {export_id for export_id, m in targets if m == mode}
+        if not wanted:
+            continue
+        size = max(1, min(BATCH_SIZE, -(-len(wanted) // workers)))
+        segment: list[str] = []
+        for export_id in [*dagster_instance.get_dynamic_partitions(spec.partitions_name), None]:
+            if export_id in wanted and len(segment) < size:
+                segment.append(export_id)
+                continue
+            if segment:
+                ranges.append((mode, segment))
+            segment = [export_id] if export_id in wanted else []
+    return ranges
 
 
 # A worker process's instance and definitions: made once by `_worker_start`, used by each run it executes.
@@ -242,38 +250,69 @@ def _worker_start(home: str) -> None:
     _worker = (DagsterInstance.from_config(home), defs())
 
 
-def _worker_deliver(day: date, export_id: str, mode: str) -> Outcome:
+def _worker_deliver(day: date, mode: str, export_ids: list[str]) -> list[Outcome]:
     assert _worker is not None
-    return _deliver_one(day, export_id, mode, *_worker)
+    return _deliver_range(day, mode, export_ids, *_worker)
 
 
-def _deliver_one(day: date, export_id: str, mode: str, dagster_instance: DagsterInstance, defs: Definitions) -> Outcome:
+def _deliver_range(
+    day: date, mode: str, export_ids: list[str], dagster_instance: DagsterInstance, defs: Definitions
+) -> list[Outcome]:
+    """One batched run delivering the contiguous range `export_ids`, again even if delivered (the operator asked)."""
     job = defs.resolve_job_def(EXPORT_MODES[mode].job_name)
     result = job.execute_in_process(
-        partition_key=str(export_day_key(day, export_id)),
         instance=dagster_instance,
         raise_on_error=False,
-        tags={"beop/trigger": "cli"},
+        tags={
+            RANGE_START: str(export_day_key(day, export_ids[0])),
+            RANGE_END: str(export_day_key(day, export_ids[-1])),
+            "beop/trigger": "cli",
+            REDELIVER_TAG: "true",
+        },
         run_config=QUIET,
     )
-    return _outcome(export_id, mode, result)
+    return _outcomes(day, mode, export_ids, result)
 
 
-def _outcome(export_id: str, mode: str, result: ExecuteInProcessResult) -> Outcome:
-    if not result.success:
-        return Outcome(export_id, mode, "failed", error=_root_error(result), run_id=result.run_id)
-    outcome = Outcome(export_id, mode, "delivered", run_id=result.run_id)
+def _outcomes(day: date, mode: str, export_ids: list[str], result: ExecuteInProcessResult) -> list[Outcome]:
+    """Each export's outcome from its own events: its materialization, its checks, else its failed attempt."""
+    by_key = {str(export_day_key(day, e)): Outcome(e, mode, "failed", run_id=result.run_id) for e in export_ids}
     for event in result.all_events:
         if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
-            meta = event.step_materialization_data.materialization.metadata
+            materialization = event.step_materialization_data.materialization
+            outcome = by_key.get(str(materialization.partition))
+            if outcome is None:
+                continue
+            meta = materialization.metadata
             file_name, rows = meta.get("file_name"), meta.get("rows")
+            outcome.status = "delivered" if outcome.status == "failed" else outcome.status
             outcome.file_name = str(file_name.value) if file_name is not None else None
             outcome.rows = int(rows.value) if rows is not None and isinstance(rows.value, int) else None
         elif event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
             evaluation = event.asset_check_evaluation_data
-            if not evaluation.passed:
+            outcome = by_key.get(str(evaluation.partition))
+            if outcome is not None and not evaluation.passed:
                 outcome.status = "unverified"
                 outcome.error = (
                     (outcome.error + "; ") if outcome.error else ""
                 ) + f"check {evaluation.check_name} failed"
-    return outcome
+    failed = [o for o in by_key.values() if o.status == "failed"]
+    if failed:
+        attempts = _attempts_of_run(day, result.run_id)
+        for outcome in failed:
+            outcome.error = attempts.get(outcome.export_id) or _root_error(result)
+    return list(by_key.values())
+
+
+def _attempts_of_run(day: date, run_id: str) -> dict[str, str]:
+    """The error of each export's failed attempt in this run, from the delivery ledger."""
+    from beop_assets.delivery import ledger
+
+    config = settings.current()
+    rows = ledger.history(day=day, root=config.ledger, status="failed", limit=1_000_000)
+    return {r.export_id: _first_line(r.error) for r in reversed(rows) if r.run_id == run_id and r.error}
+
+
+def _first_line(error: str) -> str:
+    message = error.split(": ", 1)[1] if error.split(": ", 1)[0].endswith("Error") else error
+    return message.splitlines()[0]

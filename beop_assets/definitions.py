@@ -35,6 +35,7 @@ from beop_assets.defs.resources import (
     locked,
     locked_io_manager,
 )
+from beop_assets.exports.delivery_schedule import RetrySchedule
 
 DEFAULT_DEADLINE = time(6, 0)
 
@@ -61,6 +62,7 @@ def build_resources(config: settings.Settings) -> dict[str, Any]:
     retention_days, retention_problem = _usable(lambda: config.retention_days)
     deadline, deadline_problem = _usable(lambda: config.missed_day_deadline)
     lookback, lookback_problem = _usable(lambda: config.delivery_lookback_days)
+    retry_schedule, retry_problem = _usable(lambda: config.retry_schedule)
     channels, alerts_problem = _usable(lambda: config.alerts)
     # Every delivery needs these: an unusable one stops the code location (and `validate --settings-only`).
     retry = config.delivery_retry
@@ -86,7 +88,13 @@ def build_resources(config: settings.Settings) -> dict[str, Any]:
             minute=(deadline or DEFAULT_DEADLINE).minute,
             problem=deadline_problem,
         ),
-        "delivery_policy": DeliveryPolicy(lookback_days=lookback or 7, problem=lookback_problem),
+        "delivery_policy": DeliveryPolicy(
+            lookback_days=lookback or 7,
+            retry_first_minutes=(retry_schedule or RetrySchedule()).first_minutes,
+            retry_max_minutes=(retry_schedule or RetrySchedule()).max_minutes,
+            retry_permanent_minutes=(retry_schedule or RetrySchedule()).permanent_minutes,
+            problem=lookback_problem or retry_problem,
+        ),
         "alert_channels": Alerts(
             **(
                 {

@@ -17,6 +17,12 @@ from typing import TYPE_CHECKING
 
 from beop_assets.cloud_storage import GsUrl, is_gs
 from beop_assets.delivery.retry import DEFAULT_ATTEMPTS, DEFAULT_BACKOFF_S, RetryPolicy
+from beop_assets.exports.delivery_schedule import (
+    DEFAULT_FIRST_MINUTES,
+    DEFAULT_MAX_MINUTES,
+    DEFAULT_PERMANENT_MINUTES,
+    RetrySchedule,
+)
 
 if TYPE_CHECKING:
     from beop_assets.operations.alerts import AlertSettings
@@ -186,6 +192,19 @@ class Settings:
     @property
     def delivery_lookback_days(self) -> int:
         return _positive_int(self.env, "BEOP_DELIVERY_LOOKBACK_DAYS", DEFAULT_DELIVERY_LOOKBACK_DAYS)
+
+    @property
+    def retry_schedule(self) -> RetrySchedule:
+        """When the night asks a failed (day, export) again (exports/delivery_schedule.py): the first wait
+        BEOP_RETRY_FIRST_MINUTES, doubling up to BEOP_RETRY_MAX_MINUTES; BEOP_RETRY_PERMANENT_MINUTES for a
+        failure that waiting cannot fix."""
+        return RetrySchedule(
+            first_minutes=_positive_int(self.env, "BEOP_RETRY_FIRST_MINUTES", int(DEFAULT_FIRST_MINUTES), "minutes"),
+            max_minutes=_positive_int(self.env, "BEOP_RETRY_MAX_MINUTES", int(DEFAULT_MAX_MINUTES), "minutes"),
+            permanent_minutes=_positive_int(
+                self.env, "BEOP_RETRY_PERMANENT_MINUTES", int(DEFAULT_PERMANENT_MINUTES), "minutes"
+            ),
+        )
 
     @property
     def missed_day_deadline(self) -> time:

@@ -120,8 +120,11 @@ def test_a_failing_export_never_stops_the_others(product):
     assert outcomes["foreign-campaign"].status == "failed"
     assert "cmp_2" in outcomes["foreign-campaign"].error and "another account" in outcomes["foreign-campaign"].error
     failed = {d.export_id: d for d in ledger.history(status="failed", root=ledger_at())}
-    assert set(failed) == {"missing-dir", "missing-bucket"}  # config faults fail before any delivery
+    assert set(failed) == {"missing-dir", "missing-bucket", "foreign-campaign"}  # each attempt is on record
     assert "/no/such/dir" in failed["missing-dir"].error
+    # A config fault fails before any delivery: its attempt has no file and names its fault (the retry
+    # schedule reads it as one that waiting cannot fix).
+    assert failed["foreign-campaign"].file_name == "" and failed["foreign-campaign"].error.startswith("RegistryError")
 
 
 def test_an_empty_day_still_delivers_a_header_and_an_empty_gzip(product):

@@ -1,5 +1,6 @@
-"""The four delivery checks of a mode run as one step (`checks._run_checks`): a check that raises must
-not hide the others' results, and must still fail the step (so the run fails and alerts as before).
+"""The four delivery checks of a mode are evaluated together for each delivered export
+(`checks.evaluate_checks`): a check that raises must not hide the others' results, and must still fail
+the export (so its run fails and alerts as before).
 A unit test of that one function; the checks themselves run against real servers in
 test_daily_run.py, test_gcs_least_privilege.py and test_sftp_field_servers.py."""
 
@@ -8,57 +9,46 @@ from __future__ import annotations
 from datetime import date
 from types import SimpleNamespace
 
-import pytest
 from dagster import AssetCheckResult, AssetKey
 
 from beop_assets.defs.exports import checks
 from beop_assets.defs.partitions import Partitions
 
 
-class _Registry:
-    def load(self):
-        return SimpleNamespace(get=lambda export_id: f"export {export_id}", checked_reference=lambda: "reference")
-
-
-THE_FILE = SimpleNamespace(folder=None)
-
-
 def _boom(delivered, **_):
     raise RuntimeError("the model's day is gone")
 
 
-def test_a_check_that_raises_lets_the_others_report_then_fails_the_step():
+def test_a_check_that_raises_lets_the_others_report_then_fails_the_export(tmp_path):
     seen = []
+    folder = tmp_path / "read-back"
+    folder.mkdir()
 
     def passing(delivered, *, day, export, reference, warehouse):
         seen.append((delivered, day, export, reference, warehouse))
         return AssetCheckResult(passed=True, metadata={"rows": 3})
 
-    results = checks._run_checks(
-        "crm_export_file",
+    the_file = SimpleNamespace(folder=folder)
+    results, failure = checks.evaluate_checks(
         [("first", "", passing), ("broken", "", _boom), ("last", "", lambda d, **_: AssetCheckResult(passed=False))],
-        SimpleNamespace(partition_key="2026-11-25|acme"),
-        THE_FILE,
-        _Registry(),
-        "the warehouse",
+        the_file,
+        day=date(2026, 11, 25),
+        export="export acme",
+        reference="reference",
+        warehouse="the warehouse",
     )
-    first = next(results)
-    assert (first.check_name, first.asset_key, first.passed, first.metadata["rows"].value) == (
-        "first",
-        AssetKey("crm_export_file"),
-        True,
-        3,
-    )
-    assert seen == [(THE_FILE, date(2026, 11, 25), "export acme", "reference", "the warehouse")]
-    last = next(results)
-    assert (last.check_name, last.passed) == ("last", False)
-    with pytest.raises(RuntimeError, match="the model's day is gone"):
-        next(results)
+    assert [(name, r.passed) for name, r in results] == [("first", True), ("last", False)]
+    assert results[0][1].metadata["rows"].value == 3
+    assert seen == [(the_file, date(2026, 11, 25), "export acme", "reference", "the warehouse")]
+    assert isinstance(failure, RuntimeError) and "the model's day is gone" in str(failure)
+    assert not folder.exists()  # the copy read back is removed, checked or not
 
 
-def test_every_check_of_a_mode_is_one_step_with_its_own_name():
-    crm_checks, global_checks = checks.build_delivery_checks(Partitions.starting("2025-01-01"))
-    assert [c.name for c in crm_checks.check_specs] == [n for n, _, _ in checks.CRM_CHECKS]
-    assert [c.name for c in global_checks.check_specs] == [n for n, _, _ in checks.GLOBAL_CHECKS]
+def test_every_check_of_a_mode_has_its_own_name_on_its_asset():
+    partitions = Partitions.starting("2025-01-01")
+    crm = checks.check_specs("crm_export_file", checks.CRM_CHECKS, partitions.specific_export_days)
+    global_ = checks.check_specs("global_export_file", checks.GLOBAL_CHECKS, partitions.global_export_days)
+    assert [c.name for c in crm] == [n for n, _, _ in checks.CRM_CHECKS]
+    assert [c.name for c in global_] == [n for n, _, _ in checks.GLOBAL_CHECKS]
     assert len(checks.CRM_CHECKS) == len(checks.GLOBAL_CHECKS) == 4
-    assert {c.asset_key for c in crm_checks.check_specs} == {AssetKey("crm_export_file")}
+    assert {c.asset_key for c in crm} == {AssetKey("crm_export_file")}

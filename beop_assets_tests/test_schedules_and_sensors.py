@@ -38,7 +38,10 @@ from dagster._core.definitions.sensor_definition import SensorExecutionData
 from dagster._core.storage.dagster_run import DagsterRun
 
 from beop_assets.definitions import defs as load_definitions
+from beop_assets.defs.exports import sensors
+from beop_assets.defs.exports.sensors import RANGE_END, RANGE_START
 from beop_assets.defs.resources import ExportRegistry
+from beop_assets.delivery import ledger
 from beop_assets_tests.fixtures.definitions import resources, schedule, sensor
 from beop_assets_tests.fixtures.landing import LandingZone
 
@@ -170,6 +173,12 @@ class Registry:
 @pytest.fixture
 def registry(landing_zone: LandingZone, tmp_path: Path) -> Registry:
     return Registry(landing_zone, tmp_path / "exports.yaml")
+
+
+@pytest.fixture(autouse=True)
+def own_ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's delivery ledger of its own: the delivery sensor reads each key's attempts from it."""
+    monkeypatch.setenv("BEOP_WAREHOUSE", str(tmp_path / "warehouse"))
 
 
 @pytest.fixture
@@ -354,13 +363,24 @@ def scheduled(instance, registry) -> Registry:
     return registry
 
 
+ORDER = {"deliver_specific_exports": ["acme-crm", "acme-crm-2"], "deliver_global_exports": ["acme-all"]}
+
+
 def requested(result: SensorExecutionData) -> list[tuple[str, str, str]]:
-    """(job, partition, run key without the load id it ends with)."""
-    return sorted((r.job_name, r.partition_key, r.run_key.split("@load-")[0]) for r in result.run_requests or [])
+    """(job, first key of the range, last key of the range): the sensor asks ranges, never single keys."""
+    assert all(r.partition_key is None for r in result.run_requests or [])
+    return sorted((r.job_name, r.tags[RANGE_START], r.tags[RANGE_END]) for r in result.run_requests or [])
 
 
 def keys(result: SensorExecutionData) -> list[str]:
-    return sorted(r.partition_key for r in result.run_requests or [])
+    """Every (day, export) key the tick's ranges cover (the fixture's partitions, in insertion order)."""
+    covered = []
+    for job, start, end in requested(result):
+        day, first = start.split("|")
+        last = end.split("|")[1]
+        order = ORDER[job]
+        covered += [f"{day}|{e}" for e in order[order.index(first) : order.index(last) + 1]]
+    return sorted(covered)
 
 
 def every_export(*days: date) -> list[str]:
@@ -375,12 +395,11 @@ def test_delivery_sensor_requests_one_run_per_scheduled_export_of_the_loaded_day
     result = tick(sensor("deliver_loaded_days_sensor"), instance, scheduled)
     assert result.skip_message is None
     assert requested(result) == [
-        ("deliver_global_exports", f"{YESTERDAY}|acme-all", f"deliver-{YESTERDAY}|acme-all"),
-        ("deliver_specific_exports", f"{YESTERDAY}|acme-crm", f"deliver-{YESTERDAY}|acme-crm"),
+        ("deliver_global_exports", f"{YESTERDAY}|acme-all", f"{YESTERDAY}|acme-all"),
+        ("deliver_specific_exports", f"{YESTERDAY}|acme-crm", f"{YESTERDAY}|acme-crm"),
     ]
     for request in result.run_requests:
-        assert request.tags["beop/trigger"] == "day-loaded"
-        assert request.tags["dagster/partition/date"] == YESTERDAY.isoformat()
+        assert request.tags["beop/trigger"] == "day-loaded" and request.tags["beop/attempt"] == "1"
 
     # Delivered since: the next tick requests nothing.
     deliver(instance, "crm_export_file", YESTERDAY, "acme-crm")
@@ -398,7 +417,7 @@ def test_first_tick_delivers_every_day_loaded_before_the_sensor_ever_ran(instanc
         load(instance, day)
     first = tick(sensor("deliver_loaded_days_sensor"), instance, scheduled, cursor=None)
     assert keys(first) == every_export(*days)
-    assert len({r.run_key for r in first.run_requests}) == 9
+    assert len({r.run_key for r in first.run_requests}) == len(first.run_requests) == 6  # (day, mode) ranges
 
 
 def test_delivery_sensor_looks_back_seven_days_by_default_and_as_configured(instance, scheduled, monkeypatch):
@@ -442,23 +461,52 @@ def test_delivery_sensor_skips_a_reloaded_day_whose_exports_are_all_delivered(in
     assert result.skip_message.startswith(f"every scheduled export of {YESTERDAY} is already delivered")
 
 
-def test_a_reloaded_day_asks_again_for_a_delivery_that_failed(instance, scheduled):
+def _fail(export_id: str, error: str) -> None:
+    """A failed attempt of (YESTERDAY, export_id) in the delivery ledger, as a delivery run records it."""
+    where = resources()["warehouse"].ledger()
+    row = ledger.start(export_id, "specific", YESTERDAY, "f.csv", 1, 1, "x", "sftp://h/d", "run", root=where)
+    ledger.finish(row, error=error, attempts=1, root=where)
+
+
+def test_a_failed_delivery_is_asked_again_on_the_retry_schedule(instance, scheduled, monkeypatch):
+    start = datetime.now(UTC)
+    clock = {"now": start}
+    monkeypatch.setattr(sensors, "now", lambda: clock["now"])
     load(instance, YESTERDAY)
     first = tick(sensor("deliver_loaded_days_sensor"), instance, scheduled)
-    assert len(first.run_requests) == 3
-    # acme-crm and acme-all were delivered; acme-crm-2 failed (no materialization): the same load keeps
-    # the same run key, which the daemon never launches twice (no retry loop on a broken server).
+    assert keys(first) == every_export(YESTERDAY)
+    # acme-crm and acme-all were delivered; acme-crm-2 failed (its server refused the connection).
     deliver(instance, "crm_export_file", YESTERDAY, "acme-crm")
     deliver(instance, "global_export_file", YESTERDAY, "acme-all")
-    same = tick(sensor("deliver_loaded_days_sensor"), instance, scheduled)
-    (pending,) = same.run_requests
-    assert pending.run_key in {r.run_key for r in first.run_requests}
-    # The day is reloaded: a new key, which Dagster will launch.
+    _fail("acme-crm-2", "TransientDeliveryError: export 'acme-crm-2': connect: connection refused")
+    waiting = tick(sensor("deliver_loaded_days_sensor"), instance, scheduled)
+    assert not waiting.run_requests
+    assert (
+        f"{YESTERDAY}|acme-crm-2, attempt 2 at" in waiting.skip_message and "connection refused" in waiting.skip_message
+    )
+
+    clock["now"] = start + timedelta(minutes=5, seconds=5)
+    (retry,) = tick(sensor("deliver_loaded_days_sensor"), instance, scheduled).run_requests
+    assert keys(SimpleNamespace(run_requests=[retry])) == [f"{YESTERDAY}|acme-crm-2"]
+    assert (retry.tags["beop/attempt"], retry.tags["beop/trigger"]) == ("2", "retry")
+    assert retry.run_key not in {r.run_key for r in first.run_requests}  # a new key: Dagster launches it
+    assert "beop/announce" not in retry.tags
+
+
+def test_a_permanent_failure_is_retried_every_three_hours_and_not_announced_again(
+    instance, scheduled, monkeypatch, tmp_path
+):
+    start = datetime.now(UTC)
+    clock = {"now": start + timedelta(hours=1)}
+    monkeypatch.setattr(sensors, "now", lambda: clock["now"])
     load(instance, YESTERDAY)
-    second = tick(sensor("deliver_loaded_days_sensor"), instance, scheduled)
-    (retry,) = second.run_requests
-    assert retry.partition_key == f"{YESTERDAY}|acme-crm-2"
-    assert retry.run_key not in {r.run_key for r in first.run_requests}
+    deliver(instance, "crm_export_file", YESTERDAY, "acme-crm")
+    deliver(instance, "global_export_file", YESTERDAY, "acme-all")
+    _fail("acme-crm-2", "PermanentDeliveryError: export 'acme-crm-2': auth: the server refused the key")
+    assert not tick(sensor("deliver_loaded_days_sensor"), instance, scheduled).run_requests
+    clock["now"] = start + timedelta(hours=3, minutes=1)
+    (retry,) = tick(sensor("deliver_loaded_days_sensor"), instance, scheduled).run_requests
+    assert retry.tags["beop/announce"] == "false" and retry.tags["beop/attempt"] == "2"
 
 
 def test_delivery_sensor_ignores_a_materialization_without_a_partition(instance, scheduled):

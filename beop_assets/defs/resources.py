@@ -25,6 +25,12 @@ from dagster import (
 from google.cloud import storage
 
 from beop_assets.exports import registry_cache, spool
+from beop_assets.exports.delivery_schedule import (
+    DEFAULT_FIRST_MINUTES,
+    DEFAULT_MAX_MINUTES,
+    DEFAULT_PERMANENT_MINUTES,
+    RetrySchedule,
+)
 from beop_assets.exports.registry import Registry
 from beop_assets.exports.registry_source import RegistrySource, open_source
 from beop_assets.model import warehouse as model_warehouse
@@ -154,9 +160,17 @@ class MissedDayDeadline(_Setting):
 
 
 class DeliveryPolicy(_Setting):
-    """Which loaded days the night delivers (BEOP_DELIVERY_LOOKBACK_DAYS)."""
+    """Which loaded days the night delivers (BEOP_DELIVERY_LOOKBACK_DAYS), and when it asks a failed
+    (day, export) again (BEOP_RETRY_*: exports/delivery_schedule.py)."""
 
     lookback_days: int = 7
+    retry_first_minutes: float = DEFAULT_FIRST_MINUTES
+    retry_max_minutes: float = DEFAULT_MAX_MINUTES
+    retry_permanent_minutes: float = DEFAULT_PERMANENT_MINUTES
+
+    def retry_schedule(self) -> RetrySchedule:
+        self.require()
+        return RetrySchedule(self.retry_first_minutes, self.retry_max_minutes, self.retry_permanent_minutes)
 
     def lookback(self) -> int:
         self.require()

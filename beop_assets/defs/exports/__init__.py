@@ -3,7 +3,6 @@ and the sensors that keep them in step with the registry and the loaded days."""
 
 from dagster import Definitions
 
-from beop_assets.defs.exports.checks import build_delivery_checks
 from beop_assets.defs.exports.crm_export import build_crm_export_file
 from beop_assets.defs.exports.global_export import build_global_export_file
 from beop_assets.defs.exports.jobs import build_delivery_jobs
@@ -18,7 +17,6 @@ def export_definitions(partitions: Partitions) -> Definitions:
             build_crm_export_file(partitions.specific_export_days),
             build_global_export_file(partitions.global_export_days),
         ],
-        asset_checks=build_delivery_checks(partitions),
         jobs=jobs,
         sensors=[export_registry_sensor, build_deliver_loaded_days_sensor(partitions.data_days, jobs)],
     )

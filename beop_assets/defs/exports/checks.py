@@ -1,10 +1,9 @@
 """Delivery checks: each export partition's delivered file, read back from the customer's server.
 
-They run right after the delivery, in the same run, on the file downloaded again through the IO
-manager's `load_input`. The four checks of a mode are one step (`multi_asset_check`): one download,
-one registry read and one step's events per export instead of four, which is most of what the checks
-cost a small export; each check still has its own name, result and metadata in the UI. An operator sees, per export
-and day: the file arrived intact, its layout is the contract's, it holds every row the model has for
+They run right after each export's delivery, in the export asset's own step (a batched run delivers
+many exports; exports/batch.py), on the file downloaded again through the delivery IO manager
+(`read_back`): one download per export for its four checks, each check with its own name, result and
+metadata in the UI, linked to the export's materialization. An operator sees, per export and day: the file arrived intact, its layout is the contract's, it holds every row the model has for
 it, and no other account's row.
 
 A customer's key may be allowed to create objects but not to read them (GCS Storage Object
@@ -23,20 +22,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from dagster import (
-    AssetCheckExecutionContext,
-    AssetCheckResult,
-    AssetCheckSpec,
-    AssetIn,
-    AssetKey,
-    MetadataValue,
-    PreviewWarning,
-    multi_asset_check,
-)
+from dagster import AssetCheckResult, AssetCheckSpec, MetadataValue, PreviewWarning
 
 from beop_assets.defs.exports.io_managers import DeliveredFile
-from beop_assets.defs.partitions import Partitions, split_export_day_key
-from beop_assets.defs.resources import ExportRegistry, Warehouse
+from beop_assets.defs.resources import Warehouse
 from beop_assets.exports import spool
 from beop_assets.exports.crm_columns import crm_headers, crm_select, optin_names
 from beop_assets.exports.export_file import sha256_of
@@ -139,59 +128,40 @@ def _ndjson_records(delivered: DeliveredFile) -> Iterator[dict[str, Any]]:
             yield json.loads(line)
 
 
-def _context(context: AssetCheckExecutionContext, registry: ExportRegistry):
-    day, export_id = split_export_day_key(context.partition_key)
-    loaded = registry.load()
-    return day, loaded.get(export_id), loaded.checked_reference()
-
-
-# A check: (name, description, what it computes from the step's context, file, export, reference, warehouse).
+# A check: (name, description, what it computes from the file, export, reference, warehouse).
 Check = tuple[str, str, Callable[..., AssetCheckResult]]
 
 
-def _run_checks(asset: str, checks: list[Check], context, delivered: DeliveredFile, registry, warehouse):
-    """Every check's result, named; a check that raises still lets the others report, then fails the step."""
-    day, export, reference = _context(context, registry)
+def evaluate_checks(
+    checks: list[Check], delivered: DeliveredFile, *, day, export, reference, warehouse
+) -> tuple[list[tuple[str, AssetCheckResult]], Exception | None]:
+    """Every check's result, named, and the first error a check raised (the others still report: the
+    caller fails the export with it). The copy read back is removed afterwards, checked or not: it has
+    no further use, and it is personal data."""
+    results: list[tuple[str, AssetCheckResult]] = []
     failure: Exception | None = None
-    for name, _description, compute in checks:
-        try:
-            result = compute(delivered, day=day, export=export, reference=reference, warehouse=warehouse)
-        except Exception as exc:  # reported after the other checks, as the step's failure
-            failure = failure or exc
-            continue
-        yield AssetCheckResult(
-            asset_key=AssetKey(asset),
-            check_name=name,
-            passed=result.passed,
-            metadata=result.metadata,
-            description=result.description,
-            severity=result.severity,
-        )
-    # Verified (or not): the copy read back has no further use, and it is personal data.
-    if delivered.folder is not None:
-        spool.remove(delivered.folder)
-    if failure is not None:
-        raise failure
+    try:
+        for name, _description, compute in checks:
+            try:
+                results.append(
+                    (name, compute(delivered, day=day, export=export, reference=reference, warehouse=warehouse))
+                )
+            except Exception as exc:  # reported after the other checks, as the export's failure
+                failure = failure or exc
+    finally:
+        if delivered.folder is not None:
+            spool.remove(delivered.folder)
+    return results, failure
 
 
-def _delivery_checks(name: str, asset: str, checks: list[Check], partitions_def, description: str):
-    """One step evaluating every check of `checks` on the delivered file of `asset`."""
-
-    @multi_asset_check(
-        name=name,
-        specs=[
-            AssetCheckSpec(check, asset=asset, description=about, partitions_def=partitions_def)
-            for check, about, _ in checks
-        ],
-        ins={"delivered": AssetIn(asset)},
-        description=description,
-    )
-    def _step(
-        context: AssetCheckExecutionContext, delivered: DeliveredFile, registry: ExportRegistry, warehouse: Warehouse
-    ):
-        yield from _run_checks(asset, checks, context, delivered, registry, warehouse)
-
-    return _step
+def check_specs(asset: str, checks: list[Check], partitions_def) -> list[AssetCheckSpec]:
+    """The checks of a mode, declared on its export asset: the asset's step evaluates them for each
+    export it delivered (exports/batch.py), so a batched run reports every export's checks even when a
+    batchmate failed (a separate check step would be skipped by that failure)."""
+    return [
+        AssetCheckSpec(check, asset=asset, description=about, partitions_def=partitions_def)
+        for check, about, _ in checks
+    ]
 
 
 def _own_account(content_ids: set, account_id: str, reference) -> AssetCheckResult:
@@ -306,23 +276,3 @@ GLOBAL_CHECKS: list[Check] = [
         _global_own_account,
     ),
 ]
-
-
-def build_delivery_checks(partitions: Partitions) -> list:
-    """One check step per export mode, named after the asset it verifies."""
-    return [
-        _delivery_checks(
-            "crm_export_file_checks",
-            "crm_export_file",
-            CRM_CHECKS,
-            partitions.specific_export_days,
-            "The delivered CSV file, read back from the customer's SFTP server.",
-        ),
-        _delivery_checks(
-            "global_export_file_checks",
-            "global_export_file",
-            GLOBAL_CHECKS,
-            partitions.global_export_days,
-            "The delivered ndJSON.gz object, read back from the customer's bucket.",
-        ),
-    ]

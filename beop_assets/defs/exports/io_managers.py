@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from dagster import ConfigurableIOManager, InputContext, MetadataValue, OutputContext
 
@@ -62,7 +63,14 @@ class DeliveryIOManager(ConfigurableIOManager):
 
     def handle_output(self, context: OutputContext, obj: ExportFile) -> None:
         registry = self.registry.exports_for([obj.export_id])
-        export = registry.get(obj.export_id)
+        context.add_output_metadata(self.deliver(obj, registry.get(obj.export_id), registry.revision, context.run_id))
+
+    def deliver(
+        self, obj: ExportFile, export: SpecificExport | GlobalExport, registry_revision: str, run_id: str
+    ) -> dict[str, Any]:
+        """Deliver one built file and record it in the ledger; its materialization metadata. The one
+        delivery path of both a single-export output and each export of a batched run (export assets call
+        it once per export)."""
         transport = self.transport(export)
         root = self.warehouse.ledger()
         # Earlier attempts of this export and day that did not end delivered may have left their
@@ -77,10 +85,10 @@ class DeliveryIOManager(ConfigurableIOManager):
             obj.bytes,
             obj.sha256,
             transport.destination(),
-            context.run_id,
+            run_id,
             root=root,
             temp_name=transport.temp_name(obj.file_name),
-            registry_revision=registry.revision,
+            registry_revision=registry_revision,
         )
         try:
             receipt = transport.deliver(obj.path, obj.file_name, leftovers=leftovers)
@@ -98,26 +106,31 @@ class DeliveryIOManager(ConfigurableIOManager):
         )
         # A crash's leftovers this delivery removed from the customer's directory: kept on record.
         ledger.record_removed_temp_files(
-            export.id, transport.destination(), receipt.leftovers_removed, context.run_id, root=root
+            export.id, transport.destination(), receipt.leftovers_removed, run_id, root=root
         )
         if receipt.verified_from == gcs.UPLOAD_RECEIPT:
-            kept = self._built_copy(obj.day, obj.export_id, context.run_id, delivery_id, obj.file_name)
+            kept = self._built_copy(obj.day, obj.export_id, run_id, delivery_id, obj.file_name)
             kept.parent.mkdir(parents=True, exist_ok=True)
             obj.path.replace(kept)  # what the checks read: it cannot be read back from the bucket
         else:
             obj.path.unlink(missing_ok=True)  # delivered: the spool keeps nothing it no longer needs
-        context.add_output_metadata(
-            {
-                **receipt.metadata(),
-                "file_name": MetadataValue.text(obj.file_name),
-                "rows": MetadataValue.int(obj.rows),
-                "bytes": MetadataValue.int(obj.bytes),
-                "sha256": MetadataValue.text(obj.sha256),
-                "delivery_attempts": MetadataValue.int(receipt.attempts),
-                "delivery_id": MetadataValue.int(delivery_id),
-                "registry_revision": MetadataValue.text(registry.revision or ""),
-            }
-        )
+        return {
+            **receipt.metadata(),
+            "file_name": MetadataValue.text(obj.file_name),
+            "rows": MetadataValue.int(obj.rows),
+            "bytes": MetadataValue.int(obj.bytes),
+            "sha256": MetadataValue.text(obj.sha256),
+            "delivery_attempts": MetadataValue.int(receipt.attempts),
+            "delivery_id": MetadataValue.int(delivery_id),
+            "registry_revision": MetadataValue.text(registry_revision or ""),
+        }
+
+    def record_failure(self, export_id: str, mode: str, day: date, run_id: str, error: Exception) -> None:
+        """An export that failed before its delivery started (it could not be built, or is misconfigured):
+        recorded as a failed attempt all the same, so that the retry schedule sees every attempt."""
+        root = self.warehouse.ledger()
+        delivery_id = ledger.start(export_id, mode, day, "", 0, 0, "", "", run_id, root=root)
+        ledger.finish(delivery_id, error=f"{type(error).__name__}: {error}", attempts=0, root=root)
 
     def _delivered_folder(self, day: date, export_id: str, run_id: str | None, delivery_id: int) -> Path:
         return self.warehouse.spool(day, export_id, run_id or "adhoc") / "delivered" / str(delivery_id)
@@ -127,6 +140,10 @@ class DeliveryIOManager(ConfigurableIOManager):
 
     def load_input(self, context: InputContext) -> DeliveredFile:
         day, export_id = split_export_day_key(context.asset_partition_key)
+        return self.read_back(day, export_id)
+
+    def read_back(self, day: date, export_id: str) -> DeliveredFile:
+        """The last delivered file of this export and day, downloaded again for its checks."""
         delivered = ledger.last_delivered(export_id, day, root=self.warehouse.ledger())
         if delivered is None:
             raise FileNotFoundError(f"no delivery of export {export_id!r} for {day} in the ledger")

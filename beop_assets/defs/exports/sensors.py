@@ -8,13 +8,16 @@
 Why the delivery sensor scans a window instead of following new load events with a cursor: a cursor
 only sees what happened after the sensor first ran, so a fresh deployment (or a sensor switched on
 after a backfill of loads) would never deliver the days loaded before it. Scanning "every loaded day
-of the last N days, minus what is delivered or being delivered" is right on every tick, the first one
-included, and costs two event-log queries per export kind.
+of the last N days, minus what is delivered, being delivered or waiting for its retry" is right on
+every tick, the first one included, and costs a handful of queries whatever the number of exports
+(see `delivery_requests`): the ledger, not the sensor's cursor, remembers each key's attempts, so the
+retry schedule survives restarts and is the same whichever daemon evaluates it.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from dagster import (
@@ -34,9 +37,12 @@ from dagster import (
     sensor,
 )
 
+from beop_assets.defs.exports.batch import ATTEMPT_TAG, BATCH_SIZE
 from beop_assets.defs.exports.jobs import EXPORT_MODES
-from beop_assets.defs.partitions import export_day_key
-from beop_assets.defs.resources import DeliveryPolicy, ExportRegistry
+from beop_assets.defs.partitions import export_day_key, split_export_day_key
+from beop_assets.defs.resources import DeliveryPolicy, ExportRegistry, Warehouse
+from beop_assets.delivery import ledger
+from beop_assets.exports.delivery_schedule import NextAttempt, PastAttempt, RetrySchedule, next_attempt
 
 LOADED_ASSET = AssetKey("participations")
 IN_FLIGHT = [
@@ -49,6 +55,10 @@ PAGE = 1000
 # The registry sensor compares the partitions with the registry in full at least this often, even when
 # the registry did not change.
 RESYNC_S = 600
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+# A retry run of keys whose last failure was permanent: the failure alert does not announce it again.
+ANNOUNCE_TAG = "beop/announce"
 
 
 def registry_partition_requests(registry_resource: ExportRegistry, instance) -> tuple[list, list[str]]:
@@ -103,10 +113,6 @@ def export_registry_sensor(context: SensorEvaluationContext, registry: ExportReg
 # --------------------------------------------------------------------------------------------------
 
 
-def today() -> date:
-    return datetime.now(UTC).date()
-
-
 def lookback_days(until: date, lookback: int, data_days: DailyPartitionsDefinition) -> list[date]:
     """The data days the sensor considers, oldest first: `lookback` days before `until`, and `until`."""
     days = [until - timedelta(days=n) for n in range(lookback, -1, -1)]
@@ -137,43 +143,147 @@ def loaded_days(instance, days: list[date]) -> dict[date, str]:
     return latest
 
 
-def _in_flight_partitions(instance, job_name: str) -> set[str]:
-    runs = instance.get_runs(RunsFilter(job_name=job_name, statuses=IN_FLIGHT))
-    return {run.tags.get("dagster/partition") for run in runs if run.tags.get("dagster/partition")}
+def _in_flight_keys(instance, job_name: str, order: list[str]) -> set[str]:
+    """The (day, export) keys of the job's queued and running runs: a single key, or a range of exports
+    of one day expanded along the partitions' insertion order (`order`). A range whose end no longer
+    exists counts its whole day as busy: better a day asked one tick later than twice."""
+    position = {export_id: n for n, export_id in enumerate(order)}
+    busy: set[str] = set()
+    for run in instance.get_runs(RunsFilter(job_name=job_name, statuses=IN_FLIGHT)):
+        if run.tags.get("dagster/partition"):
+            busy.add(run.tags["dagster/partition"])
+            continue
+        start, end = run.tags.get(RANGE_START), run.tags.get(RANGE_END)
+        if not (start and end):
+            continue
+        (day, first), (_, last) = split_export_day_key(start), split_export_day_key(end)
+        low, high = position.get(first, 0), position.get(last, len(order) - 1)
+        busy.update(str(export_day_key(day, e)) for e in order[low : high + 1])
+    return busy
 
 
-def delivery_requests(registry_resource: ExportRegistry, instance, loads: dict[date, str]) -> list[RunRequest]:
-    """One run request per (loaded day, scheduled export) neither delivered nor being delivered.
+@dataclass(frozen=True)
+class _Due:
+    position: int
+    export_id: str
+    attempt: NextAttempt
 
-    The run key names the load (the run that loaded the day): the daemon never launches a run key twice,
-    so a given load asks once, and a failed delivery is not retried in a loop (the failure is
-    announced instead); a later reload of the day asks again for what is still undelivered."""
+
+@dataclass
+class DeliveryPlan:
+    """What one tick asks for, and what it leaves for later (said in the tick's log or skip message)."""
+
+    requests: list[RunRequest] = field(default_factory=list)
+    waiting: list[tuple[str, NextAttempt]] = field(default_factory=list)  # (key, its next attempt)
+
+    def later(self) -> str:
+        if not self.waiting:
+            return ""
+        key, soonest = min(self.waiting, key=lambda w: w[1].due_at)
+        kind = "permanent failure, announced" if soonest.permanent else "failed"
+        return (
+            f"{len(self.waiting)} failed export(s) wait for their next attempt; the soonest: {key}, attempt "
+            f"{soonest.number} at {soonest.due_at:%Y-%m-%d %H:%M} UTC ({kind}: {soonest.last_error})"
+        )
+
+
+def _ranges(due: list[_Due]) -> list[list[_Due]]:
+    """Runs of contiguous exports (insertion order) of the same kind of attempt, at most BATCH_SIZE each."""
+    ranges: list[list[_Due]] = []
+    for item in due:
+        current = ranges[-1] if ranges else None
+        if (
+            current
+            and item.position == current[-1].position + 1
+            and _kind(item) == _kind(current[-1])
+            and len(current) < BATCH_SIZE
+        ):
+            current.append(item)
+        else:
+            ranges.append([item])
+    return ranges
+
+
+def _kind(item: _Due) -> tuple[int, bool]:
+    return item.attempt.number, item.attempt.permanent
+
+
+def delivery_requests(
+    registry_resource: ExportRegistry,
+    instance,
+    loads: dict[date, str],
+    ledger_at: ledger.Location,
+    schedule: RetrySchedule,
+    now: datetime,
+) -> DeliveryPlan:
+    """Runs for every (loaded day, scheduled export) neither delivered nor being delivered whose attempt
+    is due: ranges of up to BATCH_SIZE contiguous exports of one day, split around the keys that are not
+    due (delivered, in flight, or waiting for their retry). A first attempt is due at once; a failed key
+    follows the retry schedule (exports/delivery_schedule.py), from its attempts in the ledger.
+
+    Cost: a handful of queries whatever the number of exports (the dynamic partitions, the materialized
+    keys, the in-flight runs, the ledger's rows of each day); Dagster checks each request, so few requests."""
     registry = registry_resource.load()
     if registry.unreadable:
         raise ValueError("; ".join(map(str, registry.faults)))
-    requests = []
+    past: dict[tuple[str, str], list[ledger.Delivery]] = {}
+    for day in loads:
+        for row in ledger.history(day=day, root=ledger_at, limit=10_000_000):
+            past.setdefault((row.data_day, row.export_id), []).append(row)
+    plan = DeliveryPlan()
     for mode, spec in EXPORT_MODES.items():
-        known = set(instance.get_dynamic_partitions(spec.partitions_name))
-        wanted = {
-            str(export_day_key(day, export_id)): (day, export_id)
-            for day in sorted(loads)
-            for export_id in registry.scheduled_ids(mode)
-            if export_id in known
-        }
-        done = {r.partition_key for r in _partition_records(instance, spec.asset_key, sorted(wanted))}
-        busy = _in_flight_partitions(instance, spec.job_name) if wanted else set()
-        for key, (day, _) in sorted(wanted.items()):
-            if key in done or key in busy:
-                continue
-            requests.append(
-                RunRequest(
-                    run_key=f"deliver-{key}@load-{loads[day]}",
-                    job_name=spec.job_name,
-                    partition_key=key,
-                    tags={"beop/trigger": "day-loaded"},
-                )
-            )
-    return requests
+        order = list(instance.get_dynamic_partitions(spec.partitions_name))
+        scheduled = set(registry.scheduled_ids(mode))
+        if not scheduled:
+            continue
+        done = set(instance.get_materialized_partitions(spec.asset_key))
+        busy = _in_flight_keys(instance, spec.job_name, order)
+        for day in sorted(loads):
+            due: list[_Due] = []
+            for position, export_id in enumerate(order):
+                key = f"{day.isoformat()}|{export_id}"
+                if export_id not in scheduled or key in done or key in busy:
+                    continue
+                rows = past.get((day.isoformat(), export_id), [])
+                if any(r.status == "delivered" for r in rows):
+                    continue
+                attempt = next_attempt([_past(r) for r in rows], schedule)
+                if attempt.is_due(now):
+                    due.append(_Due(position, export_id, attempt))
+                else:
+                    plan.waiting.append((key, attempt))
+            for batch in _ranges(due):
+                plan.requests.append(_request(spec, day, batch, loads[day]))
+    return plan
+
+
+def _past(row: ledger.Delivery) -> PastAttempt:
+    at = datetime.fromisoformat(row.finished_at or row.started_at)
+    return PastAttempt(at if at.tzinfo else at.replace(tzinfo=UTC), row.error)
+
+
+def _request(spec, day: date, batch: list[_Due], load: str) -> RunRequest:
+    first, last = batch[0], batch[-1]
+    attempt = first.attempt
+    tags = {
+        RANGE_START: str(export_day_key(day, first.export_id)),
+        RANGE_END: str(export_day_key(day, last.export_id)),
+        "beop/trigger": "day-loaded" if attempt.number == 1 else "retry",
+        ATTEMPT_TAG: str(attempt.number),
+    }
+    if attempt.permanent:  # announced when it first failed; its retries fail quietly until it heals
+        tags[ANNOUNCE_TAG] = "false"
+    return RunRequest(
+        # Unique per attempt: the same range asks again only after a new failure was recorded.
+        run_key=f"deliver-{day}-{first.export_id}..{last.export_id}-attempt{attempt.number}@load-{load}",
+        job_name=spec.job_name,
+        tags=tags,
+    )
+
+
+def now() -> datetime:
+    """The sensor's clock (tests drive ticks through the retry schedule by replacing it)."""
+    return datetime.now(UTC)
 
 
 def build_deliver_loaded_days_sensor(data_days: DailyPartitionsDefinition, jobs: list) -> SensorDefinition:
@@ -182,26 +292,36 @@ def build_deliver_loaded_days_sensor(data_days: DailyPartitionsDefinition, jobs:
         minimum_interval_seconds=15,
         default_status=DefaultSensorStatus.RUNNING,
         description="Delivers every loaded day of the look-back window (BEOP_DELIVERY_LOOKBACK_DAYS, 7 by "
-        "default) for every scheduled export not yet delivered; never sends a delivered day again.",
+        "default) for every scheduled export not yet delivered, in ranges of exports, and asks failed ones "
+        "again on the retry schedule (BEOP_RETRY_*); never sends a delivered day again.",
     )
     def deliver_loaded_days_sensor(
-        context: SensorEvaluationContext, registry: ExportRegistry, delivery_policy: DeliveryPolicy
+        context: SensorEvaluationContext,
+        registry: ExportRegistry,
+        delivery_policy: DeliveryPolicy,
+        warehouse: Warehouse,
     ):
         lookback = delivery_policy.lookback()
-        days = lookback_days(today(), lookback, data_days)
+        clock = now()
+        days = lookback_days(clock.date(), lookback, data_days)
         loads = loaded_days(context.instance, days)
         if not loads:
             return SkipReason(f"no day loaded in the last {lookback} days")
         try:
-            requests = delivery_requests(registry, context.instance, loads)
+            plan = delivery_requests(
+                registry, context.instance, loads, warehouse.ledger(), delivery_policy.retry_schedule(), clock
+            )
         except ValueError as exc:
             # Not "all delivered": nobody can tell which exports are due until the registry is fixed.
             return SkipReason(f"registry unreadable, no delivery requested: {exc}")
-        if not requests:
+        if not plan.requests:
             return SkipReason(
-                f"every scheduled export of {', '.join(d.isoformat() for d in sorted(loads))} is already delivered"
-                " (or being delivered)"
+                plan.later()
+                or f"every scheduled export of {', '.join(d.isoformat() for d in sorted(loads))} is already "
+                "delivered (or being delivered)"
             )
-        return requests
+        if plan.waiting:
+            context.log.info(plan.later())
+        return plan.requests
 
     return deliver_loaded_days_sensor

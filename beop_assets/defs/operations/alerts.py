@@ -18,7 +18,10 @@ def _step_error(context: RunFailureSensorContext) -> str:
 
 def run_failure_alert_of(context: RunFailureSensorContext) -> alerts.Alert:
     run = context.dagster_run
-    partition = run.tags.get("dagster/partition")
+    # A batched run names its day in its range; the step's error names each failed export.
+    partition = (
+        run.tags.get("dagster/partition") or run.tags.get("dagster/asset_partition_range_start", "").split("|")[0]
+    )
     export_id = day = None
     if partition and "|" in partition:
         day, _, export_id = partition.partition("|")
@@ -35,6 +38,9 @@ def run_failure_alert_of(context: RunFailureSensorContext) -> alerts.Alert:
     "and/or by e-mail (BEOP_ALERT_SMTP_*).",
 )
 def alert_on_run_failure(context: RunFailureSensorContext, alert_channels: Alerts, registry: ExportRegistry):
+    if context.dagster_run.tags.get("beop/announce") == "false":  # a retry of an announced permanent failure
+        context.log.info(f"run {context.dagster_run.run_id}: a retry of a failure already announced; not sent again")
+        return
     config = alert_channels.channels()
     alert = run_failure_alert_of(context)
     if not config.enabled:
