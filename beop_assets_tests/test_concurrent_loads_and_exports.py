@@ -72,11 +72,9 @@ if what == "direct-load":  # a writer outside Dagster's pools (e.g. a second `be
                       "rejected": load.rejected}))
     sys.exit(0)
 
-from beop_assets.daily_run import QUIET, _outcome, _root_error, instance
+from beop_assets.daily_run import QUIET, _deliver_range, _root_error, instance
 from beop_assets.definitions import defs as load_definitions
-from beop_assets.defs.exports.jobs import EXPORT_MODES
 from beop_assets.defs.model.jobs import LOAD_JOB
-from beop_assets.defs.partitions import export_day_key
 
 with instance() as dagster_instance:
     if what == "dagster-load":
@@ -88,11 +86,10 @@ with instance() as dagster_instance:
                           "error": None if result.success else _root_error(result)}))
     else:
         export_id = sys.argv[3]
-        result = load_definitions().resolve_job_def(EXPORT_MODES[what].job_name).execute_in_process(
-            partition_key=str(export_day_key(day, export_id)), instance=dagster_instance,
-            raise_on_error=False, run_config=QUIET)
-        outcome = _outcome(export_id, what, result)
-        print(json.dumps({"success": result.success, **asdict(outcome)}))
+        (outcome,) = _deliver_range(day, what, [export_id], dagster_instance, load_definitions())
+        success = outcome.status == "delivered"
+        print(json.dumps({"success": success, **asdict(outcome)}))
+        sys.exit(0 if success else 1)
 sys.exit(0 if result.success else 1)
 """
 

@@ -241,7 +241,12 @@ def test_each_message_says_what_to_fix(broken_day, export_id, expected):
 
 def test_delivery_faults_are_in_the_ledger_and_registry_faults_never_reach_a_server(broken_day, whole_product):
     outcomes, _, echoed = broken_day
-    failed = {d.export_id: d for d in ledger.history(status="failed", root=whole_product.landing.warehouse)}
+    attempts = ledger.history(status="failed", root=whole_product.landing.warehouse)
+    # An export the registry rejected is recorded as a failed attempt (for the retry schedule) that never
+    # reached a server: no file, no destination.
+    refused = {d.export_id for d in attempts if not d.file_name}
+    assert all(not d.destination and not d.attempts for d in attempts if d.export_id in refused)
+    failed = {d.export_id: d for d in attempts if d.export_id not in refused}
     assert sorted(failed) == sorted(
         [
             "wrong-password",

@@ -116,14 +116,15 @@ def test_parallel_deliveries_isolate_the_export_whose_server_is_dead(product, mo
     assert {d.export_id for d in ledger.history(status="delivered", root=ledger_at())} == set(good)
     assert {d.export_id for d in ledger.history(status="failed", root=ledger_at())} == {"dead-server"}
 
-    # the runs are in the instance the CLI used, one per export, only the dead server's failed, and
-    # they were executed side by side (two worker processes): some runs overlap in time
+    # the runs are in the instance the CLI used, batched ranges: only the one holding the dead server
+    # failed (its batchmates delivered, above), and they were executed side by side (two worker
+    # processes): some runs overlap in time
     instance = DagsterInstance.from_config(os.environ["DAGSTER_HOME"])
     records = instance.get_run_records(RunsFilter(tags={"beop/trigger": "cli"}))
     exports = [r for r in records if r.dagster_run.job_name.startswith("deliver_")]
-    assert len(exports) == 7
+    assert 2 <= len(exports) < 7
     failed = [r for r in exports if r.dagster_run.status == DagsterRunStatus.FAILURE]
-    assert [r.dagster_run.tags["dagster/partition/export"] for r in failed] == ["dead-server"]
+    assert len(failed) == 1
     assert all(r.dagster_run.status == DagsterRunStatus.SUCCESS for r in exports if r not in failed)
     spans = sorted((r.start_time, r.end_time) for r in exports)
     assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:], strict=False)), spans
