@@ -24,12 +24,13 @@ from pathlib import Path
 from dagster import DagsterEventType, DagsterInstance, Definitions, ExecuteInProcessResult
 
 from beop_assets import settings
-from beop_assets.defs.exports.batch import BATCH_SIZE, REDELIVER_TAG
+from beop_assets.defs.exports.batch import REDELIVER_TAG
 from beop_assets.defs.exports.jobs import EXPORT_MODES
 from beop_assets.defs.exports.sensors import RANGE_END, RANGE_START
 from beop_assets.defs.model.jobs import LOAD_JOB
 from beop_assets.defs.partitions import Partitions, export_day_key
 from beop_assets.defs.step_errors import product_message
+from beop_assets.exports.delivery_schedule import DEFAULT_BATCH_SIZE
 
 DEFAULT_DAGSTER_HOME = ".dagster_home"
 # Written into a new DAGSTER_HOME (an existing dagster.yaml is never touched):
@@ -175,7 +176,9 @@ def run_day(
             meta = {k: v.value for k, v in mat.metadata.items()}
             echo(f"loaded {day}: {meta.get('rows')} participations, {meta.get('rejected')} rejected lines")
 
-    return outcomes + deliver(day, targets, dagster_instance, config.delivery_workers, defs)
+    return outcomes + deliver(
+        day, targets, dagster_instance, config.delivery_workers, defs, batch_size=config.delivery_batch_size
+    )
 
 
 def deliver(
@@ -184,10 +187,11 @@ def deliver(
     dagster_instance: DagsterInstance,
     workers: int,
     defs: Definitions | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> list[Outcome]:
     """Every (export, mode) of `targets` through the night's batched runs (ranges of contiguous exports,
     a few side by side); outcomes in the order of `targets`."""
-    ranges = _ranges(day, targets, dagster_instance, max(1, workers))
+    ranges = _ranges(day, targets, dagster_instance, max(1, workers), batch_size)
     done: dict[str, Outcome] = {}
     if max(1, workers) == 1 or len(ranges) == 1 or dagster_instance.is_ephemeral:
         from beop_assets.definitions import defs as load_definitions
@@ -218,16 +222,16 @@ def deliver(
 
 
 def _ranges(
-    day: date, targets: list[tuple[str, str]], dagster_instance: DagsterInstance, workers: int
+    day: date, targets: list[tuple[str, str]], dagster_instance: DagsterInstance, workers: int, batch_size: int
 ) -> list[tuple[str, list[str]]]:
     """(mode, export ids) of each run: contiguous in the partitions' insertion order (what a range is),
-    at most BATCH_SIZE, and cut so that `workers` processes share the work."""
+    at most `batch_size`, and cut so that `workers` processes share the work."""
     ranges: list[tuple[str, list[str]]] = []
     for mode, spec in EXPORT_MODES.items():
         wanted = {export_id for export_id, m in targets if m == mode}
         if not wanted:
             continue
-        size = max(1, min(BATCH_SIZE, -(-len(wanted) // workers)))
+        size = max(1, min(batch_size, -(-len(wanted) // workers)))
         segment: list[str] = []
         for export_id in [*dagster_instance.get_dynamic_partitions(spec.partitions_name), None]:
             if export_id in wanted and len(segment) < size:

@@ -130,7 +130,7 @@ def build_definitions(config: settings.Settings) -> Definitions:
     resources["io_manager"] = locked_io_manager(InMemoryIOManager())
     return Definitions.merge(
         model_definitions(partitions, schedules),
-        export_definitions(partitions),
+        export_definitions(partitions, config.delivery_batch_size),
         operations_definitions(partitions, deadline or DEFAULT_DEADLINE, schedules),
         Definitions(resources=resources, executor=in_process_executor),
     )

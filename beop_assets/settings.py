@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from beop_assets.cloud_storage import GsUrl, is_gs
 from beop_assets.delivery.retry import DEFAULT_ATTEMPTS, DEFAULT_BACKOFF_S, RetryPolicy
 from beop_assets.exports.delivery_schedule import (
+    DEFAULT_BATCH_SIZE,
     DEFAULT_FIRST_MINUTES,
     DEFAULT_MAX_MINUTES,
     DEFAULT_PERMANENT_MINUTES,
@@ -192,6 +193,12 @@ class Settings:
     @property
     def delivery_lookback_days(self) -> int:
         return _positive_int(self.env, "BEOP_DELIVERY_LOOKBACK_DAYS", DEFAULT_DELIVERY_LOOKBACK_DAYS)
+
+    @property
+    def delivery_batch_size(self) -> int:
+        """At most this many exports of one day and mode per delivery run (the sensor's ranges, the UI's
+        backfills, `beop-exports run`)."""
+        return _positive_int(self.env, "BEOP_DELIVERY_BATCH_SIZE", DEFAULT_BATCH_SIZE, "exports")
 
     @property
     def retry_schedule(self) -> RetrySchedule:

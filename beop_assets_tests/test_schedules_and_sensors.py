@@ -42,7 +42,7 @@ from beop_assets.defs.exports import sensors
 from beop_assets.defs.exports.sensors import RANGE_END, RANGE_START
 from beop_assets.defs.resources import ExportRegistry
 from beop_assets.delivery import ledger
-from beop_assets_tests.fixtures.definitions import resources, schedule, sensor
+from beop_assets_tests.fixtures.definitions import definitions, resources, schedule, sensor
 from beop_assets_tests.fixtures.landing import LandingZone
 
 TODAY = datetime.now(UTC).date()
@@ -433,6 +433,26 @@ def test_delivery_sensor_looks_back_seven_days_by_default_and_as_configured(inst
     result = tick(sensor("deliver_loaded_days_sensor"), instance, scheduled)
     assert not result.run_requests
     assert result.skip_message == "no day loaded in the last 2 days"
+
+
+def test_runs_hold_at_most_the_configured_batch_of_exports(instance, scheduled, monkeypatch):
+    load(instance, YESTERDAY)
+    both = (f"{YESTERDAY}|acme-crm", f"{YESTERDAY}|acme-crm-2")
+    assert ("deliver_specific_exports", *both) in requested(
+        tick(sensor("deliver_loaded_days_sensor"), instance, scheduled)
+    )
+
+    # A deployment with many run workers spreads a small night over them: one export per run here.
+    monkeypatch.setenv("BEOP_DELIVERY_BATCH_SIZE", "1")
+    result = tick(sensor("deliver_loaded_days_sensor"), instance, scheduled)
+    assert requested(result) == [
+        ("deliver_global_exports", f"{YESTERDAY}|acme-all", f"{YESTERDAY}|acme-all"),
+        ("deliver_specific_exports", both[0], both[0]),
+        ("deliver_specific_exports", both[1], both[1]),
+    ]
+    # The UI's backfills are cut the same way.
+    policy = definitions().get_assets_def("crm_export_file").backfill_policy
+    assert policy is not None and policy.max_partitions_per_run == 1
 
 
 def test_delivery_sensor_never_asks_again_for_a_delivered_or_running_delivery(instance, scheduled):

@@ -4,10 +4,11 @@ The same loopback topology as test_topology_celery.py (Postgres, Redis, the GCS 
 landing zone, the `gs://` warehouse and the compute logs, OpenSSH sshd), with the Dagster daemon on a
 machine of its own next to the webserver and two Celery workers. Yesterday's load is submitted as
 the load schedule submits it; from there nothing is done by the test: the registry sensor registers
-every export as a partition, the delivery sensor sees the loaded day and requests one run per
-export, and `CeleryRunLauncher` puts each on the broker for the workers. Asserted: every export is
-delivered exactly once (the ledger, in Postgres), by a run the delivery sensor requested, executed on
-a worker; both workers ran some; a later sensor tick requests nothing more.
+every export as a partition, the delivery sensor sees the loaded day and requests runs of contiguous
+exports (BEOP_DELIVERY_BATCH_SIZE, lowered here as a deployment with many workers lowers it to spread a
+small night over them), and `CeleryRunLauncher` puts each on the broker for the workers. Asserted:
+every export is delivered exactly once (the ledger, in Postgres), by a run the delivery sensor
+requested, executed on a worker; both workers ran some; a later sensor tick requests nothing more.
 """
 
 from __future__ import annotations
@@ -49,6 +50,19 @@ CRM_EXPORTS = 6
 GLOBAL_EXPORTS = 4
 DELIVERY_SENSOR = "deliver_loaded_days_sensor"
 TIMEOUT = float(os.environ.get("BEOP_TOPOLOGY_RUN_TIMEOUT", "420"))
+BATCH_SIZE = 2  # 6 + 4 exports: 5 delivery runs for the two workers
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+
+
+def keys_of(instance: DagsterInstance, run) -> list[str]:
+    """The (day, export) keys a batched delivery run covers: its range, in the partitions' order."""
+    start, end = run.tags[RANGE_START], run.tags[RANGE_END]
+    day, first = start.split("|")
+    last = end.split("|")[1]
+    name = "specific_exports" if first.startswith("crm-") else "global_exports"
+    order = list(instance.get_dynamic_partitions(name))
+    return [f"{day}|{e}" for e in order[order.index(first) : order.index(last) + 1]]
 
 
 def test_the_daemon_delivers_a_loaded_day_through_celery_workers(
@@ -69,6 +83,7 @@ def test_the_daemon_delivers_a_loaded_day_through_celery_workers(
         **base_env(),
         **dagster_pg_env(postgres_url),
         "BEOP_LEDGER_URL": postgres_url,
+        "BEOP_DELIVERY_BATCH_SIZE": str(BATCH_SIZE),
         "DAGSTER_CELERY_BROKER_URL": redis_broker.url,
         "BEOP_LANDING": f"gs://{buckets['landing']}/landing",
         "BEOP_WAREHOUSE": f"gs://{buckets['warehouse']}/warehouse",
@@ -97,19 +112,22 @@ def test_the_daemon_delivers_a_loaded_day_through_celery_workers(
         while True:
             runs = [r for r in instance.get_runs() if r.job_name.startswith("deliver_")]
             finished = [r for r in runs if r.status in TERMINAL]
-            if len(finished) >= len(export_ids) and len(finished) == len(runs):
+            covered = sum(len(keys_of(instance, r)) for r in finished)
+            if covered >= len(export_ids) and len(finished) == len(runs):
                 break
             for service in topology_services:
                 service.check_alive()
             if time.monotonic() > deadline:
                 raise TopologyError(
-                    f"{len(finished)}/{len(export_ids)} delivery runs finished within {TIMEOUT} s:\n"
+                    f"{covered}/{len(export_ids)} exports' delivery runs finished within {TIMEOUT} s:\n"
                     + "\n".join(f"--- {s.name} ---\n{s.log_text(4000)}" for s in topology_services)
                 )
             time.sleep(1)
         failed = {r.run_id: run_errors(instance, r.run_id) for r in runs if r.status != DagsterRunStatus.SUCCESS}
         assert not failed, failed
-        assert sorted(r.tags["dagster/partition"] for r in runs) == sorted(f"{day}|{i}" for i in export_ids)
+        assert sorted(k for r in runs for k in keys_of(instance, r)) == sorted(f"{day}|{i}" for i in export_ids)
+        assert max(len(keys_of(instance, r)) for r in runs) == BATCH_SIZE  # ranges, cut at the batch size
+        assert len(runs) == 5
         assert {r.tags.get("dagster/sensor_name") for r in runs} == {DELIVERY_SENSOR}
         assert sorted(instance.get_dynamic_partitions("specific_exports")) == sorted(
             i for i in export_ids if i.startswith("crm-")

@@ -25,6 +25,10 @@ from datetime import UTC, datetime, timedelta
 DEFAULT_FIRST_MINUTES = 5.0
 DEFAULT_MAX_MINUTES = 60.0
 DEFAULT_PERMANENT_MINUTES = 180.0
+# Exports per delivery run (BEOP_DELIVERY_BATCH_SIZE): few enough that a run's events (about a dozen per
+# export) stay a few seconds of writes, many enough that 10,000 exports are 40 runs. A deployment with
+# many run workers (Celery) lowers it to spread a small night over them.
+DEFAULT_BATCH_SIZE = 250
 
 # How the ledger names an error that waiting cannot fix (its error text starts with the error's class).
 PERMANENT_ERRORS = ("PermanentDeliveryError", "RegistryError")

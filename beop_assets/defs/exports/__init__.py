@@ -10,13 +10,13 @@ from beop_assets.defs.exports.sensors import build_deliver_loaded_days_sensor, e
 from beop_assets.defs.partitions import Partitions
 
 
-def export_definitions(partitions: Partitions) -> Definitions:
+def export_definitions(partitions: Partitions, batch_size: int) -> Definitions:
     jobs = build_delivery_jobs(partitions)
     return Definitions(
         assets=[
-            build_crm_export_file(partitions.specific_export_days),
-            build_global_export_file(partitions.global_export_days),
+            build_crm_export_file(partitions.specific_export_days, batch_size),
+            build_global_export_file(partitions.global_export_days, batch_size),
         ],
         jobs=jobs,
-        sensors=[export_registry_sensor, build_deliver_loaded_days_sensor(partitions.data_days, jobs)],
+        sensors=[export_registry_sensor, build_deliver_loaded_days_sensor(partitions.data_days, jobs, batch_size)],
     )

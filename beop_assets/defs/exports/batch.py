@@ -2,7 +2,7 @@
 
 A run per (day, export) costs Dagster far more than the work (a process, the code's import, a dozen
 events), so the nightly sensor, `beop-exports run` and UI backfills ask for ranges of exports instead
-(`BATCH_SIZE`). Inside the run each export is built, delivered through the delivery IO manager
+(`BEOP_DELIVERY_BATCH_SIZE`). Inside the run each export is built, delivered through the delivery IO manager
 (`DeliveryIOManager.deliver`: the one delivery path, with its ledger rows) and read back for its checks,
 several side by side: a delivery mostly waits for the customer's server, so a few threads keep the
 round trips overlapping while `BUILD_SLOTS` bounds the CPU-heavy building.
@@ -46,9 +46,6 @@ from beop_assets.delivery import ledger
 from beop_assets.exports.export_file import ExportFile
 from beop_assets.exports.registry import Registry, RegistryError
 
-# Exports per run: the sensor's ranges and the UI's backfill policy. Few enough that a run's events
-# (about a dozen per export) stay a few seconds of writes, many enough that 10,000 exports are 40 runs.
-BATCH_SIZE = 250
 # Exports of a run in flight at once: most of a delivery is waiting for the customer's server.
 DELIVERY_THREADS = 8
 # Exports of a run being built at once (DuckDB and compression: CPU), whatever the delivery threads.

@@ -21,7 +21,7 @@ from dagster import (
     multi_asset,
 )
 
-from beop_assets.defs.exports.batch import BATCH_SIZE, deliver_partitions
+from beop_assets.defs.exports.batch import deliver_partitions
 from beop_assets.defs.exports.checks import GLOBAL_CHECKS, check_specs
 from beop_assets.defs.exports.io_managers import DeliveryIOManager
 from beop_assets.defs.partitions import SAME_DATA_DAY
@@ -35,7 +35,7 @@ from beop_assets.exports.registry import GlobalExport, Registry
 LINE_KEY_TYPES = {"questions": "list", "optins": "list", "forms": "list", "content_version": "integer"}
 
 
-def build_global_export_file(export_days: MultiPartitionsDefinition) -> AssetsDefinition:
+def build_global_export_file(export_days: MultiPartitionsDefinition, batch_size: int) -> AssetsDefinition:
     # A multi_asset of one asset, for one reason: `can_subset` makes the asset's output and its checks
     # optional, so that a batched run reports each export itself (exports/batch.py) and succeeds.
     @multi_asset(
@@ -53,7 +53,7 @@ def build_global_export_file(export_days: MultiPartitionsDefinition) -> AssetsDe
         ],
         partitions_def=export_days,
         can_subset=True,
-        backfill_policy=BackfillPolicy.multi_run(BATCH_SIZE),
+        backfill_policy=BackfillPolicy.multi_run(batch_size),
         check_specs=check_specs("global_export_file", GLOBAL_CHECKS, export_days),
     )
     def global_export_file(

@@ -37,12 +37,18 @@ from dagster import (
     sensor,
 )
 
-from beop_assets.defs.exports.batch import ATTEMPT_TAG, BATCH_SIZE
+from beop_assets.defs.exports.batch import ATTEMPT_TAG
 from beop_assets.defs.exports.jobs import EXPORT_MODES
 from beop_assets.defs.partitions import export_day_key, split_export_day_key
 from beop_assets.defs.resources import DeliveryPolicy, ExportRegistry, Warehouse
 from beop_assets.delivery import ledger
-from beop_assets.exports.delivery_schedule import NextAttempt, PastAttempt, RetrySchedule, next_attempt
+from beop_assets.exports.delivery_schedule import (
+    DEFAULT_BATCH_SIZE,
+    NextAttempt,
+    PastAttempt,
+    RetrySchedule,
+    next_attempt,
+)
 
 LOADED_ASSET = AssetKey("participations")
 IN_FLIGHT = [
@@ -187,8 +193,8 @@ class DeliveryPlan:
         )
 
 
-def _ranges(due: list[_Due]) -> list[list[_Due]]:
-    """Runs of contiguous exports (insertion order) of the same kind of attempt, at most BATCH_SIZE each."""
+def _ranges(due: list[_Due], batch_size: int) -> list[list[_Due]]:
+    """Runs of contiguous exports (insertion order) of the same kind of attempt, at most `batch_size` each."""
     ranges: list[list[_Due]] = []
     for item in due:
         current = ranges[-1] if ranges else None
@@ -196,7 +202,7 @@ def _ranges(due: list[_Due]) -> list[list[_Due]]:
             current
             and item.position == current[-1].position + 1
             and _kind(item) == _kind(current[-1])
-            and len(current) < BATCH_SIZE
+            and len(current) < batch_size
         ):
             current.append(item)
         else:
@@ -215,9 +221,10 @@ def delivery_requests(
     ledger_at: ledger.Location,
     schedule: RetrySchedule,
     now: datetime,
+    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> DeliveryPlan:
     """Runs for every (loaded day, scheduled export) neither delivered nor being delivered whose attempt
-    is due: ranges of up to BATCH_SIZE contiguous exports of one day, split around the keys that are not
+    is due: ranges of up to `batch_size` contiguous exports of one day, split around the keys that are not
     due (delivered, in flight, or waiting for their retry). A first attempt is due at once; a failed key
     follows the retry schedule (exports/delivery_schedule.py), from its attempts in the ledger.
 
@@ -252,7 +259,7 @@ def delivery_requests(
                     due.append(_Due(position, export_id, attempt))
                 else:
                     plan.waiting.append((key, attempt))
-            for batch in _ranges(due):
+            for batch in _ranges(due, batch_size):
                 plan.requests.append(_request(spec, day, batch, loads[day]))
     return plan
 
@@ -286,7 +293,9 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def build_deliver_loaded_days_sensor(data_days: DailyPartitionsDefinition, jobs: list) -> SensorDefinition:
+def build_deliver_loaded_days_sensor(
+    data_days: DailyPartitionsDefinition, jobs: list, batch_size: int = DEFAULT_BATCH_SIZE
+) -> SensorDefinition:
     @sensor(
         jobs=jobs,
         minimum_interval_seconds=15,
@@ -309,7 +318,13 @@ def build_deliver_loaded_days_sensor(data_days: DailyPartitionsDefinition, jobs:
             return SkipReason(f"no day loaded in the last {lookback} days")
         try:
             plan = delivery_requests(
-                registry, context.instance, loads, warehouse.ledger(), delivery_policy.retry_schedule(), clock
+                registry,
+                context.instance,
+                loads,
+                warehouse.ledger(),
+                delivery_policy.retry_schedule(),
+                clock,
+                batch_size,
             )
         except ValueError as exc:
             # Not "all delivered": nobody can tell which exports are due until the registry is fixed.
