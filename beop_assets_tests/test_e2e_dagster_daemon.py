@@ -21,27 +21,20 @@ This test never skips: a server that cannot start fails the test with that serve
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import gzip
 import io
 import json
 import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
-import requests
 import yaml
 from dagster import AssetKey
 
@@ -52,12 +45,10 @@ from beop_assets.demo.gcs_emulator import GcsEmulator
 from beop_assets.demo.generate import generate_day
 from beop_assets.demo.service_account import write_demo_key
 from beop_assets.demo.sshd import LocalSshd
+from beop_assets_tests.fixtures.dagster_dev import DagsterDev, alive, wait, wait_for_backfill
 
 pytestmark = pytest.mark.e2e
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DAGSTER = Path(sys.executable).with_name("dagster")
-LOCATION = "beop_exports"  # workspace.yaml
 
 # Recent days: inside the partitions' default range (90 days back) and the delivery sensor's look-back.
 DAYS = tuple(datetime.now(UTC).date() - timedelta(days=n) for n in (2, 1))
@@ -113,339 +104,8 @@ UUID4 = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 # is ready in ~15 s, the registry sensor (15 s interval) syncs in ~20 s; the backfill daemon evaluates
 # backfills every 30 s, so a backfill needs up to ~30 s to be picked up and ~30 s more to be marked
 # complete once its runs are done. The whole test takes ~2 minutes.
-SERVER_START_TIMEOUT = 90
 REGISTRY_SYNC_TIMEOUT = 60
-BACKFILL_TIMEOUT = 120
 SENSOR_TICK_TIMEOUT = 45
-POLL = 1.0
-
-
-# --------------------------------------------------------------------------------------------------
-# `dagster dev` as a subprocess, and its GraphQL endpoint
-# --------------------------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _proc_table() -> dict[int, tuple[int, int, str]]:
-    """pid -> (ppid, pgid, state) for every live process, from /proc."""
-    table = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        table[int(entry.name)] = (int(fields[1]), int(fields[2]), fields[0])
-    return table
-
-
-def _family(root: int) -> set[int]:
-    """`root`, its descendants and every member of its process group that is not a zombie."""
-    table = _proc_table()
-    found = {pid for pid, (_, pgid, state) in table.items() if pgid == root and state != "Z"}
-    todo = [root]
-    while todo:
-        parent = todo.pop()
-        for pid, (ppid, _, state) in table.items():
-            if ppid == parent and pid not in found and state != "Z":
-                found.add(pid)
-                todo.append(pid)
-    if root in table and table[root][2] != "Z":
-        found.add(root)
-    return found
-
-
-def _alive(pids: set[int]) -> set[int]:
-    table = _proc_table()
-    return {pid for pid in pids if pid in table and table[pid][2] != "Z"}
-
-
-class GraphQLError(AssertionError):
-    pass
-
-
-class DagsterDev:
-    """`dagster dev -w workspace.yaml` from the repository root, on 127.0.0.1 and a free port.
-
-    Its output goes to a file (never an undrained pipe) and is part of every failure message. It runs
-    in a session of its own, and `stop()` ends it by its pid: SIGTERM to `dagster dev` (which shuts its
-    webserver, daemon and code servers down), then SIGKILL to whatever of its family is left.
-    """
-
-    def __init__(self, env: dict[str, str], log_path: Path):
-        self.env = env
-        self.log_path = log_path
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen | None = None
-        self.repository: str | None = None
-        self.started_at = time.monotonic()
-        self.timeline: list[str] = []  # phases and when they ended, for failure messages and -s runs
-
-    def mark(self, phase: str) -> None:
-        self.timeline.append(f"{time.monotonic() - self.started_at:6.1f}s {phase}")
-        print(self.timeline[-1])
-
-    def start(self) -> DagsterDev:
-        command = [str(DAGSTER), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(self.port)]
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                command,
-                cwd=REPO_ROOT,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self._wait_until_ready()
-        self.mark("dagster dev ready")
-        return self
-
-    def output(self, tail: int = 12000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-tail:]
-        except OSError:
-            return "(no output)"
-
-    def fail(self, message: str) -> None:
-        timeline = "\n".join(self.timeline) or "(nothing done yet)"
-        pytest.fail(
-            f"{message}\n--- timeline ---\n{timeline}\n--- dagster dev output (tail) ---\n{self.output()}",
-            pytrace=False,
-        )
-
-    def _wait_until_ready(self) -> None:
-        """Until the webserver answers and the code location is loaded (bounded)."""
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        last = "no answer yet"
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                self.fail(f"`dagster dev` exited with code {self.process.returncode} before it was ready")
-            try:
-                if requests.get(f"{self.url}/server_info", timeout=2).status_code == 200:
-                    entry = self._location_entry()
-                    kind = (entry.get("locationOrLoadError") or {}).get("__typename")
-                    if kind == "RepositoryLocation":
-                        repositories = entry["locationOrLoadError"]["repositories"]
-                        self.repository = repositories[0]["name"]
-                        return
-                    if kind == "PythonError":
-                        self.fail(f"code location {LOCATION} failed to load: {entry['locationOrLoadError']['message']}")
-                    last = f"location {LOCATION}: {entry.get('loadStatus')}"
-            except (requests.RequestException, GraphQLError) as exc:
-                last = f"{type(exc).__name__}: {exc}"
-            time.sleep(0.5)
-        self.fail(f"`dagster dev` was not ready on {self.url} within {SERVER_START_TIMEOUT} s ({last})")
-
-    def _location_entry(self) -> dict:
-        data = self.gql(
-            """query { workspaceOrError { __typename
-                 ... on Workspace { locationEntries { name loadStatus locationOrLoadError { __typename
-                     ... on RepositoryLocation { repositories { name } }
-                     ... on PythonError { message } } } }
-                 ... on PythonError { message } } }"""
-        )["workspaceOrError"]
-        for entry in data.get("locationEntries", []):
-            if entry["name"] == LOCATION:
-                return entry
-        return {}
-
-    def gql(self, query: str, variables: dict | None = None) -> dict:
-        response = requests.post(f"{self.url}/graphql", json={"query": query, "variables": variables or {}}, timeout=60)
-        if response.status_code != 200:
-            raise GraphQLError(f"GraphQL HTTP {response.status_code}: {response.text[:2000]}")
-        body = response.json()
-        if body.get("errors"):
-            raise GraphQLError(f"GraphQL errors: {json.dumps(body['errors'])[:4000]}")
-        return body["data"]
-
-    def stop(self) -> None:
-        """Stop by pid, always: SIGTERM to `dagster dev`, then SIGKILL to its whole family."""
-        process, self.process = self.process, None
-        if process is None:
-            return
-        family = _family(process.pid)  # before signalling: orphans get re-parented
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=20)
-        deadline = time.monotonic() + 10
-        while _alive(family | _family(process.pid)) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        for pid in _alive(family | _family(process.pid)):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=10)
-        time.sleep(0.2)
-        survivors = _alive(family | _family(process.pid))
-        assert not survivors, f"processes of `dagster dev` survived SIGKILL: {sorted(survivors)}"
-
-    # -- GraphQL operations the test needs ----------------------------------------------------------
-
-    def sensor_selector(self, name: str) -> dict:
-        return {"repositoryName": self.repository, "repositoryLocationName": LOCATION, "sensorName": name}
-
-    def sensor(self, name: str) -> dict:
-        data = self.gql(
-            """query Sensor($selector: SensorSelector!) { sensorOrError(sensorSelector: $selector) { __typename
-                 ... on Sensor { id name sensorState { status
-                     ticks(limit: 10) { tickId status timestamp skipReason runIds error { message } } } }
-                 ... on Error { message } } }""",
-            {"selector": self.sensor_selector(name)},
-        )["sensorOrError"]
-        if data["__typename"] != "Sensor":
-            raise GraphQLError(f"sensor {name}: {data}")
-        return data
-
-    def stop_sensor(self, name: str) -> None:
-        sensor_id = self.sensor(name)["id"]
-        result = self.gql(
-            """mutation Stop($id: String) { stopSensor(id: $id) { __typename
-                 ... on StopSensorMutationResult { instigationState { status } }
-                 ... on Error { message } } }""",
-            {"id": sensor_id},
-        )["stopSensor"]
-        assert result.get("instigationState", {}).get("status") == "STOPPED", result
-
-    def start_sensor(self, name: str) -> None:
-        result = self.gql(
-            """mutation Start($selector: SensorSelector!) { startSensor(sensorSelector: $selector) { __typename
-                 ... on Sensor { sensorState { status } }
-                 ... on Error { message } } }""",
-            {"selector": self.sensor_selector(name)},
-        )["startSensor"]
-        assert result.get("sensorState", {}).get("status") == "RUNNING", result
-
-    def export_partitions(self) -> dict[str, set[str]]:
-        """The `export` dimension's keys of each export asset, as the UI sees them."""
-        data = self.gql(
-            """query Parts($keys: [AssetKeyInput!]) { assetNodes(assetKeys: $keys) {
-                 assetKey { path } partitionKeysByDimension { name partitionKeys } } }""",
-            {"keys": [{"path": ["crm_export_file"]}, {"path": ["global_export_file"]}]},
-        )["assetNodes"]
-        return {
-            node["assetKey"]["path"][-1]: {
-                key
-                for dim in node["partitionKeysByDimension"]
-                if dim["name"] == "export"
-                for key in dim["partitionKeys"]
-            }
-            for node in data
-        }
-
-    def launch_backfill(self, params: dict) -> str:
-        result = self.gql(
-            """mutation Backfill($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
-                 __typename ... on LaunchBackfillSuccess { backfillId }
-                 ... on Error { message } ... on PythonError { stack } } }""",
-            {"params": params},
-        )["launchPartitionBackfill"]
-        if result["__typename"] != "LaunchBackfillSuccess":
-            self.fail(f"launchPartitionBackfill failed: {json.dumps(result)[:4000]}")
-        return result["backfillId"]
-
-    def backfill(self, backfill_id: str) -> dict:
-        data = self.gql(
-            """query Backfill($id: String!) { partitionBackfillOrError(backfillId: $id) { __typename
-                 ... on PartitionBackfill { id status numPartitions error { message }
-                     runs { runId status jobName tags { key value } } }
-                 ... on Error { message } } }""",
-            {"id": backfill_id},
-        )["partitionBackfillOrError"]
-        if data["__typename"] != "PartitionBackfill":
-            raise GraphQLError(f"backfill {backfill_id}: {data}")
-        return data
-
-    def runs(self) -> list[dict]:
-        data = self.gql(
-            """query { runsOrError(limit: 100) { __typename
-                 ... on Runs { results { runId status jobName tags { key value } } }
-                 ... on Error { message } } }"""
-        )["runsOrError"]
-        if data["__typename"] != "Runs":
-            raise GraphQLError(f"runs: {data}")
-        return data["results"]
-
-    def run_events(self, run_id: str) -> list[dict]:
-        """A run's failure events and asset check evaluations."""
-        data = self.gql(
-            """query Run($id: ID!) { runOrError(runId: $id) { __typename
-                 ... on Run { eventConnection(limit: 5000) { events { __typename
-                     ... on ExecutionStepFailureEvent { stepKey error { message } }
-                     ... on RunFailureEvent { message error { message } }
-                     ... on AssetCheckEvaluationEvent { evaluation { checkName partition success
-                         assetKey { path } } } } } } } }""",
-            {"id": run_id},
-        )["runOrError"]
-        return (data.get("eventConnection") or {}).get("events", [])
-
-    def run_errors(self, run_id: str) -> str:
-        """The error messages of a run's failure events, for a failure message."""
-        return (
-            "\n".join(
-                f"{e['__typename']} {e.get('stepKey') or ''}: {(e.get('error') or {}).get('message') or e.get('message')}"
-                for e in self.run_events(run_id)
-                if e["__typename"] in ("ExecutionStepFailureEvent", "RunFailureEvent")
-            )
-            or "(no failure event)"
-        )
-
-
-def _wait(
-    what: str, timeout: float, probe: Callable[[], Any], server: DagsterDev, done: Callable[[Any], bool] = bool
-) -> Any:
-    """Poll `probe` until `done(result)`; fail with the last result and the server's output after `timeout`."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        if server.process is None or server.process.poll() is not None:
-            server.fail(f"`dagster dev` died while waiting for {what}")
-        last = probe()
-        if done(last):
-            return last
-        time.sleep(POLL)
-    server.fail(f"timed out after {timeout:.0f} s waiting for {what}; last state: {last!r}")
-
-
-def _wait_for_backfill(server: DagsterDev, backfill_id: str, expected_runs: int | None, *, runs_only: bool = False):
-    """Until the backfill is COMPLETED_SUCCESS with `expected_runs` runs, or (`runs_only`) until its runs
-    have all succeeded: the daemon marks a backfill complete only at its next 30 s iteration, and what
-    follows a load needs its data, not its status. Fails at once, with the runs' errors, on a failure."""
-
-    def probe():
-        backfill = server.backfill(backfill_id)
-        failed = [r for r in backfill["runs"] if r["status"] in ("FAILURE", "CANCELED")]
-        if failed or backfill["status"] in ("FAILED", "COMPLETED_FAILED", "CANCELED", "CANCELING", "FAILING"):
-            details = "\n".join(f"run {r['runId']} ({r['jobName']}): {server.run_errors(r['runId'])}" for r in failed)
-            server.fail(
-                f"backfill {backfill_id} failed: status {backfill['status']}, error {backfill['error']}\n{details}"
-            )
-        return backfill
-
-    def done(backfill: dict) -> bool:
-        runs = backfill["runs"]
-        if runs_only:
-            return len(runs) == expected_runs and all(r["status"] == "SUCCESS" for r in runs)
-        return backfill["status"] == "COMPLETED_SUCCESS"
-
-    backfill = _wait(
-        f"backfill {backfill_id} ({'its runs' if runs_only else 'complete'})",
-        BACKFILL_TIMEOUT,
-        probe,
-        server,
-        done=done,
-    )
-    assert expected_runs is None or len(backfill["runs"]) == expected_runs, backfill
-    assert all(r["status"] == "SUCCESS" for r in backfill["runs"]), backfill
-    return backfill
 
 
 # --------------------------------------------------------------------------------------------------
@@ -532,7 +192,7 @@ def world(tmp_path: Path) -> Iterator[World]:
         yield World(tmp_path, landing, tmp_path / "warehouse", registry, dagster_home, key_file, sshd, emulator)
         servers |= set(sshd.session_pids())
     time.sleep(0.2)
-    assert not _alive(servers), f"sshd or emulator processes survived: {sorted(_alive(servers))}"
+    assert not alive(servers), f"sshd or emulator processes survived: {sorted(alive(servers))}"
 
 
 @pytest.fixture
@@ -617,7 +277,7 @@ def test_backfill_delivers_new_exports_through_the_daemon(world: World, dagster_
             "title": "e2e: load two days",
         }
     )
-    _wait(
+    wait(
         "the export_registry_sensor to register the new exports",
         REGISTRY_SYNC_TIMEOUT,
         server.export_partitions,
@@ -627,7 +287,7 @@ def test_backfill_delivers_new_exports_through_the_daemon(world: World, dagster_
     server.mark("new exports registered as partitions")
 
     # 2. Wait for the loads, then backfill both exports over both days.
-    _wait_for_backfill(server, load_backfill, expected_runs=len(DAYS), runs_only=True)
+    wait_for_backfill(server, load_backfill, expected_runs=len(DAYS), runs_only=True)
     server.mark("both days loaded")
     export_backfill = server.launch_backfill(
         {
@@ -644,10 +304,10 @@ def test_backfill_delivers_new_exports_through_the_daemon(world: World, dagster_
             "title": "e2e: deliver the new exports for two days",
         }
     )
-    load = _wait_for_backfill(server, load_backfill, expected_runs=len(DAYS))
+    load = wait_for_backfill(server, load_backfill, expected_runs=len(DAYS))
     server.mark("load backfill complete")
     # Batched (the export assets' backfill policy): a run may cover several (day, export) keys.
-    exports = _wait_for_backfill(server, export_backfill, expected_runs=None)
+    exports = wait_for_backfill(server, export_backfill, expected_runs=None)
     server.mark("export backfill complete")
     assert len(exports["runs"]) <= len(crm_keys) + len(global_keys)
     assert sorted(k for r in exports["runs"] for k in _keys(r)) == sorted(crm_keys + global_keys)
@@ -665,7 +325,7 @@ def test_backfill_delivers_new_exports_through_the_daemon(world: World, dagster_
     # 4. The delivery sensor, started again, sees the loaded day already delivered: no run, no second file.
     started = time.time()
     server.start_sensor("deliver_loaded_days_sensor")
-    tick = _wait(
+    tick = wait(
         "a tick of the restarted deliver_loaded_days_sensor",
         SENSOR_TICK_TIMEOUT,
         lambda: next(
