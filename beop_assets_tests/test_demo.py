@@ -28,7 +28,7 @@ import requests
 import yaml
 
 from beop_assets.demo.sshd import ensure_system_user
-from beop_assets_tests.test_e2e_dagster_daemon import _family, _free_port
+from beop_assets_tests.fixtures.dagster_dev import free_port, process_family
 
 REPO = Path(__file__).resolve().parents[1]
 SITE_PACKAGES = next((REPO / ".venv" / "lib").glob("python3.11/site-packages"), None)
@@ -135,7 +135,7 @@ def _wait(what: str, timeout: float, probe, output) -> object:
 
 def _stop_and_wait(demo: subprocess.Popen, family: set[int], stop: signal.Signals, output) -> None:
     """Send `stop` to the demo alone, then assert it exited 0 and left none of `family` running (by pid)."""
-    family = family | _family(demo.pid)
+    family = family | process_family(demo.pid)
     demo.send_signal(stop)
     try:
         demo.wait(timeout=90)
@@ -155,7 +155,7 @@ def _stop_and_wait(demo: subprocess.Popen, family: set[int], stop: signal.Signal
 def test_demo_ui_serves_a_backfill_that_delivers_and_ctrl_c_stops_everything(tmp_path):
     workdir = tmp_path / "clone"
     workdir.mkdir()
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "demo.log"
     env = _clean_env(DAGSTER_HOME=str(workdir / ".dagster_home"), PYTHONUNBUFFERED="1")
     beop = str(Path(sys.executable).with_name("beop-exports"))
@@ -173,7 +173,7 @@ def test_demo_ui_serves_a_backfill_that_delivers_and_ctrl_c_stops_everything(tmp
     family: set[int] = set()
     try:
         _wait("the UI", 240, lambda: "the UI is up" in output(), output)
-        family = _family(demo.pid)
+        family = process_family(demo.pid)
         registry = yaml.safe_load((workdir / "data" / "demo" / "exports.yaml").read_text())["exports"]
         crm = next(e for e in registry if e["id"] == "acme-crm-participation")
         upload = Path(crm["sftp"]["directory"])
@@ -215,7 +215,7 @@ def test_demo_ui_serves_a_backfill_that_delivers_and_ctrl_c_stops_everything(tmp
         )["launchPartitionBackfill"]
         assert launched["__typename"] == "LaunchBackfillSuccess", launched
         _wait("the backfill's CSV on the demo's sshd", 240, lambda: len(list(upload.glob("*.csv"))) == 3, output)
-        family |= _family(demo.pid)
+        family |= process_family(demo.pid)
         assert len(family) > 3  # dagster dev, its webserver/daemon, sshd, the emulator
     finally:
         _stop_and_wait(demo, family, signal.SIGINT, output)  # what Ctrl-C does in the demo's terminal
@@ -231,7 +231,7 @@ def test_demo_ui_stopped_by_a_signal_stops_everything_and_its_partitions_start_a
     "missing" days for a demo of one."""
     workdir = tmp_path / "clone"
     workdir.mkdir()
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "demo.log"
     day = (datetime.now(UTC) - timedelta(days=3)).date().isoformat()
     env = _clean_env(DAGSTER_HOME=str(workdir / ".dagster_home"), PYTHONUNBUFFERED="1")
@@ -253,10 +253,10 @@ def test_demo_ui_stopped_by_a_signal_stops_everything_and_its_partitions_start_a
         assert partitions[0] == day, partitions[:3]  # not BEOP_START_DATE's default, 180 days back
         registry = yaml.safe_load((workdir / "data" / "demo" / "exports.yaml").read_text())["exports"]
         sftp_port = int(next(e for e in registry if "sftp" in e)["sftp"]["port"])
-        family = _family(demo.pid)
+        family = process_family(demo.pid)
         assert len(family) > 3, family  # dagster dev, its webserver/daemon, sshd, the emulator
     except BaseException:
-        for pid in _family(demo.pid):  # every process it started, whatever session it is in
+        for pid in process_family(demo.pid):  # every process it started, whatever session it is in
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         raise

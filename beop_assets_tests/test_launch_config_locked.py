@@ -14,7 +14,8 @@ from datetime import date, timedelta
 
 import pytest
 
-from beop_assets_tests.test_e2e_dagster_daemon import CRM_ID, LOCATION, DagsterDev, World, dagster_dev, world  # noqa: F401
+from beop_assets_tests.fixtures.dagster_dev import LOCATION, DagsterDev
+from beop_assets_tests.test_e2e_dagster_daemon import CRM_ID, World, dagster_dev, world  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 

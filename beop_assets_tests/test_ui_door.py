@@ -26,9 +26,9 @@ import requests
 
 from beop_assets.daily_run import INSTANCE_YAML
 from beop_assets.demo.sshd import free_port
+from beop_assets_tests.fixtures.dagster_dev import alive, process_family
 from beop_assets_tests.fixtures.topology import BIN, REPO_ROOT, Service, Webserver
 from beop_assets_tests.fixtures.ui_door import Account, LocalDoor, open_door
-from beop_assets_tests.test_e2e_dagster_daemon import _alive, _family
 
 pytestmark = pytest.mark.e2e
 
@@ -101,14 +101,14 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
             started.append(web.service.start())
             web.wait_ready()
             assert web.service.process is not None
-            families |= _family(web.service.process.pid)
+            families |= process_family(web.service.process.pid)
         with open_door(f"127.0.0.1:{operators.port}", f"127.0.0.1:{watchers.port}", OPERATORS, WATCHERS) as door:
             yield Box(operators, watchers, door)
     finally:
         for service in reversed(started):
             service.stop()
         time.sleep(0.2)
-    assert not _alive(families), f"webserver processes survived their stop: {sorted(_alive(families))}"
+    assert not alive(families), f"webserver processes survived their stop: {sorted(alive(families))}"
 
 
 def _listening_addresses(port: int) -> set[str]:
