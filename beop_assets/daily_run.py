@@ -55,8 +55,8 @@ sensors:
 telemetry:
   enabled: false
 event_log_storage:
-  module: dagster._core.storage.event_log
-  class: ConsolidatedSqliteEventLogStorage
+  module: beop_assets.defs.event_log
+  class: SqliteEventLog
   config:
     base_dir:
       env: DAGSTER_HOME
