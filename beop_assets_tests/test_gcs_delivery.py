@@ -23,6 +23,7 @@ from beop_assets.delivery import gcs
 from beop_assets.delivery.errors import PermanentDeliveryError, TransientDeliveryError
 from beop_assets.delivery.gcs_credentials import client_for_export, read_service_account_key
 from beop_assets.delivery.retry import RetryPolicy
+from beop_assets.demo.service_account import rsa_private_key_pem, service_account_info
 from beop_assets.exports.registry import GcsTarget
 from beop_assets_tests.transports import QUICK, check_target, deliver_file, download_file, list_files
 
@@ -243,6 +244,25 @@ def test_production_client_uses_the_customer_key(monkeypatch, gcs_key, gcs_targe
     assert client._credentials.service_account_email == gcs_key.info["client_email"]
     assert client.project == gcs_key.info["project_id"]
     assert client.api_endpoint == "https://storage.googleapis.com"
+
+
+def test_a_rotated_key_is_used_at_once(monkeypatch, gcs_key, gcs_target, tmp_path):
+    """Credentials are built once per key, not once per process: the customer's new key, written over
+    the old file, is the one the next delivery signs with (and a broken one is refused again)."""
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    key_file = tmp_path / "rotating-key.json"
+    key_file.write_text(gcs_key.text, encoding="utf-8")
+    target = gcs_target("acme-beop", key_file=key_file)
+    assert client_for_export(EXPORT, target)._credentials.service_account_email == gcs_key.info["client_email"]
+
+    rotated = service_account_info(rsa_private_key_pem())
+    rotated["client_email"] = "rotated@beop-demo-project.iam.gserviceaccount.com"
+    key_file.write_text(json.dumps(rotated), encoding="utf-8")
+    assert client_for_export(EXPORT, target)._credentials.service_account_email == rotated["client_email"]
+
+    key_file.write_text(json.dumps({**rotated, "private_key": "-----BEGIN PRIVATE KEY-----\nbroken"}), "utf-8")
+    with pytest.raises(PermanentDeliveryError, match="cannot be loaded"):
+        client_for_export(EXPORT, target)
 
 
 def test_emulator_down_is_retried_then_transient(private_gcs_emulator, gcs_target, tmp_path, caplog, fast_retries):

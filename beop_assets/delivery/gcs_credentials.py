@@ -13,6 +13,7 @@ not passed on.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from typing import Any
@@ -94,15 +95,21 @@ def read_service_account_key(export_id: str, target: GcsTarget) -> dict[str, Any
     if "-----BEGIN" not in info["private_key"]:
         raise bad("private_key is not a PEM private key")
     try:
-        service_account.Credentials.from_service_account_info(info, scopes=WRITE_SCOPES)
+        _credentials(text)
     except Exception:  # noqa: BLE001 - any failure means the same thing; its text may quote the key
         raise bad("private_key cannot be loaded (corrupt, truncated or not an RSA key)") from None
     return info
+
+
+@functools.lru_cache(maxsize=256)
+def _credentials(text: str) -> service_account.Credentials:
+    """The credentials of a key's text, built once per process: loading the RSA key is the costliest
+    step of a small delivery, and every delivery needs them twice (the upload and its read-back)."""
+    return service_account.Credentials.from_service_account_info(json.loads(text), scopes=WRITE_SCOPES)
 
 
 def client_for_export(export_id: str, target: GcsTarget) -> storage.Client:
     """A client that writes to the export's bucket with the customer's key (or to the emulator,
     anonymously, once the key has been read and checked)."""
     info = read_service_account_key(export_id, target)
-    credentials = service_account.Credentials.from_service_account_info(info, scopes=WRITE_SCOPES)
-    return cloud_storage.keyed_client(info["project_id"], credentials)
+    return cloud_storage.keyed_client(info["project_id"], _credentials(_key_text(export_id, target)))
