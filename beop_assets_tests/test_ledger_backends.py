@@ -223,3 +223,16 @@ def test_a_daily_run_records_its_deliveries_in_postgres(product, postgres_url, m
         ("acme-participations", "delivered", outcomes["acme-participations"].run_id, "2026-11-25"),
     ]
     assert not (Path(product.landing.warehouse) / "deliveries.sqlite").exists()
+
+
+def test_a_sqlite_ledger_removed_while_the_process_runs_is_created_again(tmp_path, monkeypatch):
+    """The process remembers a ledger's schema once checked; a file deleted since (an operator starting
+    afresh, the warehouse folder replaced) is checked, and created, again, not written to blindly."""
+    monkeypatch.setenv("BEOP_WAREHOUSE", str(tmp_path))
+    monkeypatch.delenv("BEOP_LEDGER_URL", raising=False)
+    _start()
+    assert len(ledger.history(root=ledger_at())) == 1
+    ledger.ledger_file(ledger_at()).unlink()
+    _start(run_id="run-2")
+    (only,) = ledger.history(root=ledger_at())
+    assert only.run_id == "run-2"

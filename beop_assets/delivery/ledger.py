@@ -201,14 +201,23 @@ def _ensure_schema(con: Connection) -> None:
                 con.execute(sa.text(f"ALTER TABLE {DELIVERIES.name} ADD COLUMN {name} {kind}"))
 
 
+# Ledgers whose schema this process found current: a batch writes several rows per export, and a look
+# at the schema costs as much as the write. A SQLite file that is gone since is looked at again.
+_CURRENT: set[str] = set()
+
+
 @contextlib.contextmanager
 def _connect(root: Location) -> Iterator[Connection]:
     url = ledger_url(root)
-    if url.startswith("sqlite"):
+    sqlite = url.startswith("sqlite")
+    if sqlite:
         ledger_file(root).parent.mkdir(parents=True, exist_ok=True)
+    known = url in _CURRENT and (not sqlite or ledger_file(root).exists())
     with _engine(url).begin() as con:
-        _ensure_schema(con)
+        if not known:
+            _ensure_schema(con)
         yield con
+    _CURRENT.add(url)
 
 
 def _now() -> str:
