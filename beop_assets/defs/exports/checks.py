@@ -15,7 +15,6 @@ customer chose nor pass silently.
 """
 
 import csv
-import gzip
 import json
 import warnings
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from dagster import AssetCheckResult, AssetCheckSpec, MetadataValue, PreviewWarning
+from zlib_ng import gzip_ng
 
 from beop_assets.defs.exports.io_managers import DeliveredFile
 from beop_assets.defs.resources import Warehouse
@@ -123,7 +123,7 @@ def _csv_records(delivered: DeliveredFile) -> Iterator[list[str]]:
 
 
 def _ndjson_records(delivered: DeliveredFile) -> Iterator[dict[str, Any]]:
-    with gzip.open(_readable_path(delivered), "rt", encoding="utf-8") as handle:
+    with gzip_ng.open(_readable_path(delivered), "rt", encoding="utf-8") as handle:
         for line in handle:
             yield json.loads(line)
 
