@@ -17,7 +17,7 @@ The deployment instances (PostgreSQL) do not use it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from typing import Any
@@ -56,18 +56,15 @@ class SqliteEventLog(ConsolidatedSqliteEventLogStorage):
     def _present(self) -> set[tuple[str, str]]:
         return set()
 
+    def _remembered(self, key: tuple[str, str], ask: Callable[[], bool]) -> bool:
+        if key not in self._present and ask():
+            self._present.add(key)
+        return key in self._present
+
     def has_table(self, table_name: str) -> bool:
-        if ("table", table_name) in self._present:
-            return True
-        found = super().has_table(table_name)
-        if found:
-            self._present.add(("table", table_name))
-        return found
+        return self._remembered(("table", table_name), lambda: super(SqliteEventLog, self).has_table(table_name))
 
     def has_asset_key_col(self, column_name: str) -> bool:
-        if ("asset_keys", column_name) in self._present:
-            return True
-        found = super().has_asset_key_col(column_name)
-        if found:
-            self._present.add(("asset_keys", column_name))
-        return found
+        return self._remembered(
+            ("asset_keys", column_name), lambda: super(SqliteEventLog, self).has_asset_key_col(column_name)
+        )
