@@ -104,3 +104,22 @@ def test_a_sensor_run_never_sends_a_delivered_key_again_but_an_operator_run_does
     redelivered = run_range(product.instance, "e00", "e01", **{"beop/redeliver": "true"})
     assert redelivered.success
     assert len(ledger.history(day=DAY, root=product.landing.warehouse, status="delivered")) == 4
+
+
+def test_a_batch_reads_the_registry_once_whatever_its_size(product, monkeypatch):
+    """A run of many exports reads its exports from the registry once, not once per export: with the
+    platform's registry of thousands of entries, every extra read costs in proportion to all of them."""
+    from beop_assets.exports import registry_cache, registry_source
+
+    ids = [f"e{n:02d}" for n in range(6)]
+    _setup(product, ids)
+    registry_cache.clear()  # as in a run's fresh process: nothing read yet
+    reads: list[int] = []
+    real = registry_source.YamlFile.read
+    monkeypatch.setattr(registry_source.YamlFile, "read", lambda self, *a, **k: reads.append(1) or real(self, *a, **k))
+
+    result = run_range(product.instance, "e00", "e05")
+
+    assert result.success
+    assert len(list(product.upload_dir.iterdir())) == 6
+    assert len(reads) <= 1, f"{len(reads)} registry reads for a batch of {len(ids)}"

@@ -145,7 +145,7 @@ def deliver_partitions(
             "duration_s": MetadataValue.float(round(time.monotonic() - started, 3)),
         }
         try:
-            read = delivery.read_back(day, export_id)
+            read = delivery.read_back(day, export_id, export)
             result.checks, failure = evaluate_checks(
                 checks, read, day=day, export=export, reference=loaded.checked_reference(), warehouse=warehouse
             )

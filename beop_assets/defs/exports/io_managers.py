@@ -142,8 +142,12 @@ class DeliveryIOManager(ConfigurableIOManager):
         day, export_id = split_export_day_key(context.asset_partition_key)
         return self.read_back(day, export_id)
 
-    def read_back(self, day: date, export_id: str) -> DeliveredFile:
-        """The last delivered file of this export and day, downloaded again for its checks."""
+    def read_back(
+        self, day: date, export_id: str, export: SpecificExport | GlobalExport | None = None
+    ) -> DeliveredFile:
+        """The last delivered file of this export and day, downloaded again for its checks (from the
+        target of `export` when the caller has it: a batch does, and reading the registry again for
+        every export would cost in proportion to the whole registry)."""
         delivered = ledger.last_delivered(export_id, day, root=self.warehouse.ledger())
         if delivered is None:
             raise FileNotFoundError(f"no delivery of export {export_id!r} for {day} in the ledger")
@@ -153,7 +157,8 @@ class DeliveryIOManager(ConfigurableIOManager):
         if not (local.exists() and local.stat().st_size == delivered.bytes):
             local.parent.mkdir(parents=True, exist_ok=True)
             try:
-                self.transport(self.registry.exports_for([export_id]).get(export_id)).download(file_name, local)
+                target = export or self.registry.exports_for([export_id]).get(export_id)
+                self.transport(target).download(file_name, local)
             except gcs.ReadBackDenied as denied:
                 kept = self._built_copy(day, export_id, delivered.run_id, delivered.id, file_name)
                 return DeliveredFile(
