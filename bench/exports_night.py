@@ -235,9 +235,10 @@ def _peak_rss_mb(pid: int) -> tuple[str, float]:
     except OSError:
         return "", 0.0
     hwm = re.search(r"VmHWM:\s+(\d+) kB", status)
-    role = (
-        "run" if "execute_run" in cmdline else "code server" if ("grpc" in cmdline or "code-server" in cmdline) else ""
-    )
+    if "spawn_main" in cmdline or "execute_run" in cmdline:  # the code server spawns a process per run
+        role = "run"
+    else:
+        role = "code server" if ("api grpc" in cmdline or "code-server" in cmdline) else ""
     return role, int(hwm.group(1)) / 1024 if hwm else 0.0
 
 
