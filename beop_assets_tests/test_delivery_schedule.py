@@ -50,3 +50,22 @@ def test_the_schedule_is_configurable():
     schedule = RetrySchedule(first_minutes=1, max_minutes=3, permanent_minutes=30)
     assert [schedule.wait_after(n, False) for n in (1, 2, 3, 4)] == [timedelta(minutes=m) for m in (1, 2, 3, 3)]
     assert schedule.wait_after(1, True) == timedelta(minutes=30)
+
+
+def test_a_server_back_within_the_first_hour_gets_its_next_attempt_within_15_minutes():
+    """The issue's promise with the defaults: whenever in the first hour the server comes back, the
+    sensor asks again within a quarter of an hour (attempts every 5, 10, then 15 minutes), and only
+    later do the waits grow to an hour."""
+    schedule = RetrySchedule()
+    for back_after in range(1, 61):
+        back = T0 + timedelta(minutes=back_after)
+        past = [PastAttempt(T0, REFUSED)]
+        due = next_attempt(past, schedule)
+        while due.due_at < back:  # every attempt before the server's return fails
+            past.append(PastAttempt(due.due_at, REFUSED))
+            due = next_attempt(past, schedule)
+        assert due.due_at - back <= timedelta(minutes=15), (back_after, due)
+    attempts = [T0]
+    for _ in range(7):
+        attempts.append(next_attempt([PastAttempt(t, REFUSED) for t in attempts], schedule).due_at)
+    assert [int((t - T0).total_seconds() // 60) for t in attempts] == [0, 5, 15, 30, 45, 60, 120, 180]

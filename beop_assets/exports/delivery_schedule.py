@@ -6,8 +6,10 @@ whole batch with no delay. The schedule is decided here, from the key's past att
 ledger records them, so that it survives restarts and is the same on every machine:
 
 - a failure that waiting can fix (a server down, a timeout) is retried after `first` (5 minutes by
-  default), then twice as long after each further failure, never longer than `ceiling` (60 minutes):
-  a server back within an hour gets its file within about a quarter of an hour of its return;
+  default), then twice as long after each further failure, never longer than `ceiling` (60 minutes);
+  during the first hour after the first failure no wait is longer than 15 minutes, so that a server
+  back within that hour gets its file within a quarter of an hour of its return (attempts 5, 15, 30,
+  45 and 60 minutes after the first failure, then 2 h, 3 h, ... with the defaults);
 - a failure that waiting cannot fix (refused credentials, a changed host key, a missing directory or
   bucket, a denied write, a misconfigured export: `PermanentDeliveryError`, `RegistryError`) is still
   retried, every `permanent` (3 hours), because customers fix these in the morning, and it is announced
@@ -30,6 +32,10 @@ DEFAULT_PERMANENT_MINUTES = 180.0
 # many run workers (Celery) lowers it to spread a small night over them.
 DEFAULT_BATCH_SIZE = 250
 
+# A server back within QUICK_WINDOW of the first failure gets its next attempt within QUICK_MAX_MINUTES.
+QUICK_WINDOW = timedelta(hours=1)
+QUICK_MAX_MINUTES = 15.0
+
 # How the ledger names an error that waiting cannot fix (its error text starts with the error's class).
 PERMANENT_ERRORS = ("PermanentDeliveryError", "RegistryError")
 NEVER = datetime.min.replace(tzinfo=UTC)
@@ -41,12 +47,16 @@ class RetrySchedule:
     max_minutes: float = DEFAULT_MAX_MINUTES
     permanent_minutes: float = DEFAULT_PERMANENT_MINUTES
 
-    def wait_after(self, failures: int, permanent: bool) -> timedelta:
-        """How long to wait after the `failures`-th failure in a row (1 = the first one)."""
+    def wait_after(self, failures: int, permanent: bool, since_first: timedelta = timedelta(0)) -> timedelta:
+        """How long to wait after the `failures`-th failure in a row (1 = the first one), the first of
+        them `since_first` ago."""
         if permanent:
             return timedelta(minutes=self.permanent_minutes)
         growing = self.first_minutes * 2 ** max(0, failures - 1)
-        return timedelta(minutes=min(growing, max(self.max_minutes, self.first_minutes)))
+        ceiling = max(self.max_minutes, self.first_minutes)
+        if since_first < QUICK_WINDOW:
+            ceiling = min(ceiling, max(QUICK_MAX_MINUTES, self.first_minutes))
+        return timedelta(minutes=min(growing, ceiling))
 
 
 @dataclass(frozen=True)
@@ -78,5 +88,6 @@ def next_attempt(failures: Sequence[PastAttempt], schedule: RetrySchedule) -> Ne
         return NextAttempt(1, NEVER, False)
     last = max(failures, key=lambda a: a.at)
     permanent = is_permanent(last.error)
-    due = last.at + schedule.wait_after(len(failures), permanent)
+    since_first = last.at - min(a.at for a in failures)
+    due = last.at + schedule.wait_after(len(failures), permanent, since_first)
     return NextAttempt(len(failures) + 1, due, permanent, last.error)
