@@ -1,5 +1,5 @@
-"""What the run launcher does to the per-export cost: a day of N exports submitted to a real
-`dagster-webserver` on a Postgres instance, with
+"""What the run launcher does to a night: a day of N exports submitted, in batched runs of `--batch`
+exports as the delivery sensor asks them, to a real `dagster-webserver` on a Postgres instance, with
 
 - Dagster's default run launcher (a new process per run, started through the code server), and
 - dagster-celery's `CeleryRunLauncher` with one and with two long-lived workers (Redis broker),
@@ -68,17 +68,33 @@ DEFAULT_LAUNCHER_YAML = (DEPLOY / "postgres" / "dagster.yaml").read_text().repla
 ) + "run_coordinator:\n  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n"
 
 
-def _submit_day(gql: DagsterGraphQLClient, instance: DagsterInstance, exports: list[dict], services: list[Service]):
-    """The day's load (not timed), then every export; returns (wall seconds, run durations)."""
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+
+
+def _ranges(exports: list[dict], batch: int) -> list[tuple[str, str, str]]:
+    """(job, first export, last export) of the night's batched runs: contiguous ranges of `batch`
+    exports of one mode, as the delivery sensor asks them."""
+    ranges = []
+    for mode, job in (("specific", "deliver_specific_exports"), ("global", "deliver_global_exports")):
+        ids = [e["id"] for e in exports if e["mode"] == mode]
+        ranges += [(job, ids[i], ids[min(i + batch, len(ids)) - 1]) for i in range(0, len(ids), batch)]
+    return ranges
+
+
+def _submit_day(
+    gql: DagsterGraphQLClient, instance: DagsterInstance, exports: list[dict], services: list[Service], batch: int
+):
+    """The day's load (not timed), then every export in batched runs; returns (wall seconds, run durations)."""
     instance.add_dynamic_partitions("specific_exports", [e["id"] for e in exports if e["mode"] == "specific"])
     instance.add_dynamic_partitions("global_exports", [e["id"] for e in exports if e["mode"] == "global"])
     load = gql.submit_job_execution("load_participations", tags={"dagster/partition": DAY.isoformat()})
     wait_for_runs(instance, [load], services, 600)
     started = time.perf_counter()
     run_ids = []
-    for export in exports:
-        job = "deliver_specific_exports" if export["mode"] == "specific" else "deliver_global_exports"
-        run_ids.append(gql.submit_job_execution(job, tags={"dagster/partition": f"{DAY}|{export['id']}"}))
+    for job, first, last in _ranges(exports, batch):
+        tags = {RANGE_START: f"{DAY}|{first}", RANGE_END: f"{DAY}|{last}"}
+        run_ids.append(gql.submit_job_execution(job, tags=tags))
     runs = wait_for_runs(instance, run_ids, services, max(1800.0, 15.0 * len(run_ids)))
     wall = time.perf_counter() - started
     failed = [r.run_id for r in runs if r.status != DagsterRunStatus.SUCCESS]
@@ -115,7 +131,7 @@ def _topology(kind: str, workers: int, args, servers, work: Path, registry: str,
             with DagsterInstance.from_config(str(home)) as instance:
                 exports = yaml.safe_load(registry)["exports"]
                 gql = DagsterGraphQLClient("127.0.0.1", port_number=web.port)
-                return _submit_day(gql, instance, exports, [*services, web.service])
+                return _submit_day(gql, instance, exports, [*services, web.service], args.batch)
         finally:
             for k, v in saved.items():
                 if v is None:
@@ -151,6 +167,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--exports", type=int, default=20)
     parser.add_argument("--participations", type=int, default=1000)
+    parser.add_argument(
+        "--batch", type=int, default=125, help="exports per run (BEOP_DELIVERY_BATCH_SIZE; the sensor's default is 250)"
+    )
     parser.add_argument(
         "--launchers",
         default="in-process,default,celery",
