@@ -107,7 +107,10 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
     finally:
         for service in reversed(started):
             service.stop()
-        time.sleep(0.2)
+        # The group got SIGTERM and its leader has exited; its code server may need a moment more.
+        deadline = time.monotonic() + 10
+        while alive(families) and time.monotonic() < deadline:
+            time.sleep(0.2)
     assert not alive(families), f"webserver processes survived their stop: {sorted(alive(families))}"
 
 
