@@ -66,7 +66,12 @@ def _key_text(export_id: str, target: GcsTarget) -> str:
 
 
 def read_service_account_key(export_id: str, target: GcsTarget) -> dict[str, Any]:
-    """Read and check the export's service-account key; return it as a dict.
+    """Read and check the export's service-account key; return it as a dict (see `_checked_key`)."""
+    return _checked_key(export_id, target)[0]
+
+
+def _checked_key(export_id: str, target: GcsTarget) -> tuple[dict[str, Any], service_account.Credentials]:
+    """The export's service-account key as a dict, and its credentials, from one read of the key.
 
     Checks what a key downloaded from Google Cloud always has (a JSON object with type
     "service_account", client_email, private_key, token_uri, project_id) and that google-auth can
@@ -95,10 +100,10 @@ def read_service_account_key(export_id: str, target: GcsTarget) -> dict[str, Any
     if "-----BEGIN" not in info["private_key"]:
         raise bad("private_key is not a PEM private key")
     try:
-        _credentials(text)
+        credentials = _credentials(text)
     except Exception:  # noqa: BLE001 - any failure means the same thing; its text may quote the key
         raise bad("private_key cannot be loaded (corrupt, truncated or not an RSA key)") from None
-    return info
+    return info, credentials
 
 
 @functools.lru_cache(maxsize=256)
@@ -111,5 +116,5 @@ def _credentials(text: str) -> service_account.Credentials:
 def client_for_export(export_id: str, target: GcsTarget) -> storage.Client:
     """A client that writes to the export's bucket with the customer's key (or to the emulator,
     anonymously, once the key has been read and checked)."""
-    info = read_service_account_key(export_id, target)
-    return cloud_storage.keyed_client(info["project_id"], _credentials(_key_text(export_id, target)))
+    info, credentials = _checked_key(export_id, target)
+    return cloud_storage.keyed_client(info["project_id"], credentials)
