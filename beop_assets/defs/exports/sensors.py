@@ -42,13 +42,7 @@ from beop_assets.defs.exports.jobs import EXPORT_MODES
 from beop_assets.defs.partitions import export_day_key, split_export_day_key
 from beop_assets.defs.resources import DeliveryPolicy, ExportRegistry, Warehouse
 from beop_assets.delivery import ledger
-from beop_assets.exports.delivery_schedule import (
-    DEFAULT_BATCH_SIZE,
-    NextAttempt,
-    PastAttempt,
-    RetrySchedule,
-    next_attempt,
-)
+from beop_assets.exports.delivery_schedule import NextAttempt, PastAttempt, RetrySchedule, next_attempt
 
 LOADED_ASSET = AssetKey("participations")
 IN_FLIGHT = [
@@ -221,7 +215,7 @@ def delivery_requests(
     ledger_at: ledger.Location,
     schedule: RetrySchedule,
     now: datetime,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int,
 ) -> DeliveryPlan:
     """Runs for every (loaded day, scheduled export) neither delivered nor being delivered whose attempt
     is due: ranges of up to `batch_size` contiguous exports of one day, split around the keys that are not
@@ -294,7 +288,7 @@ def now() -> datetime:
 
 
 def build_deliver_loaded_days_sensor(
-    data_days: DailyPartitionsDefinition, jobs: list, batch_size: int = DEFAULT_BATCH_SIZE
+    data_days: DailyPartitionsDefinition, jobs: list, batch_size: int
 ) -> SensorDefinition:
     @sensor(
         jobs=jobs,
