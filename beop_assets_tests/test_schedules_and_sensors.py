@@ -42,7 +42,7 @@ from beop_assets.defs.exports import sensors
 from beop_assets.defs.exports.sensors import RANGE_END, RANGE_START
 from beop_assets.defs.resources import ExportRegistry
 from beop_assets.delivery import ledger
-from beop_assets_tests.fixtures.definitions import definitions, resources, schedule, sensor
+from beop_assets_tests.fixtures.definitions import definitions, range_keys, resources, schedule, sensor
 from beop_assets_tests.fixtures.landing import LandingZone
 
 TODAY = datetime.now(UTC).date()
@@ -374,13 +374,7 @@ def requested(result: SensorExecutionData) -> list[tuple[str, str, str]]:
 
 def keys(result: SensorExecutionData) -> list[str]:
     """Every (day, export) key the tick's ranges cover (the fixture's partitions, in insertion order)."""
-    covered = []
-    for job, start, end in requested(result):
-        day, first = start.split("|")
-        last = end.split("|")[1]
-        order = ORDER[job]
-        covered += [f"{day}|{e}" for e in order[order.index(first) : order.index(last) + 1]]
-    return sorted(covered)
+    return sorted(k for job, start, end in requested(result) for k in range_keys(start, end, ORDER[job]))
 
 
 def every_export(*days: date) -> list[str]:

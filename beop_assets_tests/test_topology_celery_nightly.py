@@ -25,6 +25,7 @@ from dagster_graphql import DagsterGraphQLClient
 from google.cloud import storage
 
 from beop_assets.demo.generate import generate_day
+from beop_assets_tests.fixtures.definitions import range_keys
 from beop_assets_tests.fixtures.postgres import dagster_pg_env
 from beop_assets_tests.fixtures.topology import (
     KEY_ENV,
@@ -58,11 +59,8 @@ RANGE_END = "dagster/asset_partition_range_end"
 def keys_of(instance: DagsterInstance, run) -> list[str]:
     """The (day, export) keys a batched delivery run covers: its range, in the partitions' order."""
     start, end = run.tags[RANGE_START], run.tags[RANGE_END]
-    day, first = start.split("|")
-    last = end.split("|")[1]
-    name = "specific_exports" if first.startswith("crm-") else "global_exports"
-    order = list(instance.get_dynamic_partitions(name))
-    return [f"{day}|{e}" for e in order[order.index(first) : order.index(last) + 1]]
+    name = "specific_exports" if start.split("|")[1].startswith("crm-") else "global_exports"
+    return range_keys(start, end, list(instance.get_dynamic_partitions(name)))
 
 
 def test_the_daemon_delivers_a_loaded_day_through_celery_workers(
