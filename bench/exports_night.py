@@ -65,33 +65,32 @@ def _tree_cpu(pid: int | None) -> float:
     return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
+def export_entry(n: int, directories: list[str], sftp: dict, gcs: dict) -> dict:
+    """The benchmark's n-th export: even n a CSV (crm-participation and crm-optin in turn), odd n global."""
+    if n % 2:
+        return {
+            "id": f"night-global-{n:04d}",
+            "account_id": ACCOUNT,
+            "mode": "global",
+            "gcs": {**gcs, "prefix": f"night/{n:04d}/"},
+        }
+    kind = "crm-participation" if (n // 2) % 2 == 0 else "crm-optin"
+    entry = {
+        "id": f"night-crm-{n:04d}",
+        "account_id": ACCOUNT,
+        "mode": "specific",
+        "type": kind,
+        "name": f"Night CRM {n}",
+        "optins": ["o_1", "o_3"],
+        "sftp": {**sftp, "directory": directories[(n // 2) % len(directories)]},
+    }
+    if kind == "crm-participation":
+        entry["campaigns"] = ["cmp_1"]
+    return entry
+
+
 def registry(count: int, directories: list[str], sftp: dict, gcs: dict) -> dict:
-    exports = []
-    for n in range(count):
-        if n % 2 == 0:
-            kind = "crm-participation" if (n // 2) % 2 == 0 else "crm-optin"
-            entry = {
-                "id": f"night-crm-{n:04d}",
-                "account_id": ACCOUNT,
-                "mode": "specific",
-                "type": kind,
-                "name": f"Night CRM {n}",
-                "optins": ["o_1", "o_3"],
-                "sftp": {**sftp, "directory": directories[(n // 2) % len(directories)]},
-            }
-            if kind == "crm-participation":
-                entry["campaigns"] = ["cmp_1"]
-            exports.append(entry)
-        else:
-            exports.append(
-                {
-                    "id": f"night-global-{n:04d}",
-                    "account_id": ACCOUNT,
-                    "mode": "global",
-                    "gcs": {**gcs, "prefix": f"night/{n:04d}/"},
-                }
-            )
-    return {"exports": exports}
+    return {"exports": [export_entry(n, directories, sftp, gcs) for n in range(count)]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         env.update(dict(item.split("=", 1) for item in args.env))
         if args.daemon:
-            return nightly_path(args, work, env, day, directories, emulator)
+            return nightly_path(args, work, env, day, directories, emulator, (sftp, gcs))
         launcher = work / "beop_exports_cli.py"
         launcher.write_text(LAUNCHER.format(source=repr(str(args.source.resolve()) if args.source else None)))
         command = [sys.executable, str(launcher), "run", "--date", day.isoformat()]
@@ -256,7 +255,7 @@ def _ticks(instance, name: str, after: float) -> list[float]:
     return durations
 
 
-def nightly_path(args, work: Path, env: dict, day, directories: list[str], emulator) -> int:
+def nightly_path(args, work: Path, env: dict, day, directories: list[str], emulator, targets: tuple[dict, dict]) -> int:
     """`dagster-daemon run` on the repository's workspace, with the instance the CLI writes (threaded
     sensors, 4 runs at once, SQLite). The sensors are on by default: the registry sensor adds the
     partitions; once they are in, the day is loaded (the run the nightly schedule would launch, executed
@@ -336,7 +335,7 @@ def nightly_path(args, work: Path, env: dict, day, directories: list[str], emula
         durations = sorted((r.end_time or 0) - (r.start_time or 0) for r in runs if r.start_time and r.end_time)
 
         # A registry edit during the day: one export added, seen by the registry sensor, then delivered.
-        added = registry(args.exports + 1, directories, *_targets(Path(env["BEOP_EXPORTS"])))["exports"][-1]
+        added = export_entry(args.exports, directories, *targets)
         added["id"] = "night-added"
         text = Path(env["BEOP_EXPORTS"]).read_text()
         Path(env["BEOP_EXPORTS"]).write_text(text + yaml.safe_dump([added], sort_keys=False))
@@ -353,7 +352,7 @@ def nightly_path(args, work: Path, env: dict, day, directories: list[str], emula
         # One export through the operator's command, the registry as large as it is.
         launcher = work / "beop_exports_cli.py"
         launcher.write_text(LAUNCHER.format(source=None))
-        probe = registry(args.exports, directories, *_targets(Path(env["BEOP_EXPORTS"])))["exports"][0]["id"]
+        probe = export_entry(0, directories, *targets)["id"]
         started = time.perf_counter()
         one = subprocess.run(
             [sys.executable, str(launcher), "run", "--date", day.isoformat(), "--export", probe],
@@ -417,14 +416,6 @@ def nightly_path(args, work: Path, env: dict, day, directories: list[str], emula
             os.killpg(daemon.pid, signal.SIGKILL)
             daemon.wait()
         log.close()
-
-
-def _targets(registry_file: Path) -> tuple[dict, dict]:
-    """The SFTP and GCS settings of the benchmark's registry (to write one more export like the others)."""
-    exports = yaml.safe_load(registry_file.read_text())["exports"]
-    sftp = next(e["sftp"] for e in exports if e["mode"] == "specific")
-    gcs = next(e["gcs"] for e in exports if e["mode"] == "global")
-    return {k: v for k, v in sftp.items() if k != "directory"}, {k: v for k, v in gcs.items() if k != "prefix"}
 
 
 if __name__ == "__main__":
