@@ -35,7 +35,7 @@ from beop_assets.defs.resources import (
     locked,
     locked_io_manager,
 )
-from beop_assets.exports.delivery_schedule import RetrySchedule
+from beop_assets.exports.delivery_schedule import DEFAULT_KEYS_PER_TICK, RetrySchedule
 
 DEFAULT_DEADLINE = time(6, 0)
 
@@ -62,6 +62,7 @@ def build_resources(config: settings.Settings) -> dict[str, Any]:
     retention_days, retention_problem = _usable(lambda: config.retention_days)
     deadline, deadline_problem = _usable(lambda: config.missed_day_deadline)
     lookback, lookback_problem = _usable(lambda: config.delivery_lookback_days)
+    keys_per_tick, keys_per_tick_problem = _usable(lambda: config.delivery_keys_per_tick)
     retry_schedule, retry_problem = _usable(lambda: config.retry_schedule)
     channels, alerts_problem = _usable(lambda: config.alerts)
     # Every delivery needs these: an unusable one stops the code location (and `validate --settings-only`).
@@ -90,10 +91,11 @@ def build_resources(config: settings.Settings) -> dict[str, Any]:
         ),
         "delivery_policy": DeliveryPolicy(
             lookback_days=lookback or 7,
+            keys_per_tick=keys_per_tick or DEFAULT_KEYS_PER_TICK,
             retry_first_minutes=(retry_schedule or RetrySchedule()).first_minutes,
             retry_max_minutes=(retry_schedule or RetrySchedule()).max_minutes,
             retry_permanent_minutes=(retry_schedule or RetrySchedule()).permanent_minutes,
-            problem=lookback_problem or retry_problem,
+            problem=lookback_problem or keys_per_tick_problem or retry_problem,
         ),
         "alert_channels": Alerts(
             **(

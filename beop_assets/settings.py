@@ -20,6 +20,7 @@ from beop_assets.delivery.retry import DEFAULT_ATTEMPTS, DEFAULT_BACKOFF_S, Retr
 from beop_assets.exports.delivery_schedule import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_FIRST_MINUTES,
+    DEFAULT_KEYS_PER_TICK,
     DEFAULT_MAX_MINUTES,
     DEFAULT_PERMANENT_MINUTES,
     RetrySchedule,
@@ -199,6 +200,12 @@ class Settings:
         """At most this many exports of one day and mode per delivery run (the sensor's ranges, the UI's
         backfills, `beop-exports run`)."""
         return _positive_int(self.env, "BEOP_DELIVERY_BATCH_SIZE", DEFAULT_BATCH_SIZE, "exports")
+
+    @property
+    def delivery_keys_per_tick(self) -> int:
+        """At most this many (day, export) keys asked by one tick of the delivery sensor (whole ranges: a
+        tick asks at least one)."""
+        return _positive_int(self.env, "BEOP_DELIVERY_KEYS_PER_TICK", DEFAULT_KEYS_PER_TICK, "exports")
 
     @property
     def retry_schedule(self) -> RetrySchedule:

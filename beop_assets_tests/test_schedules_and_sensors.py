@@ -449,6 +449,46 @@ def test_runs_hold_at_most_the_configured_batch_of_exports(instance, scheduled, 
     assert policy is not None and policy.max_partitions_per_run == 1
 
 
+def _queue(instance: DagsterInstance, result: SensorExecutionData) -> None:
+    """The tick's runs, created and not started yet (what the daemon does with its run requests)."""
+    for n, request in enumerate(result.run_requests or []):
+        run_id = f"{len(instance.get_runs()):08d}-0000-4000-8000-{n:012d}"
+        instance.add_run(
+            DagsterRun(job_name=request.job_name, run_id=run_id, status=DagsterRunStatus.NOT_STARTED, tags=request.tags)
+        )
+
+
+def test_a_tick_asks_at_most_its_budget_of_keys_and_the_next_ticks_ask_the_rest_oldest_day_first(
+    instance, scheduled, monkeypatch
+):
+    """Issue 24: Dagster writes a few rows per key when it creates a tick's runs, so a night of 10,000
+    exports asked at once made a tick of a minute. Capped, each tick asks a bounded share; the ones it asked
+    are in flight on the next tick, which asks the rest; no key is asked twice, none forgotten."""
+    monkeypatch.setenv("BEOP_DELIVERY_BATCH_SIZE", "1")
+    monkeypatch.setenv("BEOP_DELIVERY_KEYS_PER_TICK", "2")
+    older, newer = YESTERDAY - timedelta(days=1), YESTERDAY
+    load(instance, newer)
+    load(instance, older)
+    asked: list[list[str]] = []
+    for _ in range(5):
+        result = tick(sensor("deliver_loaded_days_sensor"), instance, scheduled)
+        if not result.run_requests:
+            break
+        asked.append(keys(result))
+        _queue(instance, result)
+    assert [len(a) for a in asked] == [2, 2, 2]
+    assert sorted(k for a in asked for k in a) == every_export(older, newer)
+    assert all(k.startswith(str(older)) for k in asked[0]) and all(k.startswith(str(newer)) for k in asked[-1])
+    assert result.skip_message.startswith("every scheduled export of")
+
+    # Whole ranges: a range larger than the budget is still asked, alone.
+    monkeypatch.setenv("BEOP_DELIVERY_BATCH_SIZE", "250")
+    monkeypatch.setenv("BEOP_DELIVERY_KEYS_PER_TICK", "1")
+    for run in instance.get_runs():
+        instance.delete_run(run.run_id)
+    assert len(tick(sensor("deliver_loaded_days_sensor"), instance, scheduled).run_requests) == 1
+
+
 def test_delivery_sensor_never_asks_again_for_a_delivered_or_running_delivery(instance, scheduled):
     load(instance, YESTERDAY)
     for export_id in ("acme-crm",):

@@ -27,6 +27,7 @@ from google.cloud import storage
 from beop_assets.exports import registry_cache, spool
 from beop_assets.exports.delivery_schedule import (
     DEFAULT_FIRST_MINUTES,
+    DEFAULT_KEYS_PER_TICK,
     DEFAULT_MAX_MINUTES,
     DEFAULT_PERMANENT_MINUTES,
     RetrySchedule,
@@ -160,10 +161,12 @@ class MissedDayDeadline(_Setting):
 
 
 class DeliveryPolicy(_Setting):
-    """Which loaded days the night delivers (BEOP_DELIVERY_LOOKBACK_DAYS), and when it asks a failed
-    (day, export) again (BEOP_RETRY_*: exports/delivery_schedule.py)."""
+    """Which loaded days the night delivers (BEOP_DELIVERY_LOOKBACK_DAYS), how much one sensor tick asks
+    (BEOP_DELIVERY_KEYS_PER_TICK), and when it asks a failed (day, export) again (BEOP_RETRY_*:
+    exports/delivery_schedule.py)."""
 
     lookback_days: int = 7
+    keys_per_tick: int = DEFAULT_KEYS_PER_TICK
     retry_first_minutes: float = DEFAULT_FIRST_MINUTES
     retry_max_minutes: float = DEFAULT_MAX_MINUTES
     retry_permanent_minutes: float = DEFAULT_PERMANENT_MINUTES
@@ -175,6 +178,10 @@ class DeliveryPolicy(_Setting):
     def lookback(self) -> int:
         self.require()
         return self.lookback_days
+
+    def tick_budget(self) -> int:
+        self.require()
+        return self.keys_per_tick
 
 
 class Alerts(_Setting):

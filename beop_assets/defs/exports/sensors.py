@@ -175,6 +175,15 @@ class DeliveryPlan:
 
     requests: list[RunRequest] = field(default_factory=list)
     waiting: list[tuple[str, NextAttempt]] = field(default_factory=list)  # (key, its next attempt)
+    held: int = 0  # keys due, left for the next ticks (the tick's budget is spent)
+
+    def held_back(self, budget: int) -> str:
+        if not self.held:
+            return ""
+        return (
+            f"{self.held} more export(s) due, asked on the next ticks (at most {budget} a tick, "
+            "BEOP_DELIVERY_KEYS_PER_TICK; the oldest day first)"
+        )
 
     def later(self) -> str:
         if not self.waiting:
@@ -216,14 +225,19 @@ def delivery_requests(
     schedule: RetrySchedule,
     now: datetime,
     batch_size: int,
+    keys_per_tick: int,
 ) -> DeliveryPlan:
     """Runs for every (loaded day, scheduled export) neither delivered nor being delivered whose attempt
     is due: ranges of up to `batch_size` contiguous exports of one day, split around the keys that are not
     due (delivered, in flight, or waiting for their retry). A first attempt is due at once; a failed key
     follows the retry schedule (exports/delivery_schedule.py), from its attempts in the ledger.
 
+    At most `keys_per_tick` keys are asked (whole ranges, the oldest day first, at least one range): the
+    rest are `held`, and the next tick, which sees the asked ones in flight, asks them.
+
     Cost: a handful of queries whatever the number of exports (the dynamic partitions, the materialized
-    keys, the in-flight runs, the ledger's rows of each day); Dagster checks each request, so few requests."""
+    keys, the in-flight runs, the ledger's rows of each day); Dagster checks each request, so few requests;
+    and Dagster's writes when it creates the runs, bounded by the budget."""
     registry = registry_resource.load()
     if registry.unreadable:
         raise ValueError("; ".join(map(str, registry.faults)))
@@ -232,6 +246,7 @@ def delivery_requests(
         for row in ledger.history(day=day, root=ledger_at, limit=10_000_000):
             past.setdefault((row.data_day, row.export_id), []).append(row)
     plan = DeliveryPlan()
+    ranges: list[tuple[date, RunRequest, int]] = []
     for mode, spec in EXPORT_MODES.items():
         order = list(instance.get_dynamic_partitions(spec.partitions_name))
         scheduled = set(registry.scheduled_ids(mode))
@@ -254,7 +269,14 @@ def delivery_requests(
                 else:
                     plan.waiting.append((key, attempt))
             for batch in _ranges(due, batch_size):
-                plan.requests.append(_request(spec, day, batch, loads[day]))
+                ranges.append((day, _request(spec, day, batch, loads[day]), len(batch)))
+    asked = 0
+    for _day, request, size in sorted(ranges, key=lambda r: r[0]):  # stable: modes keep their order
+        if plan.held or (plan.requests and asked + size > keys_per_tick):
+            plan.held += size  # in order: nothing newer is asked before what is held
+            continue
+        plan.requests.append(request)
+        asked += size
     return plan
 
 
@@ -319,6 +341,7 @@ def build_deliver_loaded_days_sensor(
                 delivery_policy.retry_schedule(),
                 clock,
                 batch_size,
+                delivery_policy.tick_budget(),
             )
         except ValueError as exc:
             # Not "all delivered": nobody can tell which exports are due until the registry is fixed.
@@ -329,8 +352,9 @@ def build_deliver_loaded_days_sensor(
                 or f"every scheduled export of {', '.join(d.isoformat() for d in sorted(loads))} is already "
                 "delivered (or being delivered)"
             )
-        if plan.waiting:
-            context.log.info(plan.later())
+        for note in (plan.later(), plan.held_back(delivery_policy.tick_budget())):
+            if note:
+                context.log.info(note)
         return plan.requests
 
     return deliver_loaded_days_sensor
