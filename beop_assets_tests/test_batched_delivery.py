@@ -123,3 +123,19 @@ def test_a_batch_reads_the_registry_once_whatever_its_size(product, monkeypatch)
     assert result.success
     assert len(list(product.upload_dir.iterdir())) == 6
     assert len(reads) <= 1, f"{len(reads)} registry reads for a batch of {len(ids)}"
+
+
+def test_a_batch_of_exports_to_one_server_logs_in_less_than_once_per_export(product, sshd):
+    """Each export used to log in twice (its upload, its read-back): 10,000 exports made 10,000 logins a night.
+    The run's exports to one server with the same credentials share their sessions."""
+    ids = [f"e{n:02d}" for n in range(6)]
+    _setup(product, ids)
+    before = sshd.log_text().count("Accepted ")
+
+    result = run_range(product.instance, "e00", "e05")
+
+    assert result.success
+    assert len(list(product.upload_dir.iterdir())) == 6
+    assert sshd.log_text().count("Accepted ") - before <= len(ids)
+    logged = [e.user_message for e in product.instance.all_logs(result.run_id) if "SFTP sessions:" in e.user_message]
+    assert logged and logged[0].endswith("reused")

@@ -65,7 +65,13 @@ from paramiko.sftp import (
 
 from beop_assets.delivery.errors import PermanentDeliveryError, TransientDeliveryError
 from beop_assets.delivery.retry import RetryPolicy
-from beop_assets.delivery.sftp_connection import Credentials, SftpClient, load_credentials, sftp_session
+from beop_assets.delivery.sftp_connection import (
+    Credentials,
+    SessionPool,
+    SftpClient,
+    load_credentials,
+    sftp_session,
+)
 from beop_assets.delivery.sftp_protocol import (
     REQUESTS_IN_FLIGHT,
     SAFE_WRITE_REQUEST,
@@ -98,13 +104,15 @@ def temp_name(file_name: str) -> str:
 class SftpOptions:
     """How SFTP deliveries are made: `read_back` proves content by reading the temporary file back
     (a second transfer) on servers without a hash extension; `retry` is the retry policy; `timeout`
-    bounds every blocking step (seconds); `requests_in_flight` the WRITE requests outstanding."""
+    bounds every blocking step (seconds); `requests_in_flight` the WRITE requests outstanding;
+    `sessions` keeps sessions open between deliveries (a batched run's; None: one session per call)."""
 
     read_back: bool = False
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout: float = 30.0
     check_timeout: float = 15.0
     requests_in_flight: int = REQUESTS_IN_FLIGHT
+    sessions: SessionPool | None = None
 
 
 def _where(export_id: str, target: SftpTarget, path: str) -> str:
@@ -465,9 +473,14 @@ class SftpTransport:
     def temp_name(self, file_name: str) -> str:
         return temp_name(file_name)
 
-    def _session(self, credentials: Credentials, path: str, timeout: float | None = None):
+    def _session(self, credentials: Credentials, path: str):
         return sftp_session(
-            self.export_id, self.target, credentials, timeout=timeout or self.options.timeout, path=path
+            self.export_id,
+            self.target,
+            credentials,
+            timeout=self.options.timeout,
+            path=path,
+            pool=self.options.sessions,
         )
 
     def deliver(self, built_path: Path, file_name: str, *, leftovers: Iterable[str] = ()) -> Receipt:
@@ -593,7 +606,10 @@ class SftpTransport:
             if echo is not None:
                 echo(line)
 
-        with self._session(credentials, target.directory, self.options.check_timeout) as sftp:
+        # Its own session, never a pooled one: the pre-flight proves that a login works.
+        with sftp_session(
+            export_id, target, credentials, timeout=self.options.check_timeout, path=target.directory
+        ) as sftp:
             transport = sftp.transport
             key = transport.get_remote_server_key()
             say(f"connect: connected to {target.address} ({transport.remote_version})")

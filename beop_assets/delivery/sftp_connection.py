@@ -29,6 +29,7 @@ import os
 import socket
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -236,46 +237,136 @@ def _client(export_id: str, target: SftpTarget) -> paramiko.SSHClient:
     return client
 
 
+class SessionPool:
+    """SFTP sessions kept open between the deliveries of one batched run, so that a run of hundreds of
+    exports to one server logs in a few times, not twice per export (an upload and its read-back).
+
+    A session is shared only by deliveries that would have opened the very same one: same host, port,
+    user, host-key policy, timeout and the same secret (password, or private key: compared by its public
+    half, which the private key determines). An export whose own credentials are wrong never rides on
+    another export's login. A session goes back to the pool only after a body that ended without an
+    error; a session that failed, died or sat idle longer than `idle_s` is closed, never handed out.
+    `opened` and `reused` count the sessions, for the run's log."""
+
+    def __init__(self, idle_s: float = 30.0) -> None:
+        self.idle_s = idle_s
+        self.opened = 0
+        self.reused = 0
+        self._idle: dict[tuple, list[tuple[float, paramiko.SSHClient, SftpClient]]] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @staticmethod
+    def identity(target: SftpTarget, credentials: Credentials, timeout: float) -> tuple:
+        secret: object = credentials.password
+        if credentials.pkey is not None:
+            secret = credentials.pkey.asbytes()
+        policy = (target.known_hosts_file, target.insecure_skip_host_key_check)
+        return (target.host, target.port, target.username, policy, timeout, secret)
+
+    def take(self, identity: tuple) -> tuple[paramiko.SSHClient, SftpClient] | None:
+        """An open, live session of that identity, or None (then the caller connects)."""
+        stale: list[paramiko.SSHClient] = []
+        found = None
+        with self._lock:
+            idle = self._idle.get(identity, [])
+            while idle:
+                since, client, sftp = idle.pop()
+                transport = client.get_transport()
+                alive = transport is not None and transport.is_active() and not sftp.channel.closed
+                if alive and time.monotonic() - since <= self.idle_s:
+                    self.reused += 1
+                    found = (client, sftp)
+                    break
+                stale.append(client)
+        for client in stale:
+            client.close()
+        return found
+
+    def give(self, identity: tuple, client: paramiko.SSHClient, sftp: SftpClient) -> None:
+        with self._lock:
+            if not self._closed:
+                self._idle.setdefault(identity, []).append((time.monotonic(), client, sftp))
+                return
+        client.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, {}
+        for sessions in idle.values():
+            for _, client, _ in sessions:
+                client.close()
+
+    def __enter__(self) -> SessionPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 @contextmanager
 def sftp_session(
-    export_id: str, target: SftpTarget, credentials: Credentials, *, timeout: float, path: str
+    export_id: str,
+    target: SftpTarget,
+    credentials: Credentials,
+    *,
+    timeout: float,
+    path: str,
+    pool: SessionPool | None = None,
 ) -> Iterator[SftpClient]:
     """An SFTP session for the body of the `with`; any failure inside it (connecting or in the body)
     comes out as a `DeliveryError` about `path`, naming the step the client was in (`client.step`,
-    which the body moves forward). The transport is always closed."""
-    client = _client(export_id, target)
-    sftp: SftpClient | None = None
+    which the body moves forward). The transport is closed afterwards, unless a `pool` keeps it for the
+    next body of the same identity (and only if this body ended without an error)."""
+    identity = SessionPool.identity(target, credentials, timeout) if pool is not None else ()
+    leased = pool.take(identity) if pool is not None else None
+    client = leased[0] if leased else _client(export_id, target)
+    sftp: SftpClient | None = leased[1] if leased else None
+    keep = False
     try:
-        client.connect(
-            target.host,
-            target.port,
-            username=target.username,
-            password=credentials.password,
-            pkey=credentials.pkey,
-            allow_agent=False,
-            look_for_keys=False,
-            timeout=timeout,
-            banner_timeout=timeout,
-            auth_timeout=timeout,
-            channel_timeout=timeout,
-            transport_factory=_transport_factory(timeout),
-        )
-        # Open the channel ourselves (not `open_sftp()`), so that the SFTP version exchange is bounded too.
-        transport = client.get_transport()
-        if transport is None:
-            raise EOFError("no SSH transport after connecting")
-        channel = transport.open_session(window_size=WINDOW_SIZE, timeout=timeout)
-        channel.settimeout(timeout)
-        channel.invoke_subsystem("sftp")
-        sftp = SftpClient(channel)
+        if sftp is None:
+            sftp = _open(client, target, credentials, timeout)
+            if pool is not None:
+                pool.opened += 1
+        sftp.step = "connect"
         yield sftp
+        keep = pool is not None
     except DeliveryError:
         raise
     except Exception as exc:
         step = sftp.step if sftp is not None else "connect"
         raise translate(exc, export_id, target, credentials, path=path, timeout=timeout, step=step) from exc
     finally:
-        client.close()
+        if keep and pool is not None and sftp is not None:
+            pool.give(identity, client, sftp)
+        else:
+            client.close()
+
+
+def _open(client: paramiko.SSHClient, target: SftpTarget, credentials: Credentials, timeout: float) -> SftpClient:
+    client.connect(
+        target.host,
+        target.port,
+        username=target.username,
+        password=credentials.password,
+        pkey=credentials.pkey,
+        allow_agent=False,
+        look_for_keys=False,
+        timeout=timeout,
+        banner_timeout=timeout,
+        auth_timeout=timeout,
+        channel_timeout=timeout,
+        transport_factory=_transport_factory(timeout),
+    )
+    # Open the channel ourselves (not `open_sftp()`), so that the SFTP version exchange is bounded too.
+    transport = client.get_transport()
+    if transport is None:
+        raise EOFError("no SSH transport after connecting")
+    channel = transport.open_session(window_size=WINDOW_SIZE, timeout=timeout)
+    channel.settimeout(timeout)
+    channel.invoke_subsystem("sftp")
+    return SftpClient(channel)
 
 
 def _denied(step: str, target: SftpTarget, text: str) -> str:

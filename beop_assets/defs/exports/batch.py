@@ -43,6 +43,7 @@ from beop_assets.defs.exports.io_managers import DeliveryIOManager
 from beop_assets.defs.partitions import split_export_day_key
 from beop_assets.defs.resources import ExportRegistry, Warehouse
 from beop_assets.delivery import ledger
+from beop_assets.delivery.sftp_connection import SessionPool
 from beop_assets.exports.export_file import ExportFile
 from beop_assets.exports.registry import Registry, RegistryError
 
@@ -115,6 +116,8 @@ def deliver_partitions(
         wanted = [k for k in keys if k not in set(done)]
     loaded = registry.exports_for(sorted({export_id for _, export_id in (split[k] for k in wanted)}))
     build_slots = threading.BoundedSemaphore(BUILD_SLOTS)
+    # The run's SFTP exports to one server share a few logins instead of two each (upload, read-back).
+    sessions = SessionPool()
 
     def one(key: str) -> _Result:
         day, export_id = split[key]
@@ -132,7 +135,7 @@ def deliver_partitions(
             delivery.record_failure(export_id, mode, day, context.run_id, exc)
             return result
         try:
-            metadata = delivery.deliver(built, export, loaded.revision, context.run_id)
+            metadata = delivery.deliver(built, export, loaded.revision, context.run_id, sessions)
         except Exception as exc:
             result.error = str(exc) or type(exc).__name__
             return result
@@ -145,7 +148,7 @@ def deliver_partitions(
             "duration_s": MetadataValue.float(round(time.monotonic() - started, 3)),
         }
         try:
-            read = delivery.read_back(day, export_id, export)
+            read = delivery.read_back(day, export_id, export, sessions)
             result.checks, failure = evaluate_checks(
                 checks, read, day=day, export=export, reference=loaded.checked_reference(), warehouse=warehouse
             )
@@ -156,7 +159,8 @@ def deliver_partitions(
         return result
 
     failed: list[_Result] = []
-    with ThreadPoolExecutor(max(1, min(DELIVERY_THREADS, len(wanted))), thread_name_prefix="deliver") as pool:
+    threads = max(1, min(DELIVERY_THREADS, len(wanted)))
+    with sessions, ThreadPoolExecutor(threads, thread_name_prefix="deliver") as pool:
         pending: dict[Future, str] = {pool.submit(one, key): key for key in wanted}
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -165,6 +169,8 @@ def deliver_partitions(
                 pending.pop(f)
             yield from _report(context, asset_key, results)
             failed += [r for r in results if r.error]
+    if sessions.opened:
+        context.log.info(f"SFTP sessions: {sessions.opened} opened, {sessions.reused} reused")
     if failed:
         raise ExportsFailed(
             f"{len(failed)} of {len(wanted)} exports failed: "

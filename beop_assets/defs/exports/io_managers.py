@@ -27,6 +27,7 @@ from beop_assets.delivery import gcs, ledger
 from beop_assets.delivery.gcs import GcsOptions
 from beop_assets.delivery.retry import DEFAULT_ATTEMPTS, DEFAULT_BACKOFF_S, RetryPolicy
 from beop_assets.delivery.sftp import SftpOptions
+from beop_assets.delivery.sftp_connection import SessionPool
 from beop_assets.delivery.transport import Receipt, Transport, transport_for
 from beop_assets.exports.export_file import ExportFile
 from beop_assets.exports.registry import GlobalExport, SpecificExport
@@ -55,10 +56,12 @@ class DeliveryIOManager(ConfigurableIOManager):
     retry_attempts: int = DEFAULT_ATTEMPTS  # BEOP_DELIVERY_ATTEMPTS
     retry_backoff_s: float = DEFAULT_BACKOFF_S  # BEOP_DELIVERY_BACKOFF
 
-    def transport(self, export: SpecificExport | GlobalExport) -> Transport:
+    def transport(self, export: SpecificExport | GlobalExport, sessions: SessionPool | None = None) -> Transport:
+        """The export's transport; `sessions` lets SFTP deliveries of one batched run share their logins."""
         retry = RetryPolicy(attempts=self.retry_attempts, backoff_s=self.retry_backoff_s)
         if isinstance(export, SpecificExport):
-            return transport_for(export.id, export.sftp, SftpOptions(read_back=self.sftp_read_back, retry=retry))
+            options = SftpOptions(read_back=self.sftp_read_back, retry=retry, sessions=sessions)
+            return transport_for(export.id, export.sftp, options)
         return transport_for(export.id, export.gcs, GcsOptions(retry=retry))
 
     def handle_output(self, context: OutputContext, obj: ExportFile) -> None:
@@ -66,12 +69,17 @@ class DeliveryIOManager(ConfigurableIOManager):
         context.add_output_metadata(self.deliver(obj, registry.get(obj.export_id), registry.revision, context.run_id))
 
     def deliver(
-        self, obj: ExportFile, export: SpecificExport | GlobalExport, registry_revision: str, run_id: str
+        self,
+        obj: ExportFile,
+        export: SpecificExport | GlobalExport,
+        registry_revision: str,
+        run_id: str,
+        sessions: SessionPool | None = None,
     ) -> dict[str, Any]:
         """Deliver one built file and record it in the ledger; its materialization metadata. The one
         delivery path of both a single-export output and each export of a batched run (export assets call
         it once per export)."""
-        transport = self.transport(export)
+        transport = self.transport(export, sessions)
         root = self.warehouse.ledger()
         # Earlier attempts of this export and day that did not end delivered may have left their
         # temporary files behind: named to the transport, removed once this delivery succeeded.
@@ -143,7 +151,11 @@ class DeliveryIOManager(ConfigurableIOManager):
         return self.read_back(day, export_id)
 
     def read_back(
-        self, day: date, export_id: str, export: SpecificExport | GlobalExport | None = None
+        self,
+        day: date,
+        export_id: str,
+        export: SpecificExport | GlobalExport | None = None,
+        sessions: SessionPool | None = None,
     ) -> DeliveredFile:
         """The last delivered file of this export and day, downloaded again for its checks (from the
         target of `export` when the caller has it: a batch does, and reading the registry again for
@@ -158,7 +170,7 @@ class DeliveryIOManager(ConfigurableIOManager):
             local.parent.mkdir(parents=True, exist_ok=True)
             try:
                 target = export or self.registry.exports_for([export_id]).get(export_id)
-                self.transport(target).download(file_name, local)
+                self.transport(target, sessions).download(file_name, local)
             except gcs.ReadBackDenied as denied:
                 kept = self._built_copy(day, export_id, delivered.run_id, delivered.id, file_name)
                 return DeliveredFile(
