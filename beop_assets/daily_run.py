@@ -30,7 +30,7 @@ from beop_assets.defs.exports.sensors import RANGE_END, RANGE_START
 from beop_assets.defs.model.jobs import LOAD_JOB
 from beop_assets.defs.partitions import Partitions, export_day_key
 from beop_assets.defs.step_errors import product_message
-from beop_assets.exports.delivery_schedule import DEFAULT_BATCH_SIZE
+from beop_assets.exports.delivery_runs import DEFAULT_BATCH_SIZE, contiguous_ranges
 
 DEFAULT_DAGSTER_HOME = ".dagster_home"
 # Written into a new DAGSTER_HOME (an existing dagster.yaml is never touched):
@@ -232,14 +232,9 @@ def _ranges(
         if not wanted:
             continue
         size = max(1, min(batch_size, -(-len(wanted) // workers)))
-        segment: list[str] = []
-        for export_id in [*dagster_instance.get_dynamic_partitions(spec.partitions_name), None]:
-            if export_id in wanted and len(segment) < size:
-                segment.append(export_id)
-                continue
-            if segment:
-                ranges.append((mode, segment))
-            segment = [export_id] if export_id in wanted else []
+        order = dagster_instance.get_dynamic_partitions(spec.partitions_name)
+        for ids in contiguous_ranges(order, dict.fromkeys(wanted, mode), size):
+            ranges.append((mode, ids))
     return ranges
 
 

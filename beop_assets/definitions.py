@@ -35,7 +35,8 @@ from beop_assets.defs.resources import (
     locked,
     locked_io_manager,
 )
-from beop_assets.exports.delivery_schedule import DEFAULT_KEYS_PER_TICK, RetrySchedule
+from beop_assets.exports.delivery_runs import DEFAULT_KEYS_PER_TICK
+from beop_assets.exports.delivery_schedule import RetrySchedule
 
 DEFAULT_DEADLINE = time(6, 0)
 

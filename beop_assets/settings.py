@@ -17,10 +17,9 @@ from typing import TYPE_CHECKING
 
 from beop_assets.cloud_storage import GsUrl, is_gs
 from beop_assets.delivery.retry import DEFAULT_ATTEMPTS, DEFAULT_BACKOFF_S, RetryPolicy
+from beop_assets.exports.delivery_runs import DEFAULT_BATCH_SIZE, DEFAULT_KEYS_PER_TICK
 from beop_assets.exports.delivery_schedule import (
-    DEFAULT_BATCH_SIZE,
     DEFAULT_FIRST_MINUTES,
-    DEFAULT_KEYS_PER_TICK,
     DEFAULT_MAX_MINUTES,
     DEFAULT_PERMANENT_MINUTES,
     RetrySchedule,

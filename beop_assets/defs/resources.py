@@ -25,9 +25,9 @@ from dagster import (
 from google.cloud import storage
 
 from beop_assets.exports import registry_cache, spool
+from beop_assets.exports.delivery_runs import DEFAULT_KEYS_PER_TICK
 from beop_assets.exports.delivery_schedule import (
     DEFAULT_FIRST_MINUTES,
-    DEFAULT_KEYS_PER_TICK,
     DEFAULT_MAX_MINUTES,
     DEFAULT_PERMANENT_MINUTES,
     RetrySchedule,

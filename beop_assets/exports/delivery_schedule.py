@@ -27,15 +27,6 @@ from datetime import UTC, datetime, timedelta
 DEFAULT_FIRST_MINUTES = 5.0
 DEFAULT_MAX_MINUTES = 60.0
 DEFAULT_PERMANENT_MINUTES = 180.0
-# Exports per delivery run (BEOP_DELIVERY_BATCH_SIZE): few enough that a run's events (about a dozen per
-# export) stay a few seconds of writes, many enough that 10,000 exports are 40 runs. A deployment with
-# many run workers (Celery) lowers it to spread a small night over them.
-DEFAULT_BATCH_SIZE = 250
-# Exports (day, export keys) the delivery sensor asks per tick (BEOP_DELIVERY_KEYS_PER_TICK); the rest are
-# asked on the next ticks, which see the first ones queued. Dagster stores a few rows per key when it
-# creates a run (its planned events and checks), inside the tick: capped, a tick stays a few seconds
-# whatever the registry's size, and the queue still gets work faster than its runs finish.
-DEFAULT_KEYS_PER_TICK = 1000
 
 # A server back within QUICK_WINDOW of the first failure gets its next attempt within QUICK_MAX_MINUTES.
 QUICK_WINDOW = timedelta(hours=1)

@@ -42,6 +42,7 @@ from beop_assets.defs.exports.jobs import EXPORT_MODES
 from beop_assets.defs.partitions import export_day_key, split_export_day_key
 from beop_assets.defs.resources import DeliveryPolicy, ExportRegistry, Warehouse
 from beop_assets.delivery import ledger
+from beop_assets.exports.delivery_runs import contiguous_ranges
 from beop_assets.exports.delivery_schedule import NextAttempt, PastAttempt, RetrySchedule, next_attempt
 
 LOADED_ASSET = AssetKey("participations")
@@ -162,13 +163,6 @@ def _in_flight_keys(instance, job_name: str, order: list[str]) -> set[str]:
     return busy
 
 
-@dataclass(frozen=True)
-class _Due:
-    position: int
-    export_id: str
-    attempt: NextAttempt
-
-
 @dataclass
 class DeliveryPlan:
     """What one tick asks for, and what it leaves for later (said in the tick's log or skip message)."""
@@ -196,25 +190,9 @@ class DeliveryPlan:
         )
 
 
-def _ranges(due: list[_Due], batch_size: int) -> list[list[_Due]]:
-    """Runs of contiguous exports (insertion order) of the same kind of attempt, at most `batch_size` each."""
-    ranges: list[list[_Due]] = []
-    for item in due:
-        current = ranges[-1] if ranges else None
-        if (
-            current
-            and item.position == current[-1].position + 1
-            and _kind(item) == _kind(current[-1])
-            and len(current) < batch_size
-        ):
-            current.append(item)
-        else:
-            ranges.append([item])
-    return ranges
-
-
-def _kind(item: _Due) -> tuple[int, bool]:
-    return item.attempt.number, item.attempt.permanent
+def _kind(attempt: NextAttempt) -> tuple[int, bool]:
+    """What a run's keys share: one attempt number, and whether their last failure was permanent."""
+    return attempt.number, attempt.permanent
 
 
 def delivery_requests(
@@ -255,8 +233,8 @@ def delivery_requests(
         done = set(instance.get_materialized_partitions(spec.asset_key))
         busy = _in_flight_keys(instance, spec.job_name, order)
         for day in sorted(loads):
-            due: list[_Due] = []
-            for position, export_id in enumerate(order):
+            due: dict[str, NextAttempt] = {}
+            for export_id in order:
                 key = f"{day.isoformat()}|{export_id}"
                 if export_id not in scheduled or key in done or key in busy:
                     continue
@@ -265,11 +243,12 @@ def delivery_requests(
                     continue
                 attempt = next_attempt([_past(r) for r in rows], schedule)
                 if attempt.is_due(now):
-                    due.append(_Due(position, export_id, attempt))
+                    due[export_id] = attempt
                 else:
                     plan.waiting.append((key, attempt))
-            for batch in _ranges(due, batch_size):
-                ranges.append((day, _request(spec, day, batch, loads[day]), len(batch)))
+            kinds = {export_id: _kind(attempt) for export_id, attempt in due.items()}
+            for batch in contiguous_ranges(order, kinds, batch_size):
+                ranges.append((day, _request(spec, day, batch, due[batch[0]], loads[day]), len(batch)))
     asked = 0
     for _day, request, size in sorted(ranges, key=lambda r: r[0]):  # stable: modes keep their order
         if plan.held or (plan.requests and asked + size > keys_per_tick):
@@ -285,12 +264,11 @@ def _past(row: ledger.Delivery) -> PastAttempt:
     return PastAttempt(at if at.tzinfo else at.replace(tzinfo=UTC), row.error)
 
 
-def _request(spec, day: date, batch: list[_Due], load: str) -> RunRequest:
-    first, last = batch[0], batch[-1]
-    attempt = first.attempt
+def _request(spec, day: date, export_ids: list[str], attempt: NextAttempt, load: str) -> RunRequest:
+    first, last = export_ids[0], export_ids[-1]
     tags = {
-        RANGE_START: str(export_day_key(day, first.export_id)),
-        RANGE_END: str(export_day_key(day, last.export_id)),
+        RANGE_START: str(export_day_key(day, first)),
+        RANGE_END: str(export_day_key(day, last)),
         "beop/trigger": "day-loaded" if attempt.number == 1 else "retry",
         ATTEMPT_TAG: str(attempt.number),
     }
@@ -298,7 +276,7 @@ def _request(spec, day: date, batch: list[_Due], load: str) -> RunRequest:
         tags[ANNOUNCE_TAG] = "false"
     return RunRequest(
         # Unique per attempt: the same range asks again only after a new failure was recorded.
-        run_key=f"deliver-{day}-{first.export_id}..{last.export_id}-attempt{attempt.number}@load-{load}",
+        run_key=f"deliver-{day}-{first}..{last}-attempt{attempt.number}@load-{load}",
         job_name=spec.job_name,
         tags=tags,
     )
