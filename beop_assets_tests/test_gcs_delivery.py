@@ -364,6 +364,17 @@ def test_check_target_passes_and_leaves_nothing_behind(gcs_bucket, gcs_key, gcs_
     assert not any(secret in "\n".join(lines) for secret in gcs_key.secrets)
 
 
+def test_check_target_reads_the_key_once(gcs_bucket, gcs_target, monkeypatch):
+    """What the pre-flight says of the key and the client it probes with come from the same read."""
+    from beop_assets.delivery import gcs_credentials
+
+    reads: list[int] = []
+    real = gcs_credentials._key_text
+    monkeypatch.setattr(gcs_credentials, "_key_text", lambda *a: reads.append(1) or real(*a))
+    check_target(EXPORT, gcs_target(gcs_bucket))
+    assert len(reads) == 1
+
+
 def test_check_target_reports_missing_bucket_and_down_server(gcs_target, private_gcs_emulator, caplog):
     private_gcs_emulator()
     with pytest.raises(PermanentDeliveryError) as raised:

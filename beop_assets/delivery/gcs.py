@@ -55,7 +55,7 @@ from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 
 from beop_assets.cloud_storage import emulator_host
 from beop_assets.delivery.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
-from beop_assets.delivery.gcs_credentials import client_for_export, key_source, read_service_account_key
+from beop_assets.delivery.gcs_credentials import client_for_export, key_and_client, key_source
 from beop_assets.delivery.gcs_target import GcsTarget
 from beop_assets.delivery.retry import RetryPolicy
 from beop_assets.delivery.transport import Receipt
@@ -422,8 +422,7 @@ def _granted(bucket: storage.Bucket, export_id: str, timeout: float) -> set[str]
 
 def _check(export_id: str, target: GcsTarget, timeout: float) -> list[str]:
     """`GcsTransport.check`, for one export's bucket."""
-    info = read_service_account_key(export_id, target)
-    client = client_for_export(export_id, target)
+    info, client = key_and_client(export_id, target)
     lines = [
         f"{key_source(target)} is a valid service-account key for {info['client_email']}"
         + (f" (emulator {emulator_host()}: anonymous)" if emulator_host() else "")

@@ -116,5 +116,10 @@ def _credentials(text: str) -> service_account.Credentials:
 def client_for_export(export_id: str, target: GcsTarget) -> storage.Client:
     """A client that writes to the export's bucket with the customer's key (or to the emulator,
     anonymously, once the key has been read and checked)."""
+    return key_and_client(export_id, target)[1]
+
+
+def key_and_client(export_id: str, target: GcsTarget) -> tuple[dict[str, Any], storage.Client]:
+    """The checked key (for what the pre-flight says of it) and its client, from one read of the key."""
     info, credentials = _checked_key(export_id, target)
-    return cloud_storage.keyed_client(info["project_id"], credentials)
+    return info, cloud_storage.keyed_client(info["project_id"], credentials)
