@@ -21,7 +21,7 @@ DEFAULT_BATCH_SIZE = 250
 # ticks, which see the first ones queued. Dagster stores a few rows per key when it creates a run (its
 # planned events and checks), inside the tick: capped, a tick stays a few seconds whatever the
 # registry's size, and the queue still gets work faster than its runs finish.
-DEFAULT_KEYS_PER_TICK = 1000
+DEFAULT_KEYS_PER_TICK = 500
 
 
 def contiguous_ranges(order: Iterable[T], kinds: Mapping[T, Hashable], size: int) -> list[list[T]]:
