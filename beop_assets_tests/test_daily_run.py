@@ -161,3 +161,35 @@ def test_named_exports_only_and_unknown_names_fail_clearly(product):
     assert outcomes["acme-all"].status == "delivered"
     assert outcomes["nope"].status == "failed" and "not in the registry" in outcomes["nope"].error
     assert list(product.upload_dir.iterdir()) == []
+
+
+def test_a_run_of_named_exports_validates_those_exports_only(product, monkeypatch):
+    """Issue 24: `run --export X` with a registry of 10,000 spent 3 s validating the other 9,999 before
+    its run. Only the named entries are validated; their faults are printed, the others' are left to
+    `validate`."""
+    from beop_assets.exports import registry, registry_cache
+
+    _day_of_events(product.landing)
+    product.write_registry(
+        [
+            product.crm("acme-participations"),
+            product.global_("acme-all"),
+            product.global_("unknown-account", account_id="a_404"),
+            product.global_("globex-all", account_id="a_2", gcs={"prefix": "globex/"}),
+        ]
+    )
+    registry_cache.clear()
+    seen: list[str] = []
+    real = registry.validate_entry
+    monkeypatch.setattr(registry, "validate_entry", lambda e, label, line: seen.append(label) or real(e, label, line))
+    echoed: list[str] = []
+    outcomes = _by_id(
+        run_day(DAY, ["acme-all", "unknown-account"], dagster_instance=product.instance, echo=echoed.append)
+    )
+    assert set(seen) == {"acme-all", "unknown-account"}  # (again by the run's steps, each for its own ids)
+    assert outcomes["acme-all"].status == "delivered"
+    assert outcomes["unknown-account"].status == "failed"
+    assert "unknown account 'a_404'" in outcomes["unknown-account"].error
+    assert [line for line in echoed if line.startswith("registry fault:")] == [
+        "registry fault: line 22: export 'unknown-account': account_id: unknown account 'a_404'"
+    ]
