@@ -26,7 +26,7 @@ from beop_assets.exports.delivery_schedule import (
 )
 
 if TYPE_CHECKING:
-    from beop_assets.operations.alerts import AlertSettings
+    from beop_assets.operations.alert_settings import AlertSettings
 
 DEFAULT_LANDING = "data/landing"
 DEFAULT_WAREHOUSE = "data/warehouse"
@@ -83,7 +83,7 @@ def _port(text: str) -> int:
 
 
 def alert_settings(env: Mapping[str, str]) -> AlertSettings:
-    from beop_assets.operations.alerts import AlertSettings
+    from beop_assets.operations.alert_settings import AlertSettings
 
     get = env.get
     return AlertSettings(

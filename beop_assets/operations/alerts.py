@@ -21,33 +21,11 @@ from email.message import EmailMessage
 from urllib.parse import urlsplit
 
 from beop_assets.delivery.secrets import mask, secret_values
+from beop_assets.operations.alert_settings import AlertSettings  # where alerts go (also importable from here)
 from beop_assets.operations.missed_deliveries import MissedDayReport, MissedDelivery
 
 MASK = "[redacted]"
 MAX_ERROR_CHARS = 1500  # a whole traceback helps nobody in a chat message; the run has it
-
-
-@dataclass(frozen=True)
-class AlertSettings:
-    """Where alerts go: a Slack-compatible webhook and/or e-mail over SMTP (none: alerts are only logged)."""
-
-    webhook_url: str | None = None
-    smtp_host: str | None = None
-    smtp_port: int = 25
-    smtp_from: str | None = None
-    smtp_to: tuple[str, ...] = ()
-    smtp_user: str | None = None
-    smtp_password: str | None = field(default=None, repr=False)
-    smtp_starttls: bool = False
-    timeout_s: float = 10.0
-
-    @property
-    def email_enabled(self) -> bool:
-        return bool(self.smtp_host and self.smtp_to)
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.webhook_url) or self.email_enabled
 
 
 class AlertDeliveryError(RuntimeError):
