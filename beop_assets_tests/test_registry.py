@@ -153,3 +153,27 @@ def test_a_missing_registry_file_is_a_fault_not_a_crash(tmp_path, reference):
 def test_disabled_exports_are_loaded_but_not_scheduled(tmp_path, reference):
     registry = registry_of(tmp_path, "exports:" + specific("paused", "campaigns: [cmp_1]\nenabled: false"), reference)
     assert list(registry.exports) == ["paused"] and registry.scheduled_ids("specific") == []
+
+
+def test_the_garbage_collector_is_paused_while_a_file_is_parsed_and_resumed_after(tmp_path, reference, monkeypatch):
+    """Parsing 10,000 entries was 2/3 collector passes over the nodes being built (issue 24's `validate`)."""
+    import gc
+
+    from beop_assets.exports import registry
+
+    during: list[bool] = []
+    real = registry._YamlLoader.get_single_node
+    monkeypatch.setattr(
+        registry._YamlLoader, "get_single_node", lambda self: during.append(gc.isenabled()) or real(self)
+    )
+    assert gc.isenabled()
+    good = registry_of(tmp_path, "exports:" + specific("ok", "campaigns: [cmp_1]"), reference)
+    malformed = registry_of(tmp_path, "exports:\n  - id: x\n    mode: [unclosed\n", reference)
+    assert list(good.exports) == ["ok"] and malformed.unreadable
+    assert during == [False, False] and gc.isenabled()  # resumed, also after a malformed file
+    gc.disable()
+    try:
+        registry_of(tmp_path, "exports:" + specific("ok", "campaigns: [cmp_1]"), reference)
+        assert not gc.isenabled()  # switched off by someone else: left off
+    finally:
+        gc.enable()
