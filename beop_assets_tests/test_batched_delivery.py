@@ -139,3 +139,22 @@ def test_a_batch_of_exports_to_one_server_logs_in_less_than_once_per_export(prod
     assert sshd.log_text().count("Accepted ") - before <= len(ids)
     logged = [e.user_message for e in product.instance.all_logs(result.run_id) if "SFTP sessions:" in e.user_message]
     assert logged and logged[0].endswith("reused")
+
+
+def test_a_batch_reads_only_its_own_exports_rows_of_the_ledger(product, monkeypatch):
+    """A run of two exports on a day the ledger holds thousands of other exports' rows for reads the two's
+    rows only: one export's run costs the same whatever the platform's size."""
+    ids = ["e00", "e01"]
+    _setup(product, ids)
+    where = product.landing.warehouse
+    for n in range(50):  # the rest of the platform's night
+        row = ledger.start(f"other-{n}", "specific", DAY, "f.csv", 1, 1, "x", "sftp://h/d", "run", root=where)
+        ledger.finish(row, attempts=1, root=where)
+    seen: set[str] = set()
+    real = ledger.history
+    monkeypatch.setattr(ledger, "history", lambda *a, **k: [r for r in real(*a, **k) if not seen.add(r.export_id)])
+
+    result = run_range(product.instance, "e00", "e01", **{"dagster/sensor_name": "deliver_loaded_days_sensor"})
+
+    assert result.success
+    assert seen and seen <= set(ids), f"the run read other exports' rows: {sorted(seen - set(ids))[:5]}"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -290,11 +290,16 @@ def history(
     root: Location,
     status: str | None = None,
     limit: int = 1000,
+    export_ids: Collection[str] | None = None,
 ) -> list[Delivery]:
+    """The newest rows first, filtered by export, day, status, and by `export_ids` (a run's exports: its
+    rows only, whatever else the day holds)."""
     query = sa.select(*(DELIVERIES.c[c] for c in _COLUMNS)).order_by(DELIVERIES.c.id.desc()).limit(limit)
     for column, value in (("export_id", export_id), ("data_day", day and day.isoformat()), ("status", status)):
         if value:
             query = query.where(DELIVERIES.c[column] == value)
+    if export_ids is not None:
+        query = query.where(DELIVERIES.c.export_id.in_(sorted(export_ids)))
     if not _is_url(root) and not ledger_file(root).exists():
         return []
     with _connect(root) as con:

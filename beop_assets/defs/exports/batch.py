@@ -52,6 +52,9 @@ DELIVERY_THREADS = 8
 # Exports of a run being built at once (DuckDB and compression: CPU), whatever the delivery threads.
 BUILD_SLOTS = 2
 
+# Exports named in one ledger query (a run of a larger BEOP_DELIVERY_BATCH_SIZE makes several).
+LEDGER_CHUNK = 500
+
 REDELIVER_TAG = "beop/redeliver"
 SENSOR_TAG = "dagster/sensor_name"
 ATTEMPT_TAG = "beop/attempt"
@@ -82,12 +85,20 @@ def redelivers(tags: dict[str, str]) -> bool:
     return tags.get(REDELIVER_TAG) == "true" or SENSOR_TAG not in tags
 
 
-def _past_attempts(root: ledger.Location, days: set[date]) -> dict[tuple[date, str], list[ledger.Delivery]]:
-    """Every ledger row of these days, by (day, export): one query per day, whatever the batch's size."""
+def _past_attempts(
+    root: ledger.Location, keys: list[tuple[date, str]]
+) -> dict[tuple[date, str], list[ledger.Delivery]]:
+    """The ledger rows of these (day, export) keys: a few queries whatever the batch's size, and only the
+    batch's rows, whatever else the day holds (10,000 exports' rows, for a run of one)."""
     rows: dict[tuple[date, str], list[ledger.Delivery]] = {}
-    for day in days:
-        for row in ledger.history(day=day, root=root, limit=1_000_000):
-            rows.setdefault((day, row.export_id), []).append(row)
+    by_day: dict[date, list[str]] = {}
+    for day, export_id in keys:
+        by_day.setdefault(day, []).append(export_id)
+    for day, export_ids in by_day.items():
+        for start in range(0, len(export_ids), LEDGER_CHUNK):
+            chunk = export_ids[start : start + LEDGER_CHUNK]
+            for row in ledger.history(day=day, root=root, limit=1_000_000, export_ids=chunk):
+                rows.setdefault((day, row.export_id), []).append(row)
     return rows
 
 
@@ -107,7 +118,7 @@ def deliver_partitions(
     keys = [str(k) for k in context.partition_keys]
     split = {key: split_export_day_key(key) for key in keys}
     run_tags = dict(context.run.tags)
-    past = _past_attempts(warehouse.ledger(), {day for day, _ in split.values()})
+    past = _past_attempts(warehouse.ledger(), list(split.values()))
     wanted = keys
     if not redelivers(run_tags):
         done = [k for k in keys if any(r.status == "delivered" for r in past.get(split[k], []))]
