@@ -74,6 +74,7 @@ def build_resources(config: settings.Settings) -> dict[str, Any]:
         sftp_read_back=config.sftp_read_back,
         retry_attempts=retry.attempts,
         retry_backoff_s=retry.backoff_s,
+        run_nice=config.run_nice,
     )
     return {
         "registry": registry,

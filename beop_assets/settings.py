@@ -42,6 +42,8 @@ DEFAULT_DELIVERY_LOOKBACK_DAYS = 7
 DEFAULT_MISSED_DAY_DEADLINE = "06:00"
 # Landing days, model days, spool files and ledger rows older than this many days are purged.
 DEFAULT_RETENTION_DAYS = 30
+# Delivery runs in processes of their own yield the CPU to the daemon and the code server (BEOP_RUN_NICE).
+DEFAULT_RUN_NICE = 10
 SCHEDULE_STATES = ("running", "stopped")
 
 
@@ -230,6 +232,12 @@ class Settings:
     @property
     def alerts(self) -> AlertSettings:
         return alert_settings(self.env)
+
+    @property
+    def run_nice(self) -> int:
+        """How much lower a delivery run in a process of its own runs than the daemon and the code server
+        (a Unix nice value, 0-19; 0: the same)."""
+        return _bounded_int(self.env, "BEOP_RUN_NICE", DEFAULT_RUN_NICE, 0, 19, "a nice value from 0 to 19")
 
     @property
     def sftp_read_back(self) -> bool:

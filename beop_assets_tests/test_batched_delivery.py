@@ -158,3 +158,34 @@ def test_a_batch_reads_only_its_own_exports_rows_of_the_ledger(product, monkeypa
 
     assert result.success
     assert seen and seen <= set(ids), f"the run read other exports' rows: {sorted(seen - set(ids))[:5]}"
+
+
+def _priority_in_child(nice: int) -> tuple[bool, int, int]:
+    import os
+    import threading
+
+    from beop_assets.defs.exports.batch import yield_cpu
+
+    lowered = yield_cpu(nice)
+    seen: list[int] = []
+    worker = threading.Thread(target=lambda: seen.append(os.getpriority(os.PRIO_PROCESS, 0)))
+    worker.start()
+    worker.join()
+    return lowered, os.getpriority(os.PRIO_PROCESS, 0), seen[0]
+
+
+def test_a_run_in_a_process_of_its_own_yields_the_cpu_to_the_daemon_and_the_code_server():
+    """The night's runs (children of the code server) take the CPU the control plane leaves: a sensor's
+    tick no longer waits behind four runs' threads. The process that runs a step itself is left alone."""
+    import multiprocessing
+    import os
+
+    from beop_assets.defs.exports.batch import yield_cpu
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        lowered, main_thread, delivery_thread = pool.apply(_priority_in_child, (10,))
+        assert (lowered, main_thread, delivery_thread) == (True, 10, 10)
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        assert pool.apply(_priority_in_child, (0,))[:2] == (False, 0)  # BEOP_RUN_NICE=0: as before
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    assert yield_cpu(10) is False and os.getpriority(os.PRIO_PROCESS, 0) == before

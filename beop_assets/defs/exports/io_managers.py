@@ -55,6 +55,7 @@ class DeliveryIOManager(ConfigurableIOManager):
     sftp_read_back: bool = False  # BEOP_SFTP_READ_BACK
     retry_attempts: int = DEFAULT_ATTEMPTS  # BEOP_DELIVERY_ATTEMPTS
     retry_backoff_s: float = DEFAULT_BACKOFF_S  # BEOP_DELIVERY_BACKOFF
+    run_nice: int = 10  # BEOP_RUN_NICE: a batched run in a process of its own yields the CPU (defs/exports/batch.py)
 
     def transport(self, export: SpecificExport | GlobalExport, sessions: SessionPool | None = None) -> Transport:
         """The export's transport; `sessions` lets SFTP deliveries of one batched run share their logins."""
