@@ -237,8 +237,7 @@ def _ranges(
             continue
         size = max(1, min(batch_size, -(-len(wanted) // workers)))
         order = dagster_instance.get_dynamic_partitions(spec.partitions_name)
-        for ids in contiguous_ranges(order, dict.fromkeys(wanted, mode), size):
-            ranges.append((mode, ids))
+        ranges += [(mode, ids) for ids in contiguous_ranges(order, dict.fromkeys(wanted, mode), size)]
     return ranges
 
 

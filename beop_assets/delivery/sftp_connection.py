@@ -283,6 +283,11 @@ class SessionPool:
             client.close()
         return found
 
+    def count_opened(self) -> None:
+        """A session of this pool's deliveries was opened (not taken from the pool); threads count together."""
+        with self._lock:
+            self.opened += 1
+
     def give(self, identity: tuple, client: paramiko.SSHClient, sftp: SftpClient) -> None:
         with self._lock:
             if not self._closed:
@@ -328,7 +333,7 @@ def sftp_session(
         if sftp is None:
             sftp = _open(client, target, credentials, timeout)
             if pool is not None:
-                pool.opened += 1
+                pool.count_opened()
         sftp.step = "connect"
         yield sftp
         keep = pool is not None

@@ -31,6 +31,7 @@ from beop_assets.delivery.sftp_connection import SessionPool
 from beop_assets.delivery.transport import Receipt, Transport, transport_for
 from beop_assets.exports.export_file import ExportFile
 from beop_assets.exports.registry import GlobalExport, SpecificExport
+from beop_assets.settings import DEFAULT_RUN_NICE
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,9 @@ class DeliveryIOManager(ConfigurableIOManager):
     sftp_read_back: bool = False  # BEOP_SFTP_READ_BACK
     retry_attempts: int = DEFAULT_ATTEMPTS  # BEOP_DELIVERY_ATTEMPTS
     retry_backoff_s: float = DEFAULT_BACKOFF_S  # BEOP_DELIVERY_BACKOFF
-    run_nice: int = 10  # BEOP_RUN_NICE: a batched run in a process of its own yields the CPU (defs/exports/batch.py)
+    run_nice: int = (
+        DEFAULT_RUN_NICE  # BEOP_RUN_NICE: a batched run in a process of its own yields the CPU (defs/exports/batch.py)
+    )
 
     def transport(self, export: SpecificExport | GlobalExport, sessions: SessionPool | None = None) -> Transport:
         """The export's transport; `sessions` lets SFTP deliveries of one batched run share their logins."""

@@ -169,13 +169,14 @@ class DeliveryPlan:
 
     requests: list[RunRequest] = field(default_factory=list)
     waiting: list[tuple[str, NextAttempt]] = field(default_factory=list)  # (key, its next attempt)
+    budget: int = 0  # keys one tick may ask (BEOP_DELIVERY_KEYS_PER_TICK)
     held: int = 0  # keys due, left for the next ticks (the tick's budget is spent)
 
-    def held_back(self, budget: int) -> str:
+    def held_back(self) -> str:
         if not self.held:
             return ""
         return (
-            f"{self.held} more export(s) due, asked on the next ticks (at most {budget} a tick, "
+            f"{self.held} more export(s) due, asked on the next ticks (at most {self.budget} a tick, "
             "BEOP_DELIVERY_KEYS_PER_TICK; the oldest day first)"
         )
 
@@ -223,7 +224,7 @@ def delivery_requests(
     for day in loads:
         for row in ledger.history(day=day, root=ledger_at, limit=10_000_000):
             past.setdefault((row.data_day, row.export_id), []).append(row)
-    plan = DeliveryPlan()
+    plan = DeliveryPlan(budget=keys_per_tick)
     ranges: list[tuple[date, RunRequest, int]] = []
     for mode, spec in EXPORT_MODES.items():
         order = list(instance.get_dynamic_partitions(spec.partitions_name))
@@ -330,7 +331,7 @@ def build_deliver_loaded_days_sensor(
                 or f"every scheduled export of {', '.join(d.isoformat() for d in sorted(loads))} is already "
                 "delivered (or being delivered)"
             )
-        for note in (plan.later(), plan.held_back(delivery_policy.tick_budget())):
+        for note in (plan.later(), plan.held_back()):
             if note:
                 context.log.info(note)
         return plan.requests
