@@ -65,6 +65,31 @@ def _tree_cpu(pid: int | None) -> float:
     return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
+def server_targets(sshd, key_file: Path) -> tuple[dict, dict]:
+    """The SFTP and GCS fields every generated export shares: the loopback sshd's login (its password read
+    from SFTP_PASSWORD_ENV) and the bucket with its key."""
+    sftp = {
+        "host": sshd.host,
+        "port": sshd.port,
+        "username": sshd.username,
+        "password_env": SFTP_PASSWORD_ENV,
+        "known_hosts_file": str(sshd.known_hosts_path),
+    }
+    return sftp, {"bucket": BUCKET, "credentials_file": str(key_file)}
+
+
+def product_env(sshd, emulator, landing: Path, warehouse: Path, registry_file: Path, home: Path) -> dict[str, str]:
+    """The settings a product process of the benchmark runs with (on top of whatever else it needs)."""
+    return {
+        SFTP_PASSWORD_ENV: sshd.password,
+        "STORAGE_EMULATOR_HOST": emulator.url,
+        "BEOP_LANDING": str(landing),
+        "BEOP_WAREHOUSE": str(warehouse),
+        "BEOP_EXPORTS": str(registry_file),
+        "DAGSTER_HOME": str(home),
+    }
+
+
 def export_entry(n: int, directories: list[str], sftp: dict, gcs: dict) -> dict:
     """The benchmark's n-th export: even n a CSV (crm-participation and crm-optin in turn), odd n global."""
     if n % 2:
@@ -128,14 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         emulator.create_bucket(BUCKET)
         key_file = write_demo_key(work / "keys" / "night-service-account.json")
         directories = [str(sshd.make_dir(f"night-{n:02d}")) for n in range(args.directories)]
-        sftp = {
-            "host": sshd.host,
-            "port": sshd.port,
-            "username": sshd.username,
-            "password_env": SFTP_PASSWORD_ENV,
-            "known_hosts_file": str(sshd.known_hosts_path),
-        }
-        gcs = {"bucket": BUCKET, "credentials_file": str(key_file)}
+        sftp, gcs = server_targets(sshd, key_file)
         registry_file = work / "exports.yaml"
         registry_file.write_text(yaml.safe_dump(registry(args.exports, directories, sftp, gcs), sort_keys=False))
         generate_day(work / "landing", day, args.participations, seed=1)
@@ -144,12 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.copy(args.dagster_yaml, work / "dagster_home" / "dagster.yaml")
         env = {
             **os.environ,
-            SFTP_PASSWORD_ENV: sshd.password,
-            "STORAGE_EMULATOR_HOST": emulator.url,
-            "BEOP_LANDING": str(work / "landing"),
-            "BEOP_WAREHOUSE": str(work / "warehouse"),
-            "BEOP_EXPORTS": str(registry_file),
-            "DAGSTER_HOME": str(work / "dagster_home"),
+            **product_env(sshd, emulator, work / "landing", work / "warehouse", registry_file, work / "dagster_home"),
         }
         env.update(dict(item.split("=", 1) for item in args.env))
         if args.daemon:

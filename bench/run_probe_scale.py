@@ -32,7 +32,7 @@ WT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(WT))
 sys.path.insert(0, str(WT / "bench"))
 
-from exports_night import BUCKET, SFTP_PASSWORD_ENV, export_entry  # noqa: E402
+from exports_night import BUCKET, export_entry, product_env, server_targets  # noqa: E402
 
 
 def setup(size: int, base: Path, day, sshd, emulator, directories, sftp, gcs, key_file) -> dict:
@@ -49,12 +49,7 @@ def setup(size: int, base: Path, day, sshd, emulator, directories, sftp, gcs, ke
     (work / "dagster_home").mkdir()
     (work / "dagster_home" / "dagster.yaml").write_text(INSTANCE_YAML)
     env = {
-        SFTP_PASSWORD_ENV: sshd.password,
-        "STORAGE_EMULATOR_HOST": emulator.url,
-        "BEOP_LANDING": str(base / "landing"),
-        "BEOP_WAREHOUSE": str(work / "warehouse"),
-        "BEOP_EXPORTS": str(registry_file),
-        "DAGSTER_HOME": str(work / "dagster_home"),
+        **product_env(sshd, emulator, base / "landing", work / "warehouse", registry_file, work / "dagster_home"),
         "PYTHONPATH": str(WT),
     }
     old = dict(os.environ)
@@ -103,14 +98,7 @@ def main() -> int:
         emulator.create_bucket(BUCKET)
         key_file = write_demo_key(base / "keys" / "sa.json")
         directories = [str(sshd.make_dir(f"night-{n:02d}")) for n in range(10)]
-        sftp = {
-            "host": sshd.host,
-            "port": sshd.port,
-            "username": sshd.username,
-            "password_env": SFTP_PASSWORD_ENV,
-            "known_hosts_file": str(sshd.known_hosts_path),
-        }
-        gcs = {"bucket": BUCKET, "credentials_file": str(key_file)}
+        sftp, gcs = server_targets(sshd, key_file)
         generate_day(base / "landing", day, 2000, seed=1)
         envs = {size: setup(size, base, day, sshd, emulator, directories, sftp, gcs, key_file) for size in args.sizes}
         probe = export_entry(0, directories, sftp, gcs)["id"]
